@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Reach",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "reachd", targets: ["reachd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C edges: module map + shim header only.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+
+        // Pure domain: no I/O.
+        .target(name: "ReachCore"),
+        // Shared plumbing for blocking C clients: serial executors, pools.
+        .target(name: "ReachSupport", dependencies: ["ReachCore"]),
+
+        .target(name: "ReachKafka", dependencies: [
+            "CRdKafka", "ReachCore", "ReachSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ReachRedis", dependencies: [
+            "CHiredis", "ReachCore", "ReachSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ReachPostgres", dependencies: [
+            "CLibPQ", "ReachCore", "ReachSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ReachService", dependencies: [
+            "ReachCore", "ReachKafka", "ReachRedis", "ReachPostgres",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "reachd", dependencies: [
+            "ReachService",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .target(name: "TestSupport", dependencies: ["ReachCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "ReachCoreTests", dependencies: ["ReachCore"]),
+        .testTarget(name: "ReachKafkaTests", dependencies: ["ReachKafka", "TestSupport"]),
+        .testTarget(name: "ReachRedisTests", dependencies: ["ReachRedis", "TestSupport"]),
+        .testTarget(name: "ReachPostgresTests", dependencies: ["ReachPostgres", "TestSupport"]),
+        .testTarget(name: "ReachServiceTests", dependencies: [
+            "ReachService", "TestSupport",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,181 @@
+import CRdKafka
+import ReachCore
+import Foundation
+import Logging
+import Synchronization
+
+/// A Kafka producer whose `send` returns only once the broker acknowledged the
+/// record (the delivery report arrived), and throws when delivery failed.
+///
+/// Defaults favour durability: `acks=all`, idempotence on, and a bounded
+/// `message.timeout.ms` so a send never waits forever.
+public final class KafkaProducer: Sendable {
+    public struct Configuration: Sendable {
+        public var bootstrapServers: String
+        /// Extra librdkafka properties (security, tuning); they override the defaults.
+        public var properties: [String: String]
+
+        public init(bootstrapServers: String, properties: [String: String] = [:]) {
+            self.bootstrapServers = bootstrapServers
+            self.properties = properties
+        }
+
+        var librdkafkaProperties: [String: String] {
+            var p: [String: String] = [
+                "bootstrap.servers": bootstrapServers,
+                "acks": "all",
+                "enable.idempotence": "true",
+                "linger.ms": "2",
+                "message.timeout.ms": "30000",
+                "socket.keepalive.enable": "true",
+            ]
+            p.merge(properties) { _, new in new }
+            return p
+        }
+    }
+
+    private let handle: RDKafkaHandle
+    private let reports: DeliveryReports
+    private let topics = Mutex<[String: RDKafkaHandle]>([:])
+    private let poller: PollThread
+    private let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger = Logger(label: "reach.kafka.producer")) throws {
+        self.logger = logger
+        let reports = DeliveryReports()
+        let conf = try RDKafkaConfig.make(configuration.librdkafkaProperties)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(reports).toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
+            guard let message, let opaque else { return }
+            let reports = Unmanaged<DeliveryReports>.fromOpaque(opaque).takeUnretainedValue()
+            let m = message.pointee
+            let id = UInt(bitPattern: m._private)
+            if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let topic = String(cString: rd_kafka_topic_name(m.rkt))
+                reports.complete(id, with: .success(KafkaDeliveryReport(topic: topic, partition: m.partition, offset: m.offset)))
+            } else {
+                reports.complete(id, with: .failure(KafkaError(code: m.err, context: "delivery")))
+            }
+        }
+        let handle = RDKafkaHandle(pointer: try RDKafkaConfig.newHandle(type: RD_KAFKA_PRODUCER, conf: conf))
+        self.handle = handle
+        self.reports = reports
+        self.poller = PollThread(name: "reach-kafka-producer") { rd_kafka_poll(handle.pointer, 100) }
+    }
+
+    deinit {
+        poller.stop()
+        rd_kafka_flush(handle.pointer, 5_000)
+        for (_, topic) in topics.withLock({ $0 }) { rd_kafka_topic_destroy(topic.pointer) }
+        rd_kafka_destroy(handle.pointer)
+        reports.failAll(KafkaError(context: "delivery", message: "producer destroyed"))
+    }
+
+    /// Produces one record and waits for the broker's acknowledgement.
+    @discardableResult
+    public func send(topic: String, key: [UInt8]?, value: [UInt8]) async throws -> KafkaDeliveryReport {
+        let topicHandle = try topicHandle(topic)
+        while true {
+            do {
+                return try await withCheckedThrowingContinuation { continuation in
+                    let id = reports.register(continuation)
+                    let rc = value.withUnsafeBytes { valueBytes in
+                        withOptionalBytes(key) { keyBytes in
+                            rd_kafka_produce(
+                                topicHandle.pointer, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                UnsafeMutableRawPointer(mutating: valueBytes.baseAddress), valueBytes.count,
+                                keyBytes.baseAddress, keyBytes.count,
+                                UnsafeMutableRawPointer(bitPattern: id))
+                        }
+                    }
+                    if rc != 0 {
+                        reports.complete(id, with: .failure(KafkaError(code: rd_kafka_last_error(), context: "produce to \(topic)")))
+                    }
+                }
+            } catch let error as KafkaError where error.isQueueFull {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    @discardableResult
+    public func send(topic: String, key: String?, value: String) async throws -> KafkaDeliveryReport {
+        try await send(topic: topic, key: key.map { Array($0.utf8) }, value: Array(value.utf8))
+    }
+
+    /// Waits until every record handed to the producer was acknowledged or failed.
+    public func flush(timeout: Duration = .seconds(10)) throws {
+        let err = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "flush") }
+    }
+
+    /// Asks the cluster for metadata: proves a broker answers within `timeout`.
+    public func checkConnectivity(timeout: Duration = .seconds(2)) throws {
+        try KafkaMetadata.check(handle, timeout: timeout)
+    }
+
+    private func topicHandle(_ name: String) throws -> RDKafkaHandle {
+        try topics.withLock { topics in
+            if let existing = topics[name] { return existing }
+            guard let created = rd_kafka_topic_new(handle.pointer, name, nil) else {
+                throw KafkaError(code: rd_kafka_last_error(), context: "topic \(name)")
+            }
+            let topic = RDKafkaHandle(pointer: created)
+            topics[name] = topic
+            return topic
+        }
+    }
+}
+
+private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    guard let bytes else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    return bytes.withUnsafeBytes(body)
+}
+
+/// Continuations waiting for delivery reports, keyed by the id passed as the
+/// message opaque.
+final class DeliveryReports: Sendable {
+    private let state = Mutex<(next: UInt, waiting: [UInt: CheckedContinuation<KafkaDeliveryReport, any Error>])>((1, [:]))
+
+    func register(_ continuation: CheckedContinuation<KafkaDeliveryReport, any Error>) -> UInt {
+        state.withLock { state in
+            let id = state.next
+            state.next &+= 1
+            if state.next == 0 { state.next = 1 }
+            state.waiting[id] = continuation
+            return id
+        }
+    }
+
+    func complete(_ id: UInt, with result: Result<KafkaDeliveryReport, any Error>) {
+        let continuation = state.withLock { $0.waiting.removeValue(forKey: id) }
+        continuation?.resume(with: result)
+    }
+
+    func failAll(_ error: any Error) {
+        let all = state.withLock { state in
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for continuation in all { continuation.resume(throwing: error) }
+    }
+}
+
+/// A dedicated thread that serves librdkafka's callbacks until stopped.
+final class PollThread: Sendable {
+    private let running = Atomic<Bool>(true)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(name: String, poll: @escaping @Sendable () -> Void) {
+        let thread = Thread { [self] in
+            while self.running.load(ordering: .acquiring) { poll() }
+            self.done.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    func stop() {
+        if running.exchange(false, ordering: .acquiringAndReleasing) { done.wait() }
+    }
+}

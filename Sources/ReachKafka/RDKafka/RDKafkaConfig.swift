@@ -1,0 +1,43 @@
+import CRdKafka
+
+/// Builds a `rd_kafka_conf_t` from string properties. Property values never
+/// appear in errors (they may hold credentials); names do.
+enum RDKafkaConfig {
+    static func make(_ properties: [String: String]) throws -> OpaquePointer {
+        guard let conf = rd_kafka_conf_new() else {
+            throw KafkaError(context: "configuration", message: "rd_kafka_conf_new failed")
+        }
+        var errorBuffer = [CChar](repeating: 0, count: 512)
+        for (name, value) in properties.sorted(by: { $0.key < $1.key }) {
+            let result = rd_kafka_conf_set(conf, name, value, &errorBuffer, errorBuffer.count)
+            if result != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                throw KafkaError(context: "configuration", message: "property \(name): \(String(nulTerminated: errorBuffer))")
+            }
+        }
+        return conf
+    }
+
+    /// `rd_kafka_new`; takes ownership of `conf` on success, destroys it on failure.
+    static func newHandle(type: rd_kafka_type_t, conf: OpaquePointer) throws -> OpaquePointer {
+        var errorBuffer = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(type, conf, &errorBuffer, errorBuffer.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError(context: "create client", message: String(nulTerminated: errorBuffer))
+        }
+        return handle
+    }
+}
+
+/// A raw librdkafka handle that may be shared across threads
+/// (librdkafka's `rd_kafka_t` is thread-safe).
+struct RDKafkaHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+extension String {
+    /// The text of a C buffer up to its first NUL.
+    init(nulTerminated buffer: [CChar]) {
+        self = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,133 @@
+/// The versioned schema of `reach` (SPEC §4). A version, once released, never
+/// changes: later changes are new versions appended to `all`.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+}
+
+public enum Migrations {
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "initial schema", sql: """
+        CREATE TABLE IF NOT EXISTS reach.recipients (
+            user_id    text PRIMARY KEY,
+            name       text,
+            phone      text,
+            email      text,
+            push_token text,
+            timezone   text,
+            locale     text,
+            attrs      jsonb NOT NULL DEFAULT '{}'::jsonb
+        );
+        CREATE INDEX IF NOT EXISTS recipients_attrs_gin ON reach.recipients USING gin (attrs jsonb_path_ops);
+
+        CREATE TABLE IF NOT EXISTS reach.preferences (
+            user_id    text NOT NULL,
+            channel    text NOT NULL,
+            opted_out  boolean NOT NULL DEFAULT true,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (user_id, channel)
+        );
+
+        CREATE TABLE IF NOT EXISTS reach.segments (
+            id   text PRIMARY KEY,
+            name text,
+            rule jsonb
+        );
+
+        CREATE TABLE IF NOT EXISTS reach.segment_members (
+            segment_id text NOT NULL REFERENCES reach.segments(id) ON DELETE CASCADE,
+            user_id    text NOT NULL,
+            PRIMARY KEY (segment_id, user_id)
+        );
+
+        CREATE TABLE IF NOT EXISTS reach.campaigns (
+            id           text PRIMARY KEY,
+            name         text,
+            spec         jsonb NOT NULL,
+            state        text NOT NULL DEFAULT 'scheduled'
+                         CHECK (state IN ('scheduled', 'running', 'paused', 'done', 'cancelled', 'failed')),
+            scheduled_at timestamptz,
+            expires_at   timestamptz,
+            targeted     bigint NOT NULL DEFAULT 0,
+            sent         bigint NOT NULL DEFAULT 0,
+            skipped      bigint NOT NULL DEFAULT 0,
+            failed       bigint NOT NULL DEFAULT 0,
+            dead         bigint NOT NULL DEFAULT 0,
+            checkpoint   text,
+            error        text,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            started_at   timestamptz,
+            finished_at  timestamptz
+        );
+        CREATE INDEX IF NOT EXISTS campaigns_state ON reach.campaigns (state);
+
+        CREATE TABLE IF NOT EXISTS reach.deliveries (
+            campaign_id  text NOT NULL,
+            user_id      text NOT NULL,
+            channel      text,
+            status       text NOT NULL
+                         CHECK (status IN ('pending', 'scheduled', 'sent', 'failed', 'skipped', 'dead')),
+            reason       text,
+            attempts     integer NOT NULL DEFAULT 0,
+            message_id   text NOT NULL,
+            provider_ref text,
+            last_error   text,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            sent_at      timestamptz,
+            PRIMARY KEY (campaign_id, user_id)
+        );
+        CREATE INDEX IF NOT EXISTS deliveries_status ON reach.deliveries (campaign_id, status);
+        CREATE UNIQUE INDEX IF NOT EXISTS deliveries_message_id ON reach.deliveries (message_id);
+
+        CREATE TABLE IF NOT EXISTS reach.inbox (
+            id          bigserial PRIMARY KEY,
+            user_id     text NOT NULL,
+            campaign_id text NOT NULL,
+            title       text,
+            body        text,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            read_at     timestamptz,
+            UNIQUE (campaign_id, user_id)
+        );
+        CREATE INDEX IF NOT EXISTS inbox_user ON reach.inbox (user_id, created_at DESC);
+
+        CREATE TABLE IF NOT EXISTS reach.dead_letters (
+            id           bigserial PRIMARY KEY,
+            reason       text NOT NULL,
+            error        text,
+            source       text NOT NULL CHECK (source IN ('delivery', 'input')),
+            campaign_id  text,
+            user_id      text,
+            channel      text,
+            attempts     integer NOT NULL DEFAULT 0,
+            failed_at    timestamptz NOT NULL DEFAULT now(),
+            payload      jsonb,
+            topic        text,
+            kafka_partition integer,
+            kafka_offset bigint,
+            replayed_at  timestamptz
+        );
+        CREATE INDEX IF NOT EXISTS dead_letters_campaign ON reach.dead_letters (campaign_id, channel, failed_at);
+        CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_input_offset
+            ON reach.dead_letters (topic, kafka_partition, kafka_offset) WHERE source = 'input';
+
+        CREATE TABLE IF NOT EXISTS reach.triggers (
+            id            text PRIMARY KEY,
+            event         text NOT NULL,
+            channels      jsonb NOT NULL,
+            fallback      jsonb NOT NULL DEFAULT '[]'::jsonb,
+            template      jsonb NOT NULL,
+            delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds >= 0),
+            quiet_hours   boolean NOT NULL DEFAULT true,
+            enabled       boolean NOT NULL DEFAULT true,
+            updated_at    timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS triggers_event ON reach.triggers (event) WHERE enabled;
+        """),
+    ]
+
+    public static var latestVersion: Int { all.map(\.version).max() ?? 0 }
+}

@@ -1,0 +1,293 @@
+/// Everything `reachd` reads from `--config` and `REACH_*` variables (SPEC §9).
+/// Every key has a default that works for the local stack.
+public struct ReachConfiguration: Decodable, Sendable {
+    public var kafka = KafkaSettings()
+    public var postgres = PostgresSettings()
+    public var redis = RedisSettings()
+    public var http = HTTPSettings()
+    public var auth = AuthSettings()
+    public var quietHours = QuietHoursSettings()
+    public var channels: [String: ChannelSettings] = [:]
+    public var shutdown = ShutdownSettings()
+    public var log = LogSettings()
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case kafka, postgres, redis, http, auth, channels, shutdown, log
+        case quietHours = "quiet_hours"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ReachConfiguration()
+        kafka = try c.value(.kafka, d.kafka)
+        postgres = try c.value(.postgres, d.postgres)
+        redis = try c.value(.redis, d.redis)
+        http = try c.value(.http, d.http)
+        auth = try c.value(.auth, d.auth)
+        quietHours = try c.value(.quietHours, d.quietHours)
+        channels = try c.value(.channels, d.channels)
+        shutdown = try c.value(.shutdown, d.shutdown)
+        log = try c.value(.log, d.log)
+    }
+}
+
+public struct KafkaSettings: Decodable, Sendable {
+    /// `host:port[,host:port…]`, or `embedded` for the in-process broker.
+    public var brokers = "embedded"
+    public var groupID = "reachd"
+    public var topics = TopicNames()
+    /// Partitions of each topic the embedded broker creates.
+    public var partitions = 4
+    /// Extra librdkafka properties (e.g. `security.protocol`); values may not hold secrets.
+    public var properties: [String: String] = [:]
+
+    public init() {}
+    public var isEmbedded: Bool { brokers == "embedded" }
+
+    enum CodingKeys: String, CodingKey {
+        case brokers, topics, partitions, properties
+        case groupID = "group_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = KafkaSettings()
+        brokers = try c.value(.brokers, d.brokers)
+        groupID = try c.value(.groupID, d.groupID)
+        topics = try c.value(.topics, d.topics)
+        partitions = try c.value(.partitions, d.partitions)
+        properties = try c.value(.properties, d.properties)
+    }
+}
+
+public struct TopicNames: Decodable, Sendable {
+    public var tasks = "reach.tasks"
+    public var events = "reach.events"
+    public var dlq = "reach.dlq"
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = TopicNames()
+        tasks = try c.value(AnyKey("tasks"), d.tasks)
+        events = try c.value(AnyKey("events"), d.events)
+        dlq = try c.value(AnyKey("dlq"), d.dlq)
+    }
+
+    public var all: [String] { [tasks, events, dlq] }
+}
+
+public struct PostgresSettings: Decodable, Sendable {
+    /// A libpq URL; put a password here only through `REACH_POSTGRES_URL`.
+    public var url = "postgresql://reach@127.0.0.1:5432/reach"
+    public var poolSize = 4
+    public var connectTimeoutMs = 5_000
+    public var queryTimeoutMs = 30_000
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = PostgresSettings()
+        url = try c.value(AnyKey("url"), d.url)
+        poolSize = try c.value(AnyKey("pool_size"), d.poolSize)
+        connectTimeoutMs = try c.value(AnyKey("connect_timeout_ms"), d.connectTimeoutMs)
+        queryTimeoutMs = try c.value(AnyKey("query_timeout_ms"), d.queryTimeoutMs)
+    }
+}
+
+public struct RedisSettings: Decodable, Sendable {
+    public var url = "redis://127.0.0.1:6379/0"
+    public var prefix = "reach:"
+    public var poolSize = 4
+    public var timeoutMs = 5_000
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = RedisSettings()
+        url = try c.value(AnyKey("url"), d.url)
+        prefix = try c.value(AnyKey("prefix"), d.prefix)
+        poolSize = try c.value(AnyKey("pool_size"), d.poolSize)
+        timeoutMs = try c.value(AnyKey("timeout_ms"), d.timeoutMs)
+    }
+}
+
+public struct HTTPSettings: Decodable, Sendable {
+    public var host = "0.0.0.0"
+    public var port = 8080
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = HTTPSettings()
+        host = try c.value(AnyKey("host"), d.host)
+        port = try c.value(AnyKey("port"), d.port)
+    }
+}
+
+public struct AuthSettings: Decodable, Sendable {
+    public var tokens: [TokenSettings] = []
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        tokens = try c.value(AnyKey("tokens"), [])
+    }
+}
+
+/// An API token: its secret comes only from `token_env` or `token_file`.
+public struct TokenSettings: Decodable, Sendable {
+    public var name = ""
+    public var scope = "read"
+    public var tokenEnv: String?
+    public var tokenFile: String?
+
+    public init(name: String, scope: String, tokenEnv: String? = nil, tokenFile: String? = nil) {
+        self.name = name
+        self.scope = scope
+        self.tokenEnv = tokenEnv
+        self.tokenFile = tokenFile
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        name = try c.value(AnyKey("name"), "")
+        scope = try c.value(AnyKey("scope"), "read")
+        tokenEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("token_env"))
+        tokenFile = try c.decodeIfPresent(String.self, forKey: AnyKey("token_file"))
+    }
+}
+
+public struct QuietHoursSettings: Decodable, Sendable {
+    public var start = "21:00"
+    public var end = "08:00"
+    public var defaultTimezone = "Asia/Shanghai"
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = QuietHoursSettings()
+        start = try c.value(AnyKey("start"), d.start)
+        end = try c.value(AnyKey("end"), d.end)
+        defaultTimezone = try c.value(AnyKey("default_timezone"), d.defaultTimezone)
+    }
+}
+
+public struct ShutdownSettings: Decodable, Sendable {
+    /// How long SIGTERM/SIGINT may take before remaining work is cancelled.
+    public var gracePeriodMs = 15_000
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        gracePeriodMs = try c.value(AnyKey("grace_period_ms"), 15_000)
+    }
+}
+
+public struct LogSettings: Decodable, Sendable {
+    /// trace, debug, info, notice, warning, error, critical
+    public var level = "info"
+    /// `json` (one object a line) or `text`
+    public var format = "json"
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        level = try c.value(AnyKey("level"), "info")
+        format = try c.value(AnyKey("format"), "json")
+    }
+}
+
+/// One channel's provider and limits. Which keys matter depends on `provider`:
+/// `http` (url, auth), `smtp` (host, port, from, credentials), `inbox`, `log` (path).
+public struct ChannelSettings: Decodable, Sendable {
+    public var provider = "log"
+    public var url: String?
+    public var authHeader = "Authorization"
+    public var tokenEnv: String?
+    public var host: String?
+    public var port = 587
+    public var from: String?
+    public var usernameEnv: String?
+    public var passwordEnv: String?
+    public var passwordFile: String?
+    public var starttls = "auto"
+    public var path: String?
+    public var batchSize = 100
+    public var concurrency = 4
+    public var ratePerSecond: Int?
+    public var timeoutMs = 3_000
+    public var retry = RetrySettings()
+    public var circuitBreaker = CircuitBreakerSettings()
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = ChannelSettings()
+        provider = try c.value(AnyKey("provider"), d.provider)
+        url = try c.decodeIfPresent(String.self, forKey: AnyKey("url"))
+        authHeader = try c.value(AnyKey("auth_header"), d.authHeader)
+        tokenEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("token_env"))
+        host = try c.decodeIfPresent(String.self, forKey: AnyKey("host"))
+        port = try c.value(AnyKey("port"), d.port)
+        from = try c.decodeIfPresent(String.self, forKey: AnyKey("from"))
+        usernameEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("username_env"))
+        passwordEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("password_env"))
+        passwordFile = try c.decodeIfPresent(String.self, forKey: AnyKey("password_file"))
+        starttls = try c.value(AnyKey("starttls"), d.starttls)
+        path = try c.decodeIfPresent(String.self, forKey: AnyKey("path"))
+        batchSize = try c.value(AnyKey("batch_size"), d.batchSize)
+        concurrency = try c.value(AnyKey("concurrency"), d.concurrency)
+        ratePerSecond = try c.decodeIfPresent(Int.self, forKey: AnyKey("rate_per_second"))
+        timeoutMs = try c.value(AnyKey("timeout_ms"), d.timeoutMs)
+        retry = try c.value(AnyKey("retry"), d.retry)
+        circuitBreaker = try c.value(AnyKey("circuit_breaker"), d.circuitBreaker)
+    }
+}
+
+public struct RetrySettings: Decodable, Sendable {
+    /// Every attempt counts, the first included.
+    public var maxAttempts = 4
+    public var baseMs = 500
+    public var maxMs = 60_000
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = RetrySettings()
+        maxAttempts = try c.value(AnyKey("max_attempts"), d.maxAttempts)
+        baseMs = try c.value(AnyKey("base_ms"), d.baseMs)
+        maxMs = try c.value(AnyKey("max_ms"), d.maxMs)
+    }
+}
+
+public struct CircuitBreakerSettings: Decodable, Sendable {
+    /// Opens when this share of calls in the window failed (0…1).
+    public var failureRate = 0.5
+    public var windowSeconds = 30
+    public var minimumCalls = 20
+    public var coolDownMs = 10_000
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = CircuitBreakerSettings()
+        failureRate = try c.value(AnyKey("failure_rate"), d.failureRate)
+        windowSeconds = try c.value(AnyKey("window_seconds"), d.windowSeconds)
+        minimumCalls = try c.value(AnyKey("minimum_calls"), d.minimumCalls)
+        coolDownMs = try c.value(AnyKey("cool_down_ms"), d.coolDownMs)
+    }
+}

@@ -1,0 +1,54 @@
+import Logging
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ReachRedis
+
+/// The clients of the three servers, built from configuration. With
+/// `kafka.brokers: embedded` it also owns the in-process broker.
+public final class Infrastructure: Sendable {
+    public let configuration: ReachConfiguration
+    public let embeddedKafka: EmbeddedKafka?
+    public let kafkaBootstrap: String
+    public let producer: KafkaProducer
+    public let postgres: PostgresClient
+    public let redis: RedisClient
+
+    public init(configuration: ReachConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        if configuration.kafka.isEmbedded {
+            let topics = Dictionary(uniqueKeysWithValues: configuration.kafka.topics.all.map { ($0, configuration.kafka.partitions) })
+            let embedded = try EmbeddedKafka(topics: topics)
+            logger.info("embedded Kafka broker started", metadata: ["bootstrap": "\(embedded.bootstrapServers)"])
+            self.embeddedKafka = embedded
+            self.kafkaBootstrap = embedded.bootstrapServers
+        } else {
+            self.embeddedKafka = nil
+            self.kafkaBootstrap = configuration.kafka.brokers
+        }
+        self.producer = try KafkaProducer(
+            configuration: .init(bootstrapServers: kafkaBootstrap, properties: configuration.kafka.properties),
+            logger: logger)
+        var pg = PostgresConfiguration(url: configuration.postgres.url, poolSize: configuration.postgres.poolSize)
+        pg.connectTimeout = .milliseconds(configuration.postgres.connectTimeoutMs)
+        pg.queryTimeout = .milliseconds(configuration.postgres.queryTimeoutMs)
+        self.postgres = PostgresClient(configuration: pg)
+        var redisConfiguration = try RedisConfiguration(url: configuration.redis.url, poolSize: configuration.redis.poolSize)
+        redisConfiguration.commandTimeout = .milliseconds(configuration.redis.timeoutMs)
+        self.redis = RedisClient(configuration: redisConfiguration)
+    }
+
+    /// A consumer in the configured group, on the configured brokers.
+    public func makeConsumer(topics: [String], logger: Logger) throws -> KafkaConsumer {
+        try KafkaConsumer(
+            configuration: .init(bootstrapServers: kafkaBootstrap, groupID: configuration.kafka.groupID,
+                                 topics: topics, properties: configuration.kafka.properties),
+            logger: logger)
+    }
+
+    /// Flushes the producer and stops the embedded broker, if any.
+    public func shutdown() {
+        try? producer.flush(timeout: .seconds(5))
+        embeddedKafka?.shutdown()
+    }
+}

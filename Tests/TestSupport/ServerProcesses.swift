@@ -1,0 +1,90 @@
+import Foundation
+
+/// A private `redis-server` that a test may stop and start again (same port).
+public final class RedisServerProcess: @unchecked Sendable {
+    public let port: Int
+    public let directory: URL
+    public var url: String { "redis://127.0.0.1:\(port)/0" }
+
+    public init() throws {
+        port = try TestEnvironment.freePort()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("reach-redis"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try start()
+    }
+
+    public func start() throws {
+        try run("/usr/bin/env", ["redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--daemonize", "yes", "--pidfile", directory.appendingPathComponent("redis.pid").path,
+                                 "--logfile", directory.appendingPathComponent("redis.log").path, "--dir", directory.path])
+        for _ in 0..<100 {
+            if (try? run("/usr/bin/env", ["redis-cli", "-p", "\(port)", "ping"]))?.contains("PONG") == true { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw ProcessFailure(command: "redis-server", status: -1, output: "did not answer PING on port \(port)")
+    }
+
+    /// Stops the server at once (SHUTDOWN NOSAVE) and waits until the port is closed.
+    public func stop() throws {
+        _ = try? run("/usr/bin/env", ["redis-cli", "-p", "\(port)", "shutdown", "nosave"])
+        for _ in 0..<100 {
+            if (try? run("/usr/bin/env", ["redis-cli", "-p", "\(port)", "ping"])) == nil { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    deinit {
+        try? stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// A private PostgreSQL cluster (initdb in a temporary folder) that a test may
+/// restart. Run as the `postgres` user when the tests run as root.
+public final class PostgresServerProcess: @unchecked Sendable {
+    public let port: Int
+    public let directory: URL
+    public var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
+    private let bin: String
+
+    public init() throws {
+        let versions = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted {
+            $0.compare($1, options: .numeric) == .orderedAscending
+        }
+        guard let newest = versions.last else { throw ProcessFailure(command: "initdb", status: -1, output: "PostgreSQL is not installed") }
+        bin = "/usr/lib/postgresql/\(newest)/bin"
+        port = try TestEnvironment.freePort()
+        directory = URL(fileURLWithPath: "/tmp").appendingPathComponent(TestEnvironment.unique("reach-pg"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if getuid() == 0 { try run("/usr/bin/env", ["chown", "postgres:", directory.path]) }
+        try asPostgres(["\(bin)/initdb", "-D", directory.appendingPathComponent("data").path, "-U", "postgres", "-A", "trust", "-E", "UTF8"])
+        try start()
+    }
+
+    private func asPostgres(_ command: [String]) throws {
+        if getuid() == 0 {
+            try run("/usr/sbin/runuser", ["-u", "postgres", "--"] + command)
+        } else {
+            try run(command[0], Array(command.dropFirst()))
+        }
+    }
+
+    public func start() throws {
+        try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-l", directory.appendingPathComponent("log").path,
+                        "-w", "-t", "30", "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1", "start"])
+    }
+
+    public func stop() throws {
+        try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"])
+    }
+
+    public func restart() throws {
+        try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-l", directory.appendingPathComponent("log").path,
+                        "-m", "fast", "-w", "-t", "30", "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1", "restart"])
+    }
+
+    deinit {
+        try? stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}

@@ -1,0 +1,76 @@
+# Shared helpers for the scripts in this folder. Source it; do not run it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="$ROOT/.stack"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$d" ] || die "PostgreSQL binaries not found; run scripts/setup"
+  echo "$d"
+}
+
+# Runs a command as the postgres user when we are root (PostgreSQL refuses root).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  local i
+  for ((i = 0; i < limit * 10; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  die "$what did not come up within ${limit}s"
+}
+
+# start_postgres DIR PORT: initdb (once) and start a cluster on 127.0.0.1:PORT
+# with role and database "reach". Logs to DIR/postgres.log.
+start_postgres() {
+  local dir=$1 port=$2 bin
+  bin=$(pg_bin)
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  fi
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" start >/dev/null \
+    || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start on port $port"; }
+  psql -h 127.0.0.1 -p "$port" -U postgres -qAtX -c "select 1 from pg_roles where rolname='reach'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$port" -U postgres -qAtX -c "create role reach login superuser" >/dev/null
+  psql -h 127.0.0.1 -p "$port" -U postgres -qAtX -c "select 1 from pg_database where datname='reach'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$port" -U postgres -qAtX -c "create database reach owner reach" >/dev/null
+}
+
+stop_postgres() {
+  local dir=$1
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# start_redis DIR PORT
+start_redis() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" >/dev/null
+  wait_for 10 "Redis on port $port" redis-cli -p "$port" ping
+}
+
+stop_redis() {
+  local dir=$1
+  [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+  rm -f "$dir/redis.pid"
+}
