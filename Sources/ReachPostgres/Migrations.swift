@@ -1,6 +1,12 @@
 /// The versioned schema of `reach` (SPEC §4). A version, once released, never
 /// changes: later changes are new versions appended to `all`.
 public struct Migration: Sendable {
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+
     public let version: Int
     public let name: String
     public let sql: String

@@ -18,6 +18,7 @@ public actor PostgresConnection {
     public nonisolated let configuration: PostgresConfiguration
     private var connection: OpaquePointer?
     private var consecutiveFailures = 0
+    private var copyOutActive = false
     private var retryAt: ContinuousClock.Instant?
     private let backoff: Backoff
 
@@ -95,11 +96,16 @@ public actor PostgresConnection {
             _ = try? collect(conn, deadline: limit)
             throw error ?? PostgresError(.protocolViolation, "the statement is not a COPY TO STDOUT")
         }
+        copyOutActive = true
     }
 
     /// Up to `max` rows of the running COPY OUT; nil once it has ended.
     public func readCopyRows(max: Int, timeout: Duration? = nil) throws -> [[String?]]? {
-        guard let conn = connection else { throw PostgresError(.connection, "no COPY in progress") }
+        guard copyOutActive else { return nil }
+        guard let conn = connection else {
+            copyOutActive = false
+            throw PostgresError(.connection, "the connection broke during COPY")
+        }
         let limit = deadline(timeout)
         var rows: [[String?]] = []
         while rows.count < max {
@@ -112,9 +118,11 @@ public actor PostgresConnection {
                 if !rows.isEmpty { return rows }
                 try awaitReadable(conn, deadline: limit, consume: true)
             } else if length == -1 {
+                copyOutActive = false
                 _ = try collect(conn, deadline: limit)
                 return rows.isEmpty ? nil : rows
             } else {
+                copyOutActive = false
                 throw failure(conn, "copy out")
             }
         }
@@ -125,6 +133,7 @@ public actor PostgresConnection {
     public func disconnect() {
         if let connection { PQfinish(connection) }
         connection = nil
+        copyOutActive = false
     }
 
     /// The server's process id for this session (tests use it to kill sessions).
@@ -162,14 +171,13 @@ public actor PostgresConnection {
         return conn
     }
 
-    /// An idle connection whose socket is readable may have been closed by the
-    /// server (restart, terminated backend); consuming the input tells.
+    /// An idle connection whose socket is readable was almost surely closed by
+    /// the server (restart, terminated backend: a FATAL message, then EOF).
+    /// Pool connections do not LISTEN, so nothing else is expected; replacing
+    /// the connection before use keeps the statement from failing half-sent.
     private static func brokenWhileIdle(_ conn: OpaquePointer) -> Bool {
         var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
-        guard poll(&descriptor, 1, 0) > 0 else { return false }
-        if PQconsumeInput(conn) == 0 { return true }
-        while let notice = PQnotifies(conn) { PQfreemem(notice) }
-        return PQstatus(conn) != CONNECTION_OK
+        return poll(&descriptor, 1, 0) > 0
     }
 
     private func deadline(_ timeout: Duration?) -> ContinuousClock.Instant {

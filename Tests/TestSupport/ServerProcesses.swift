@@ -14,11 +14,11 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     public func start() throws {
-        try run("/usr/bin/env", ["redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        try run("redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                  "--daemonize", "yes", "--pidfile", directory.appendingPathComponent("redis.pid").path,
                                  "--logfile", directory.appendingPathComponent("redis.log").path, "--dir", directory.path])
         for _ in 0..<100 {
-            if (try? run("/usr/bin/env", ["redis-cli", "-p", "\(port)", "ping"]))?.contains("PONG") == true { return }
+            if (try? run("redis-cli", ["-p", "\(port)", "ping"]))?.contains("PONG") == true { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw ProcessFailure(command: "redis-server", status: -1, output: "did not answer PING on port \(port)")
@@ -26,9 +26,9 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Stops the server at once (SHUTDOWN NOSAVE) and waits until the port is closed.
     public func stop() throws {
-        _ = try? run("/usr/bin/env", ["redis-cli", "-p", "\(port)", "shutdown", "nosave"])
+        _ = try? run("redis-cli", ["-p", "\(port)", "shutdown", "nosave"])
         for _ in 0..<100 {
-            if (try? run("/usr/bin/env", ["redis-cli", "-p", "\(port)", "ping"])) == nil { return }
+            if (try? run("redis-cli", ["-p", "\(port)", "ping"])) == nil { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
@@ -56,7 +56,7 @@ public final class PostgresServerProcess: @unchecked Sendable {
         port = try TestEnvironment.freePort()
         directory = URL(fileURLWithPath: "/tmp").appendingPathComponent(TestEnvironment.unique("reach-pg"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        if getuid() == 0 { try run("/usr/bin/env", ["chown", "postgres:", directory.path]) }
+        if getuid() == 0 { try run("chown", ["postgres:", directory.path]) }
         try asPostgres(["\(bin)/initdb", "-D", directory.appendingPathComponent("data").path, "-U", "postgres", "-A", "trust", "-E", "UTF8"])
         try start()
     }

@@ -56,31 +56,34 @@ public struct ProcessFailure: Error, CustomStringConvertible {
     public var description: String { "\(command) exited \(status): \(output)" }
 }
 
-/// Runs a program to completion and returns its standard output.
+/// Runs a program to completion and returns what it wrote to stdout and stderr.
+///
+/// Uses posix_spawn and a file for the output (not pipes): servers that
+/// daemonize keep inherited descriptors open, which would block a pipe reader.
 @discardableResult
-public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let stdin = Pipe()
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    try? stdin.fileHandleForWriting.close()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let text = String(decoding: output, as: UTF8.self)
-    guard process.terminationStatus == 0 else {
-        throw ProcessFailure(command: ([executable] + arguments).joined(separator: " "), status: process.terminationStatus,
-                             output: text + String(decoding: errors, as: UTF8.self))
+public func run(_ executable: String, _ arguments: [String]) throws -> String {
+    let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("reach-run")).path
+    defer { unlink(outputPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (argv + envp).forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawnp(&pid, executable, &actions, nil, argv, envp)
+    guard spawned == 0 else { throw ProcessFailure(command: executable, status: spawned, output: "could not start") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+    let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    guard exitCode == 0 else {
+        throw ProcessFailure(command: ([executable] + arguments).joined(separator: " "), status: exitCode, output: output)
     }
-    return text
+    return output
 }
 
 /// Polls `condition` until it holds or `timeout` passes.
