@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "ReachRedisTests", dependencies: ["ReachRedis", "TestSupport"]),
         .testTarget(name: "ReachPostgresTests", dependencies: ["ReachPostgres", "TestSupport"]),
         .testTarget(name: "ReachServiceTests", dependencies: [
-            "ReachService", "TestSupport",
+            "ReachService", "ReachKafka", "TestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],

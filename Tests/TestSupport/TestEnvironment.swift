@@ -5,6 +5,7 @@ import Foundation
 public enum TestEnvironment {
     public struct Missing: Error, CustomStringConvertible {
         public let name: String
+        public init(name: String) { self.name = name }
         public var description: String { "\(name) is not set: run the suite through scripts/test, which starts PostgreSQL and Redis" }
     }
 
@@ -50,20 +51,55 @@ public enum TestEnvironment {
 }
 
 public struct ProcessFailure: Error, CustomStringConvertible {
+    public init(command: String, status: Int32, output: String) {
+        self.command = command
+        self.status = status
+        self.output = output
+    }
     public let command: String
     public let status: Int32
     public let output: String
     public var description: String { "\(command) exited \(status): \(output)" }
 }
 
-/// Runs a program to completion and returns what it wrote to stdout and stderr.
-///
-/// Uses posix_spawn and a file for the output (not pipes): servers that
-/// daemonize keep inherited descriptors open, which would block a pipe reader.
-@discardableResult
-public func run(_ executable: String, _ arguments: [String]) throws -> String {
-    let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("reach-run")).path
-    defer { unlink(outputPath) }
+/// A child process whose stdout and stderr go to a file (not pipes: servers
+/// that daemonize keep inherited descriptors open, which would block a pipe reader).
+public struct SpawnedProcess: Sendable {
+    public let pid: pid_t
+    public let outputPath: String
+
+    public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    public func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Blocks until the process exits; returns its exit code (128 + signal when killed).
+    public func waitBlocking() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return Self.exitCode(status)
+    }
+
+    /// Waits up to `limit` for the process to exit; kills it and returns nil when it does not.
+    public func wait(within limit: Duration) async throws -> Int32? {
+        let deadline = ContinuousClock.now + limit
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid { return Self.exitCode(status) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill(pid, SIGKILL)
+        _ = waitBlocking()
+        return nil
+    }
+
+    static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}
+
+/// Starts `executable` (looked up in PATH) with the process environment plus `environment`.
+public func spawn(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> SpawnedProcess {
+    let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("reach-out")).path
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -71,17 +107,24 @@ public func run(_ executable: String, _ arguments: [String]) throws -> String {
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-    let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    let merged = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { (argv + envp).forEach { free($0) } }
     var pid: pid_t = 0
-    let spawned = posix_spawnp(&pid, executable, &actions, nil, argv, envp)
-    guard spawned == 0 else { throw ProcessFailure(command: executable, status: spawned, output: "could not start") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-    let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    guard exitCode == 0 else {
-        throw ProcessFailure(command: ([executable] + arguments).joined(separator: " "), status: exitCode, output: output)
+    let rc = posix_spawnp(&pid, executable, &actions, nil, argv, envp)
+    guard rc == 0 else { throw ProcessFailure(command: executable, status: rc, output: "could not start") }
+    return SpawnedProcess(pid: pid, outputPath: outputPath)
+}
+
+/// Runs a program to completion and returns its output; throws on a non-zero exit.
+@discardableResult
+public func run(_ executable: String, _ arguments: [String]) throws -> String {
+    let process = try spawn(executable, arguments)
+    defer { unlink(process.outputPath) }
+    let code = process.waitBlocking()
+    let output = process.output
+    guard code == 0 else {
+        throw ProcessFailure(command: ([executable] + arguments).joined(separator: " "), status: code, output: output)
     }
     return output
 }

@@ -1,0 +1,148 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ReachKafka
+import ReachService
+import Synchronization
+import Testing
+import TestSupport
+
+struct HTTPReply {
+    let status: Int
+    let body: String
+}
+
+func get(_ url: String) async throws -> HTTPReply {
+    let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
+    return HTTPReply(status: (response as! HTTPURLResponse).statusCode, body: String(decoding: data, as: UTF8.self))
+}
+
+/// Starts `Daemon` in-process on a free port and returns the port and the task.
+func startDaemon(_ configuration: ReachConfiguration) async throws -> (Int, Task<Void, any Error>) {
+    let port = Mutex<Int?>(nil)
+    let task = Task {
+        try await Daemon(configuration: configuration, logger: .init(label: "test")).run { p in port.withLock { $0 = p } }
+    }
+    guard try await eventually(timeout: .seconds(20), { port.withLock { $0 } != nil }) else {
+        task.cancel()
+        throw TestEnvironment.Missing(name: "daemon did not start listening")
+    }
+    return (port.withLock { $0 }!, task)
+}
+
+func testConfiguration() throws -> ReachConfiguration {
+    var c = ReachConfiguration()
+    c.kafka.brokers = "embedded"
+    c.kafka.partitions = 2
+    c.postgres.url = try TestEnvironment.postgresURL()
+    c.redis.url = try TestEnvironment.redisURL()
+    c.http.host = "127.0.0.1"
+    c.http.port = 0
+    return c
+}
+
+@Suite("reachd serve: health, readiness and metrics over HTTP")
+struct DaemonTests {
+    @Test("/healthz and /readyz answer 200 with Kafka, PostgreSQL and Redis up; /metrics passes promtool")
+    func healthyDaemon() async throws {
+        let (port, task) = try await startDaemon(try testConfiguration())
+        defer { task.cancel() }
+        let health = try await get("http://127.0.0.1:\(port)/healthz")
+        #expect(health.status == 200)
+        let ready = try await get("http://127.0.0.1:\(port)/readyz")
+        #expect(ready.status == 200, "\(ready.body)")
+        let json = try JSONSerialization.jsonObject(with: Data(ready.body.utf8)) as? [String: Any]
+        let checks = json?["checks"] as? [String: [String: Any]]
+        #expect(Set(checks?.keys.map { $0 } ?? []) == ["kafka", "postgres", "redis"])
+        #expect(checks?.values.allSatisfy { $0["ok"] as? Bool == true } == true)
+
+        let metrics = try await get("http://127.0.0.1:\(port)/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains("reach_dependency_up{dependency=\"redis\"} 1"))
+        #expect(metrics.body.contains("reach_build_info"))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("metrics")).path
+        try metrics.body.write(toFile: file, atomically: true, encoding: .utf8)
+        let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
+        #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
+    }
+
+    @Test("/readyz answers 503 and names the dependency that is down")
+    func notReadyWhenRedisIsDown() async throws {
+        var c = try testConfiguration()
+        c.redis.url = "redis://127.0.0.1:\(try TestEnvironment.freePort())/0"
+        let (port, task) = try await startDaemon(c)
+        defer { task.cancel() }
+        let ready = try await get("http://127.0.0.1:\(port)/readyz")
+        #expect(ready.status == 503)
+        let json = try JSONSerialization.jsonObject(with: Data(ready.body.utf8)) as? [String: Any]
+        let checks = json?["checks"] as? [String: [String: Any]]
+        #expect(checks?["redis"]?["ok"] as? Bool == false)
+        #expect(checks?["postgres"]?["ok"] as? Bool == true)
+        #expect(checks?["kafka"]?["ok"] as? Bool == true)
+        let metrics = try await get("http://127.0.0.1:\(port)/metrics")
+        #expect(metrics.body.contains("reach_dependency_up{dependency=\"redis\"} 0"))
+    }
+}
+
+@Suite("the reachd binary")
+struct BinaryTests {
+    func spawnReachd(_ arguments: [String], environment: [String: String] = [:]) throws -> SpawnedProcess {
+        try spawn(TestEnvironment.reachdBinary.path, arguments, environment: environment)
+    }
+
+    @Test("SIGTERM stops reachd serve gracefully: exit 0 within the grace period")
+    func gracefulShutdown() async throws {
+        let port = try TestEnvironment.freePort()
+        let reachd = try spawnReachd(["serve"], environment: [
+            "REACH_POSTGRES_URL": try TestEnvironment.postgresURL(), "REACH_REDIS_URL": try TestEnvironment.redisURL(),
+            "REACH_HTTP_HOST": "127.0.0.1", "REACH_HTTP_PORT": "\(port)", "REACH_SHUTDOWN_GRACE_PERIOD_MS": "5000",
+        ])
+        let up = try await eventually(timeout: .seconds(30)) { (try? await get("http://127.0.0.1:\(port)/readyz"))?.status == 200 }
+        #expect(up, "reachd did not become ready: \(reachd.output)")
+        reachd.signal(SIGTERM)
+        let code = try await reachd.wait(within: .seconds(8))
+        let log = reachd.output
+        #expect(code == 0, "exit status \(String(describing: code)); log: \(log)")
+        #expect(log.contains("reachd stopped"))
+        #expect(log.split(separator: "\n").filter { $0.hasPrefix("{") }.allSatisfy {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil
+        }, "every log line is JSON")
+    }
+
+    @Test("reachd config check prints every problem with its key path and exits 1")
+    func configCheck() async throws {
+        let path = try writeConfig("http: {port: lots}\nchannels: {sms: {provider: fax}}\n")
+        let bad = try spawnReachd(["config", "check", "--config", path], environment: ["REACH_REDIS_URL": "tcp://x"])
+        let code = try await bad.wait(within: .seconds(10))
+        let text = bad.output
+        #expect(code == 1)
+        #expect(text.contains("http.port: expected an integer, got 'lots'"))
+        #expect(text.contains("channels.sms.provider: must be one of"))
+        #expect(text.contains("redis.url:"))
+
+        let good = try writeConfig(ConfigurationTests.specExample)
+        let ok = try spawnReachd(["config", "check", "--config", good], environment: ConfigurationTests.secrets.merging(
+            ["REACH_POSTGRES_URL": "postgresql://reach:hunter2@127.0.0.1/reach"]) { _, n in n })
+        #expect(try await ok.wait(within: .seconds(10)) == 0)
+        let okText = ok.output
+        #expect(okText.contains("configuration OK"))
+        #expect(!okText.contains("hunter2"), "passwords are masked")
+    }
+
+    @Test("reachd dev-kafka prints its bootstrap address first, and a client can use it")
+    func devKafka() async throws {
+        let broker = try spawnReachd(["dev-kafka", "--partitions", "2"])
+        var bootstrap = ""
+        _ = try await eventually(timeout: .seconds(10)) {
+            bootstrap = broker.output.split(separator: "\n").first.map(String.init) ?? ""
+            return bootstrap.contains(":")
+        }
+        #expect(bootstrap.hasPrefix("127.0.0.1:") || bootstrap.hasPrefix("localhost:"), "first line: \(bootstrap)")
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: bootstrap))
+        let report = try await producer.send(topic: "reach.tasks", key: "k", value: "{}")
+        #expect(report.topic == "reach.tasks" && report.offset == 0)
+        broker.signal(SIGTERM)
+        #expect(try await broker.wait(within: .seconds(10)) == 0)
+    }
+}
