@@ -83,6 +83,10 @@ public enum Redaction {
         }
         while j > i + 1, s[j - 1] == "." { j -= 1 }
         guard j > i + 1, sawDot else { return nil }
+        // The top-level domain is letters (`x.com`), which keeps `user@127.0.0.1` in URLs readable.
+        let domain = s[(i + 1)..<j]
+        let tld = domain.split(separator: ".").last ?? []
+        guard tld.count >= 2, tld.allSatisfy({ $0.properties.isAlphabetic }) else { return nil }
         let text = String(String.UnicodeScalarView(s[start..<j]))
         return (j, maskEmail(text))
     }

@@ -31,6 +31,7 @@ import Testing
         #expect(line == "send to 138****1234 and b***@example.com failed; order A-77 amount 129.5")
         #expect(Redaction.maskText("+8613812341234") == "+86****1234")
         #expect(Redaction.maskText("user u-1001 at 2026-11-22") == "user u-1001 at 2026-11-22", "ids and dates are not phones")
+        #expect(Redaction.maskText("postgresql://reach@127.0.0.1:5432/reach") == "postgresql://reach@127.0.0.1:5432/reach")
     }
 
     @Test func masksURLPasswords() {

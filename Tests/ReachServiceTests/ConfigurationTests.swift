@@ -140,3 +140,24 @@ struct ConfigurationTests {
         #expect((try? JSONSerialization.jsonObject(with: data)) != nil, "each line is valid JSON")
     }
 }
+
+@Suite("the configuration files shipped in deploy/")
+struct ShippedConfigurationTests {
+    @Test("deploy/local.yaml and deploy/reachd.example.yaml are valid")
+    func shippedFilesAreValid() {
+        let deploy = TestEnvironment.packageRoot.appendingPathComponent("deploy")
+        let (_, local) = ConfigLoader.load(path: deploy.appendingPathComponent("local.yaml").path, environment: [:])
+        #expect(local.isEmpty, "\(local)")
+        let secrets = ["REACH_OPS_TOKEN": "x", "SMS_TOKEN": "y", "SMTP_USER": "u", "SMTP_PASS": "p"]
+        let (_, example) = ConfigLoader.load(path: deploy.appendingPathComponent("reachd.example.yaml").path, environment: secrets)
+        // The dashboard token lives in a file that exists only on a real host.
+        #expect(example.map(\.path) == ["auth.tokens[1]"], "\(example)")
+    }
+
+    @Test("deploy/prometheus-alerts.yaml passes promtool check rules")
+    func alertRules() throws {
+        let rules = TestEnvironment.packageRoot.appendingPathComponent("deploy/prometheus-alerts.yaml").path
+        let out = try run("promtool", ["check", "rules", rules])
+        #expect(out.contains("SUCCESS"))
+    }
+}
