@@ -17,15 +17,13 @@ public actor PostgresConnection {
 
     public nonisolated let configuration: PostgresConfiguration
     private var connection: OpaquePointer?
-    private var consecutiveFailures = 0
+    private var reconnect: ReconnectSchedule
     private var copyOutActive = false
-    private var retryAt: ContinuousClock.Instant?
-    private let backoff: Backoff
 
     public init(configuration: PostgresConfiguration, name: String = "reach.postgres") {
         self.configuration = configuration
         self.executor = BlockingExecutor(label: name)
-        self.backoff = Backoff(base: configuration.reconnectBase, max: configuration.reconnectMax)
+        self.reconnect = ReconnectSchedule(base: configuration.reconnectBase, max: configuration.reconnectMax)
     }
 
     isolated deinit {
@@ -150,8 +148,8 @@ public actor PostgresConnection {
             }
             disconnect()
         }
-        if let retryAt, ContinuousClock.now < retryAt {
-            throw PostgresError(.unavailable, "reconnecting to PostgreSQL after \(consecutiveFailures) failure(s)")
+        guard reconnect.mayAttempt else {
+            throw PostgresError(.unavailable, "reconnecting to PostgreSQL after \(reconnect.consecutiveFailures) failure(s)")
         }
         let keywords = ["dbname", "connect_timeout", "application_name"]
         let values = [configuration.url, String(max(1, configuration.connectTimeout.milliseconds / 1000)), configuration.applicationName]
@@ -161,13 +159,11 @@ public actor PostgresConnection {
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let message = conn.map { Self.connectionMessage($0) } ?? "out of memory"
             if let conn { PQfinish(conn) }
-            consecutiveFailures += 1
-            retryAt = ContinuousClock.now + backoff.delay(afterAttempt: consecutiveFailures)
+            reconnect.failed()
             throw PostgresError(.connection, "connect: \(message)")
         }
         connection = conn
-        consecutiveFailures = 0
-        retryAt = nil
+        reconnect.succeeded()
         return conn
     }
 
@@ -262,8 +258,7 @@ public actor PostgresConnection {
     private func connectionLost(_ conn: OpaquePointer) -> PostgresError {
         let message = Self.connectionMessage(conn)
         disconnect()
-        consecutiveFailures += 1
-        retryAt = ContinuousClock.now + backoff.delay(afterAttempt: consecutiveFailures)
+        reconnect.failed()
         return PostgresError(.connection, message.isEmpty ? "connection lost" : message)
     }
 

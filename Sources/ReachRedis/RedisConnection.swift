@@ -17,14 +17,12 @@ public actor RedisConnection {
 
     public nonisolated let configuration: RedisConfiguration
     private var context: UnsafeMutablePointer<redisContext>?
-    private var consecutiveFailures = 0
-    private var retryAt: ContinuousClock.Instant?
-    private let backoff: Backoff
+    private var reconnect: ReconnectSchedule
 
     public init(configuration: RedisConfiguration, name: String = "reach.redis") {
         self.configuration = configuration
         self.executor = BlockingExecutor(label: name)
-        self.backoff = Backoff(base: configuration.reconnectBase, max: configuration.reconnectMax)
+        self.reconnect = ReconnectSchedule(base: configuration.reconnectBase, max: configuration.reconnectMax)
     }
 
     isolated deinit {
@@ -60,7 +58,7 @@ public actor RedisConnection {
             replies.append(Self.copy(reply))
             freeReplyObject(raw)
         }
-        consecutiveFailures = 0
+        reconnect.succeeded()
         return replies
     }
 
@@ -80,16 +78,15 @@ public actor RedisConnection {
                 return context
             }
         }
-        if let retryAt, ContinuousClock.now < retryAt {
-            throw RedisError(.unavailable, "reconnecting to \(configuration.host):\(configuration.port) after \(consecutiveFailures) failure(s)")
+        guard reconnect.mayAttempt else {
+            throw RedisError(.unavailable, "reconnecting to \(configuration.host):\(configuration.port) after \(reconnect.consecutiveFailures) failure(s)")
         }
         do {
             let ctx = try open()
             context = ctx
-            retryAt = nil
             return ctx
         } catch {
-            noteFailure()
+            reconnect.failed()
             throw error
         }
     }
@@ -128,18 +125,13 @@ public actor RedisConnection {
         return ctx
     }
 
-    private func noteFailure() {
-        consecutiveFailures += 1
-        retryAt = ContinuousClock.now + backoff.delay(afterAttempt: consecutiveFailures)
-    }
-
     /// Frees a broken context and returns the error to throw.
     private func drop(_ ctx: UnsafeMutablePointer<redisContext>, during commandName: String) -> RedisError {
         let savedErrno = errno
         let err = ctx.pointee.err
         let message = Self.errorString(ctx)
         disconnect()
-        noteFailure()
+        reconnect.failed()
         if err == REDIS_ERR_IO && (savedErrno == EAGAIN || savedErrno == EWOULDBLOCK) {
             return RedisError(.timeout, "\(commandName) got no reply within \(configuration.commandTimeout)")
         }
