@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
@@ -25,7 +27,10 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Pure domain: no I/O.
-        .target(name: "ReachCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "ReachCore", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Mustache", package: "swift-mustache"),
+        ]),
         // Shared plumbing for blocking C clients: serial executors, pools.
         .target(name: "ReachSupport", dependencies: ["ReachCore"]),
 
@@ -41,8 +46,14 @@ let package = Package(
             "CLibPQ", "ReachCore", "ReachSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "ReachChannels", dependencies: [
+            "ReachCore", "ReachRedis", "ReachPostgres",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .target(name: "ReachService", dependencies: [
-            "ReachCore", "ReachKafka", "ReachRedis", "ReachPostgres",
+            "ReachCore", "ReachKafka", "ReachRedis", "ReachPostgres", "ReachChannels",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

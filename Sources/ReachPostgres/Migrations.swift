@@ -62,6 +62,8 @@ public enum Migrations {
             dead         bigint NOT NULL DEFAULT 0,
             checkpoint   text,
             error        text,
+            owner        text,
+            lease_until  timestamptz,
             created_at   timestamptz NOT NULL DEFAULT now(),
             updated_at   timestamptz NOT NULL DEFAULT now(),
             started_at   timestamptz,

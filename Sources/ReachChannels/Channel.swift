@@ -1,0 +1,42 @@
+import ReachCore
+
+/// What became of one message handed to a provider.
+public struct SendOutcome: Sendable, Equatable {
+    public enum Status: String, Sendable, Equatable {
+        case sent
+        /// 429, 5xx, time-out, connection trouble: trying again may work.
+        case retryable
+        /// Any other refusal: trying again will not help.
+        case permanent
+    }
+
+    public var status: Status
+    public var providerRef: String?
+    public var error: String?
+    /// The provider's `Retry-After`, when it sent one.
+    public var retryAfter: Duration?
+
+    public static func sent(_ ref: String? = nil) -> SendOutcome { SendOutcome(status: .sent, providerRef: ref) }
+    public static func retryable(_ error: String, after: Duration? = nil) -> SendOutcome {
+        SendOutcome(status: .retryable, error: error, retryAfter: after)
+    }
+    public static func permanent(_ error: String) -> SendOutcome { SendOutcome(status: .permanent, error: error) }
+}
+
+/// A delivery channel: one strategy per provider kind. Adding a channel is one
+/// new type conforming to this protocol plus a `provider:` name in the factory.
+public protocol Channel: Sendable {
+    var name: String { get }
+    /// Messages per `send` call.
+    var batchSize: Int { get }
+    /// `send` calls in flight at once.
+    var concurrency: Int { get }
+    /// Sends a batch; returns one outcome per message, in order. Failures are
+    /// outcomes, never thrown.
+    func send(_ batch: [OutboundMessage]) async -> [SendOutcome]
+    func shutdown() async
+}
+
+extension Channel {
+    public func shutdown() async {}
+}

@@ -1,0 +1,126 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ReachCore
+
+/// The generic JSON batch provider of SPEC §6, used by `sms`, `push`, `webhook`
+/// (and `email` when configured so): `POST url` with `{"messages": [...]}`,
+/// an `Idempotency-Key` derived from the batch's message ids, optional
+/// per-message `results` in the response.
+public final class HTTPProviderChannel: Channel {
+    public let name: String
+    public let batchSize: Int
+    public let concurrency: Int
+    let url: String
+    let authHeader: (name: String, value: String)?
+    let timeout: Duration
+    let client: HTTPClient
+
+    public init(name: String, url: String, authHeader: (name: String, value: String)?, batchSize: Int, concurrency: Int, timeout: Duration) {
+        self.name = name
+        self.url = url
+        self.authHeader = authHeader
+        self.batchSize = batchSize
+        self.concurrency = concurrency
+        self.timeout = timeout
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .milliseconds(Int64(min(timeout.milliseconds, 5_000))), read: .milliseconds(timeout.milliseconds))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, concurrency))
+        configuration.decompression = .disabled
+        self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    public func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// `b-` + hash of the batch's message ids: the same batch resent after a
+    /// failure carries the same key.
+    public static func batchID(_ batch: [OutboundMessage]) -> String {
+        let hex = StableHash.digest(["batch"] + batch.map(\.messageID)).prefix(12).map { byte in
+            (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }
+        return "b-" + hex.joined()
+    }
+
+    public static func body(_ batch: [OutboundMessage]) -> String {
+        var out = "{\"messages\":["
+        out.reserveCapacity(batch.count * 200)
+        for (i, m) in batch.enumerated() {
+            if i > 0 { out += "," }
+            out += "{\"message_id\":"
+            JSONText.quote(m.messageID, into: &out)
+            out += ",\"campaign_id\":"
+            JSONText.quote(m.campaignID, into: &out)
+            out += ",\"user_id\":"
+            JSONText.quote(m.userID, into: &out)
+            out += ",\"channel\":"
+            JSONText.quote(m.channel, into: &out)
+            out += ",\"to\":"
+            JSONText.quote(m.to, into: &out)
+            out += ",\"title\":"
+            JSONText.quote(m.title, into: &out)
+            out += ",\"body\":"
+            JSONText.quote(m.body, into: &out)
+            out += "}"
+        }
+        return out + "]}"
+    }
+
+    public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {
+        guard !batch.isEmpty else { return [] }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Idempotency-Key", value: Self.batchID(batch))
+        if let authHeader { request.headers.add(name: authHeader.name, value: authHeader.value) }
+        request.body = .bytes(ByteBuffer(string: Self.body(batch)))
+        do {
+            let response = try await client.execute(request, timeout: .milliseconds(timeout.milliseconds))
+            let body = try await response.body.collect(upTo: 4 << 20)
+            return Self.outcomes(status: Int(response.status.code), retryAfter: response.headers.first(name: "Retry-After"),
+                                 body: body, batch: batch)
+        } catch {
+            let reason = (error as? HTTPClientError).map { "\($0)" } ?? "\(type(of: error)): \(error)"
+            return Array(repeating: .retryable("provider unreachable: \(reason)"), count: batch.count)
+        }
+    }
+
+    /// SPEC §6: 2xx accepted (per-message `results` when given), 429/5xx
+    /// retryable (honouring `Retry-After`), other statuses permanent.
+    static func outcomes(status: Int, retryAfter: String?, body: ByteBuffer, batch: [OutboundMessage]) -> [SendOutcome] {
+        let text = String(buffer: body)
+        switch status {
+        case 200..<300:
+            guard let results = Self.results(text) else { return Array(repeating: .sent(), count: batch.count) }
+            return batch.map { message in
+                guard let result = results[message.messageID] else { return .sent() }
+                if result.status == "error" { return .permanent(result.error ?? "rejected by the provider") }
+                return .sent(result.ref)
+            }
+        case 429, 500..<600:
+            let after = retryAfter.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds(max(0, $0)) }
+            return Array(repeating: .retryable("\(status) \(Self.snippet(text))", after: after), count: batch.count)
+        default:
+            return Array(repeating: .permanent("\(status) \(Self.snippet(text))"), count: batch.count)
+        }
+    }
+
+    static func results(_ text: String) -> [String: (status: String, error: String?, ref: String?)]? {
+        guard text.contains("\"results\""),
+              let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)),
+              let items = json["results"]?.array else { return nil }
+        var out: [String: (String, String?, String?)] = [:]
+        for item in items {
+            guard let id = item["message_id"]?.string else { continue }
+            out[id] = (item["status"]?.string ?? "ok", item["error"]?.string, item["provider_ref"]?.string ?? item["id"]?.string)
+        }
+        return out
+    }
+
+    static func snippet(_ text: String) -> String {
+        let flat = text.replacingOccurrences(of: "\n", with: " ")
+        return Redaction.maskText(flat.count > 200 ? String(flat.prefix(200)) + "…" : flat)
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import ReachCore
+
+/// `provider: log`: appends each send as a JSON line to a file (dry runs, the
+/// demo). Addresses are masked: the file is for looking, not for delivery.
+public final class LogChannel: Channel, @unchecked Sendable {
+    public let name: String
+    public let batchSize: Int
+    public let concurrency: Int
+    private let handle: FileHandle
+    private let lock = NSLock()
+
+    public init(name: String, path: String, batchSize: Int, concurrency: Int) throws {
+        self.name = name
+        self.batchSize = batchSize
+        self.concurrency = concurrency
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+    }
+
+    deinit { try? handle.close() }
+
+    public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {
+        var text = ""
+        for m in batch {
+            text += "{\"message_id\":" + JSONText.quote(m.messageID) + ",\"campaign_id\":" + JSONText.quote(m.campaignID)
+            text += ",\"user_id\":" + JSONText.quote(m.userID) + ",\"channel\":" + JSONText.quote(m.channel)
+            text += ",\"to\":" + JSONText.quote(Redaction.maskText(m.to)) + ",\"title\":" + JSONText.quote(m.title)
+            text += ",\"body\":" + JSONText.quote(m.body) + "}\n"
+        }
+        do {
+            try lock.withLock { try handle.write(contentsOf: Data(text.utf8)) }
+            return Array(repeating: .sent(), count: batch.count)
+        } catch {
+            return Array(repeating: .retryable("log file: \(error)"), count: batch.count)
+        }
+    }
+}

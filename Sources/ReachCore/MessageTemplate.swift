@@ -1,0 +1,104 @@
+import Mustache
+
+/// A compiled title/body pair. Rendering is plain text (no HTML escaping):
+/// messages go to SMS, push and e-mail text bodies.
+public struct MessageTemplate: Sendable {
+    private let title: MustacheTemplate?
+    private let body: MustacheTemplate
+
+    public init(title: String?, body: String, path: String = "template") throws {
+        self.title = try title.map { try Self.compile($0, path: "\(path).title") }
+        self.body = try Self.compile(body, path: "\(path).body")
+    }
+
+    static func compile(_ source: String, path: String) throws -> MustacheTemplate {
+        do {
+            return try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + source)
+        } catch {
+            throw ValidationError(path, "is not a valid Mustache template (\(error))")
+        }
+    }
+
+    /// Variables: the recipient's fields, `attrs.*`, `data.*` and, for trigger
+    /// events, `properties.*`.
+    public func render(recipient: Recipient, data: [String: JSONValue], properties: [String: JSONValue]? = nil) -> (title: String, body: String) {
+        var context: [String: Any] = [
+            "user_id": recipient.userID,
+            "attrs": Self.bridge(recipient.attrs),
+            "data": Self.bridge(data),
+        ]
+        if let v = recipient.name { context["name"] = v }
+        if let v = recipient.phone { context["phone"] = v }
+        if let v = recipient.email { context["email"] = v }
+        if let v = recipient.pushToken { context["push_token"] = v }
+        if let v = recipient.locale { context["locale"] = v }
+        if let v = recipient.timezone { context["timezone"] = v }
+        if let properties { context["properties"] = Self.bridge(properties) }
+        return (title?.render(context) ?? "", body.render(context))
+    }
+
+    static func bridge(_ object: [String: JSONValue]) -> [String: Any] {
+        object.mapValues(bridge)
+    }
+
+    static func bridge(_ value: JSONValue) -> Any {
+        switch value {
+        case .object(let o): bridge(o)
+        case .array(let a): a.map(bridge)
+        case .bool(let b): b
+        case .null: ""
+        default: value.text
+        }
+    }
+}
+
+/// Everything a campaign decides per recipient, with no I/O: opt-outs,
+/// routing with fallback, expiry, the message id and the rendered text.
+public struct DeliveryPlanner: Sendable {
+    public enum Plan: Sendable, Equatable {
+        case send(OutboundMessage)
+        case skip(reason: String, channel: String?)
+    }
+
+    public let campaignID: String
+    public let router: ChannelRouter
+    public let data: [String: JSONValue]
+    private let templates: [String: MessageTemplate]
+    private let addressFields: [String: AddressField]
+
+    /// Compiles the template once per channel the campaign may use.
+    public init(task: CampaignTask, addressFields: [String: AddressField]) throws {
+        self.campaignID = task.campaignID
+        self.router = task.router
+        self.data = task.data
+        var templates: [String: MessageTemplate] = [:]
+        for channel in Set(task.weights.map(\.channel) + task.fallback) {
+            let (title, body) = task.template.sources(for: channel)
+            let path = task.template.channels[channel] == nil ? "template" : "template.channels.\(channel)"
+            templates[channel] = try MessageTemplate(title: title, body: body, path: path)
+        }
+        self.templates = templates
+        self.addressFields = addressFields
+    }
+
+    public func plan(_ recipient: Recipient) -> Plan {
+        let decision = router.decide(campaignID: campaignID, userID: recipient.userID) { channel in
+            if recipient.isOptedOut(of: channel) { return .optedOut }
+            return recipient.field(addressField(channel)) == nil ? .noAddress : .available
+        }
+        switch decision {
+        case .skip(let reason):
+            return .skip(reason: reason, channel: nil)
+        case .send(let channel):
+            let (title, body) = templates[channel]!.render(recipient: recipient, data: data)
+            return .send(OutboundMessage(
+                messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
+                campaignID: campaignID, userID: recipient.userID, channel: channel,
+                to: recipient.field(addressField(channel))!, title: title, body: body))
+        }
+    }
+
+    func addressField(_ channel: String) -> AddressField {
+        addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
+    }
+}

@@ -1,0 +1,81 @@
+/// One user as the pipeline sees them: contact fields, attributes, and the
+/// channels they opted out of (`*` = all).
+public struct Recipient: Sendable, Equatable {
+    public var userID: String
+    public var name: String?
+    public var phone: String?
+    public var email: String?
+    public var pushToken: String?
+    public var timezone: String?
+    public var locale: String?
+    public var attrs: [String: JSONValue]
+    public var optedOut: Set<String>
+
+    public init(userID: String, name: String? = nil, phone: String? = nil, email: String? = nil, pushToken: String? = nil,
+                timezone: String? = nil, locale: String? = nil, attrs: [String: JSONValue] = [:], optedOut: Set<String> = []) {
+        self.userID = userID
+        self.name = name
+        self.phone = phone
+        self.email = email
+        self.pushToken = pushToken
+        self.timezone = timezone
+        self.locale = locale
+        self.attrs = attrs
+        self.optedOut = optedOut
+    }
+
+    public func isOptedOut(of channel: String) -> Bool {
+        optedOut.contains(channel) || optedOut.contains("*")
+    }
+
+    /// The value of a recipient field by its column name.
+    public func field(_ name: AddressField) -> String? {
+        let value: String? = switch name {
+        case .phone: phone
+        case .email: email
+        case .pushToken: pushToken
+        case .userID: userID
+        }
+        guard let value, !value.isEmpty else { return nil }
+        return value
+    }
+}
+
+/// Which recipient field a channel delivers to (SPEC §6's address column).
+public enum AddressField: String, Sendable, CaseIterable {
+    case phone
+    case email
+    case pushToken = "push_token"
+    case userID = "user_id"
+
+    /// The SPEC's field for the built-in channel names; other channels default to `user_id`.
+    public static func defaultField(forChannel channel: String) -> AddressField {
+        switch channel {
+        case "sms": .phone
+        case "email": .email
+        case "push": .pushToken
+        default: .userID
+        }
+    }
+}
+
+/// A message ready for a provider.
+public struct OutboundMessage: Sendable, Equatable {
+    public var messageID: String
+    public var campaignID: String
+    public var userID: String
+    public var channel: String
+    public var to: String
+    public var title: String
+    public var body: String
+
+    public init(messageID: String, campaignID: String, userID: String, channel: String, to: String, title: String, body: String) {
+        self.messageID = messageID
+        self.campaignID = campaignID
+        self.userID = userID
+        self.channel = channel
+        self.to = to
+        self.title = title
+        self.body = body
+    }
+}

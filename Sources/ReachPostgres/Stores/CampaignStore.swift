@@ -1,0 +1,128 @@
+import Foundation
+import ReachCore
+
+/// `reach.campaigns`: created once per id, claimed by one runner at a time
+/// through a lease, finished with counters recounted from `reach.deliveries`.
+public struct CampaignStore: Sendable {
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) { self.client = client }
+
+    public struct Claim: Sendable {
+        public var campaignID: String
+        public var specJSON: String
+        public var checkpoint: String?
+    }
+
+    public struct Counters: Sendable, Equatable {
+        public var targeted = 0
+        public var sent = 0
+        public var skipped = 0
+        public var failed = 0
+        public var dead = 0
+        public init() {}
+    }
+
+    public struct Status: Sendable {
+        public var id: String
+        public var state: String
+        public var counters: Counters
+        public var checkpoint: String?
+        public var error: String?
+        public var createdAt: String
+        public var startedAt: String?
+        public var finishedAt: String?
+    }
+
+    /// Inserts the campaign; false when the id already existed (a no-op).
+    public func create(_ task: CampaignTask, specJSON: String) async throws -> Bool {
+        let rows = try await client.query("""
+            INSERT INTO reach.campaigns (id, name, spec, state, scheduled_at, expires_at)
+            VALUES ($1, $2, $3::jsonb, 'scheduled', $4::timestamptz, $5::timestamptz)
+            ON CONFLICT (id) DO NOTHING RETURNING id
+            """, [task.campaignID, task.name, specJSON, Self.scheduledAt(task.schedule), task.expiresAt.map(RFC3339.format)])
+        return rows.count == 1
+    }
+
+    static func scheduledAt(_ schedule: CampaignSchedule) -> String? {
+        switch schedule {
+        case .now: nil
+        case .at(let date): RFC3339.format(date)
+        case .delay(let seconds): RFC3339.format(Date().addingTimeInterval(TimeInterval(seconds)))
+        }
+    }
+
+    /// Ids of campaigns that are due and whose runner lease is free or expired.
+    public func claimable(limit: Int = 16) async throws -> [String] {
+        try await client.query("""
+            SELECT id FROM reach.campaigns
+            WHERE state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now()
+              AND (lease_until IS NULL OR lease_until < now())
+            ORDER BY created_at LIMIT $1
+            """, [limit]).compactMap { $0[0] }
+    }
+
+    /// Takes (or renews) the runner lease; nil when another runner holds it or
+    /// the campaign is not runnable.
+    public func claim(_ id: String, owner: String, lease: Duration) async throws -> Claim? {
+        let row = try await client.query("""
+            UPDATE reach.campaigns
+            SET owner = $2, lease_until = now() + make_interval(secs => $3::double precision),
+                state = 'running', started_at = coalesce(started_at, now()), updated_at = now()
+            WHERE id = $1 AND state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now()
+              AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now())
+            RETURNING spec::text, checkpoint
+            """, [id, owner, lease.seconds]).first
+        guard let row, let spec = row[0] else { return nil }
+        return Claim(campaignID: id, specJSON: spec, checkpoint: row[1])
+    }
+
+    /// Extends the lease; false when it was lost (another runner took over).
+    public func renew(_ id: String, owner: String, lease: Duration) async throws -> Bool {
+        try await client.query("""
+            UPDATE reach.campaigns SET lease_until = now() + make_interval(secs => $3::double precision)
+            WHERE id = $1 AND owner = $2 AND state = 'running'
+            """, [id, owner, lease.seconds]).affected == 1
+    }
+
+    /// Marks the campaign finished and recounts its counters from the deliveries.
+    public func finish(_ id: String, owner: String, state: String = "done", error: String? = nil) async throws {
+        try await client.query("""
+            UPDATE reach.campaigns c SET
+                state = $3, error = $4, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
+                targeted = d.targeted, sent = d.sent, skipped = d.skipped, failed = d.failed, dead = d.dead
+            FROM (SELECT count(*) AS targeted,
+                         count(*) FILTER (WHERE status = 'sent') AS sent,
+                         count(*) FILTER (WHERE status = 'skipped') AS skipped,
+                         count(*) FILTER (WHERE status = 'failed') AS failed,
+                         count(*) FILTER (WHERE status = 'dead') AS dead
+                  FROM reach.deliveries WHERE campaign_id = $1) d
+            WHERE c.id = $1 AND c.owner = $2
+            """, [id, owner, state, error])
+    }
+
+    public func status(_ id: String) async throws -> Status? {
+        guard let row = try await client.query("""
+            SELECT id, state, targeted, sent, skipped, failed, dead, checkpoint, error,
+                   created_at::text, started_at::text, finished_at::text
+            FROM reach.campaigns WHERE id = $1
+            """, [id]).first else { return nil }
+        var counters = Counters()
+        counters.targeted = row.int("targeted") ?? 0
+        counters.sent = row.int("sent") ?? 0
+        counters.skipped = row.int("skipped") ?? 0
+        counters.failed = row.int("failed") ?? 0
+        counters.dead = row.int("dead") ?? 0
+        return Status(id: id, state: row["state"] ?? "", counters: counters, checkpoint: row["checkpoint"], error: row["error"],
+                      createdAt: row["created_at"] ?? "", startedAt: row["started_at"], finishedAt: row["finished_at"])
+    }
+
+    /// Campaign counts by state, for the `reach_campaigns` gauge.
+    public func countsByState() async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try await client.query("SELECT state, count(*) FROM reach.campaigns GROUP BY state") {
+            counts[row[0] ?? ""] = row.int(1) ?? 0
+        }
+        return counts
+    }
+}

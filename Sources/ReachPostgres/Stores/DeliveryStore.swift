@@ -1,0 +1,81 @@
+/// `reach.deliveries`: one row per (campaign_id, user_id), the durable truth
+/// of what happened to each user. Written one batch per statement.
+public struct DeliveryStore: Sendable {
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) { self.client = client }
+
+    public struct Row: Sendable, Equatable {
+        public var userID: String
+        public var channel: String?
+        public var status: String
+        public var reason: String?
+        public var attempts: Int
+        public var messageID: String
+        public var providerRef: String?
+        public var lastError: String?
+
+        public init(userID: String, channel: String?, status: String, reason: String? = nil, attempts: Int, messageID: String,
+                    providerRef: String? = nil, lastError: String? = nil) {
+            self.userID = userID
+            self.channel = channel
+            self.status = status
+            self.reason = reason
+            self.attempts = attempts
+            self.messageID = messageID
+            self.providerRef = providerRef
+            self.lastError = lastError
+        }
+    }
+
+    /// The users of `userIDs` that already have a row, with its status.
+    public func existing(campaignID: String, userIDs: [String]) async throws -> [String: String] {
+        guard !userIDs.isEmpty else { return [:] }
+        var result: [String: String] = [:]
+        for row in try await client.query(
+            "SELECT user_id, status FROM reach.deliveries WHERE campaign_id = $1 AND user_id = ANY($2::text[])",
+            [campaignID, userIDs]) {
+            result[row[0] ?? ""] = row[1]
+        }
+        return result
+    }
+
+    /// Upserts a batch of rows and moves the campaign's checkpoint and counters
+    /// in the same transaction. A row already `sent`, `skipped` or `dead` is
+    /// never overwritten. Returns how many rows changed.
+    @discardableResult
+    public func record(campaignID: String, rows: [Row], checkpoint: String?) async throws -> Int {
+        let statuses = rows.map(\.status)
+        return try await client.withTransaction { conn in
+            let changed = try await conn.query("""
+                INSERT INTO reach.deliveries AS d
+                    (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
+                SELECT $1, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
+                       CASE WHEN t.status = 'sent' THEN now() END
+                FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
+                     AS t(user_id, channel, status, reason, attempts, message_id, provider_ref, last_error)
+                ON CONFLICT (campaign_id, user_id) DO UPDATE SET
+                    channel = excluded.channel, status = excluded.status, reason = excluded.reason,
+                    attempts = excluded.attempts, provider_ref = excluded.provider_ref,
+                    last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
+                WHERE d.status NOT IN ('sent', 'skipped', 'dead')
+                RETURNING (xmax = 0) AS inserted, status
+                """, [campaignID, rows.map(\.userID), rows.map(\.channel), statuses, rows.map(\.reason), rows.map(\.attempts),
+                      rows.map(\.messageID), rows.map(\.providerRef), rows.map(\.lastError)])
+            var inserted = 0
+            var byStatus: [String: Int] = [:]
+            for row in changed {
+                if row.bool("inserted") == true { inserted += 1 }
+                byStatus[row["status"] ?? "", default: 0] += 1
+            }
+            try await conn.query("""
+                UPDATE reach.campaigns SET
+                    targeted = targeted + $2, sent = sent + $3, skipped = skipped + $4, failed = failed + $5, dead = dead + $6,
+                    checkpoint = coalesce($7, checkpoint), updated_at = now()
+                WHERE id = $1
+                """, [campaignID, inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, byStatus["failed"] ?? 0,
+                      byStatus["dead"] ?? 0, checkpoint])
+            return changed.count
+        }
+    }
+}

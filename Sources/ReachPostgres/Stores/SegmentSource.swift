@@ -1,0 +1,97 @@
+import Foundation
+import ReachCore
+
+/// Streams a segment's recipients from PostgreSQL in keyset pages ordered by
+/// `user_id`, so memory stays flat and a run can resume after any page.
+public struct SegmentSource: Sendable {
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) { self.client = client }
+
+    /// How the segment's users are found.
+    public enum Resolved: Sendable, Equatable {
+        case members(segmentID: String)
+        case rule(SegmentRule)
+        case userIDs([String])
+    }
+
+    public struct NotFound: Error, CustomStringConvertible {
+        public let segmentID: String
+        public var description: String { "segment '\(segmentID)' does not exist" }
+    }
+
+    public func resolve(_ selector: SegmentSelector) async throws -> Resolved {
+        switch selector {
+        case .userIDs(let ids): return .userIDs(ids)
+        case .rule(let rule): return .rule(rule)
+        case .id(let id):
+            guard let row = try await client.query("SELECT rule::text FROM reach.segments WHERE id = $1", [id]).first else {
+                throw NotFound(segmentID: id)
+            }
+            guard let ruleText = row[0] else { return .members(segmentID: id) }
+            let json = try JSONDecoder().decode(JSONValue.self, from: Data(ruleText.utf8))
+            return .rule(try SegmentRule.parse(json, path: "segments[\(id)].rule"))
+        }
+    }
+
+    /// The selected columns: `u` is the row that lists the user, `r` the recipients row.
+    static func columns(r: String) -> String {
+        """
+        u.user_id, \(r).name, \(r).phone, \(r).email, \(r).push_token, \(r).timezone, \(r).locale, \(r).attrs::text,
+        (SELECT string_agg(p.channel, ',') FROM reach.preferences p WHERE p.user_id = u.user_id AND p.opted_out) AS opted_out
+        """
+    }
+
+    /// Up to `limit` recipients with `user_id > after`, in `user_id` order.
+    /// Users listed by id or membership but missing from `reach.recipients`
+    /// come back with no contact fields (they end as `no_address`).
+    public func page(_ segment: Resolved, after: String?, limit: Int) async throws -> [Recipient] {
+        let after = after ?? ""
+        let rows: PostgresRows
+        switch segment {
+        case .members(let id):
+            rows = try await client.query("""
+                SELECT \(Self.columns(r: "r")) FROM reach.segment_members u LEFT JOIN reach.recipients r ON r.user_id = u.user_id
+                WHERE u.segment_id = $1 AND u.user_id > $2 ORDER BY u.user_id LIMIT $3
+                """, [id, after, limit])
+        case .userIDs(let ids):
+            rows = try await client.query("""
+                SELECT \(Self.columns(r: "r")) FROM unnest($1::text[]) AS u(user_id) LEFT JOIN reach.recipients r ON r.user_id = u.user_id
+                WHERE u.user_id > $2 ORDER BY u.user_id LIMIT $3
+                """, [ids, after, limit])
+        case .rule(let rule):
+            let sql = rule.sql(alias: "u", firstParameter: 3)
+            rows = try await client.query("""
+                SELECT \(Self.columns(r: "u")) FROM reach.recipients u
+                WHERE u.user_id > $1 AND \(sql.predicate) ORDER BY u.user_id LIMIT $2
+                """, [after, limit] + sql.parameters)
+        }
+        return rows.map(Self.recipient)
+    }
+
+    /// How many users the segment holds, and the first few ids (preview).
+    public func preview(_ segment: Resolved, sample: Int = 20) async throws -> (count: Int, sample: [String]) {
+        let first = try await page(segment, after: nil, limit: sample).map(\.userID)
+        let count: Int
+        switch segment {
+        case .members(let id):
+            count = try await client.query("SELECT count(*) FROM reach.segment_members WHERE segment_id = $1", [id]).first?.int(0) ?? 0
+        case .userIDs(let ids):
+            count = ids.count
+        case .rule(let rule):
+            let sql = rule.sql(alias: "u", firstParameter: 1)
+            count = try await client.query("SELECT count(*) FROM reach.recipients u WHERE \(sql.predicate)", sql.parameters).first?.int(0) ?? 0
+        }
+        return (count, first)
+    }
+
+    static func recipient(_ row: PostgresRow) -> Recipient {
+        var attrs: [String: JSONValue] = [:]
+        if let text = row[7], let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), let object = json.object {
+            attrs = object
+        }
+        let optedOut = Set((row[8] ?? "").split(separator: ",").map(String.init))
+        return Recipient(userID: row[0] ?? "", name: row[1], phone: row[2], email: row[3], pushToken: row[4],
+                         timezone: row[5], locale: row[6], attrs: attrs, optedOut: optedOut)
+    }
+}
