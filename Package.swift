@@ -67,14 +67,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .target(name: "TestSupport", dependencies: ["ReachCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ReachCore", "ReachPostgres"], path: "Tests/TestSupport"),
         .testTarget(name: "ReachCoreTests", dependencies: ["ReachCore"]),
         .testTarget(name: "ReachKafkaTests", dependencies: ["ReachKafka", "TestSupport"]),
         .testTarget(name: "ReachRedisTests", dependencies: ["ReachRedis", "TestSupport"]),
         .testTarget(name: "ReachPostgresTests", dependencies: ["ReachPostgres", "TestSupport"]),
         .testTarget(name: "ReachServiceTests", dependencies: [
-            "ReachService", "ReachKafka", "TestSupport",
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            "ReachService", "ReachKafka", "ReachPostgres", "ReachRedis", "TestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ],
     swiftLanguageModes: [.v6]

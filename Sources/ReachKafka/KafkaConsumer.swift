@@ -66,6 +66,8 @@ public final class KafkaConsumer: Sendable {
         self.handle = handle
         self.group = group
 
+        // With no topics the client only observes (committed offsets, watermarks).
+        guard !configuration.topics.isEmpty else { return }
         let subscription = TopicPartitionList(configuration.topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), Int64(0)) })
         let err = rd_kafka_subscribe(handle.pointer, subscription.pointer)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -135,6 +137,18 @@ public final class KafkaConsumer: Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             commitQueue.async {
                 continuation.resume(with: Result { try KafkaMetadata.watermarks(handle, tp, timeout: timeout) })
+            }
+        }
+    }
+
+    /// The partitions of `topic`, from cluster metadata.
+    public func partitions(of topic: String, timeout: Duration = .seconds(2)) async throws -> [TopicPartition] {
+        let handle = self.handle
+        return try await withCheckedThrowingContinuation { continuation in
+            commitQueue.async {
+                continuation.resume(with: Result {
+                    try KafkaMetadata.partitionCount(handle, topic: topic, timeout: timeout)
+                }.map { count in (0..<count).map { TopicPartition(topic, $0) } })
             }
         }
     }

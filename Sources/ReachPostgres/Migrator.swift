@@ -40,6 +40,21 @@ public struct Migrator: Sendable {
         }
     }
 
+    public struct NotMigrated: Error, CustomStringConvertible {
+        public let found: Int?
+        public let needed: Int
+        public var description: String {
+            "schema reach is at version \(found.map(String.init) ?? "none"), this reachd needs \(needed): run `reachd migrate`"
+        }
+    }
+
+    /// Throws `NotMigrated` unless the schema is at the version this build expects.
+    public func ensureCurrent() async throws {
+        let found = try await currentVersion()
+        let needed = migrations.last?.version ?? 0
+        guard found == needed else { throw NotMigrated(found: found, needed: needed) }
+    }
+
     /// The highest applied version, or nil when the schema was never migrated.
     public func currentVersion() async throws -> Int? {
         let exists = try await client.query("SELECT to_regclass('reach.schema_migrations') IS NOT NULL AS present")

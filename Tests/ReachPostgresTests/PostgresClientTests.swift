@@ -2,14 +2,7 @@ import ReachPostgres
 import Testing
 import TestSupport
 
-/// A fresh database on the shared test server, for tests that need their own schema.
-func freshDatabase() async throws -> String {
-    let admin = PostgresClient(url: try TestEnvironment.postgresAdminURL(), poolSize: 1)
-    let name = "t_" + TestEnvironment.unique("db").replacingOccurrences(of: "-", with: "_")
-    try await admin.query("CREATE DATABASE \(name)")  // identifier made here, not user input
-    let base = try TestEnvironment.postgresAdminURL()
-    return String(base[..<base.lastIndex(of: "/")!]) + "/" + name
-}
+func freshDatabase() async throws -> String { try await TestDatabase.fresh() }
 
 @Suite("PostgreSQL client against a real server")
 struct PostgresClientTests {

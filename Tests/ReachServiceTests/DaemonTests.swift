@@ -31,11 +31,11 @@ func startDaemon(_ configuration: ReachConfiguration) async throws -> (Int, Task
     return (port.withLock { $0 }!, task)
 }
 
-func testConfiguration() throws -> ReachConfiguration {
+func testConfiguration() async throws -> ReachConfiguration {
     var c = ReachConfiguration()
     c.kafka.brokers = "embedded"
     c.kafka.partitions = 2
-    c.postgres.url = try TestEnvironment.postgresURL()
+    c.postgres.url = try await TestDatabase.migrated()
     c.redis.url = try TestEnvironment.redisURL()
     c.http.host = "127.0.0.1"
     c.http.port = 0
@@ -46,7 +46,7 @@ func testConfiguration() throws -> ReachConfiguration {
 struct DaemonTests {
     @Test("/healthz and /readyz answer 200 with Kafka, PostgreSQL and Redis up; /metrics passes promtool")
     func healthyDaemon() async throws {
-        let (port, task) = try await startDaemon(try testConfiguration())
+        let (port, task) = try await startDaemon(try await testConfiguration())
         defer { task.cancel() }
         let health = try await get("http://127.0.0.1:\(port)/healthz")
         #expect(health.status == 200)
@@ -69,7 +69,7 @@ struct DaemonTests {
 
     @Test("/readyz answers 503 and names the dependency that is down")
     func notReadyWhenRedisIsDown() async throws {
-        var c = try testConfiguration()
+        var c = try await testConfiguration()
         c.redis.url = "redis://127.0.0.1:\(try TestEnvironment.freePort())/0"
         let (port, task) = try await startDaemon(c)
         defer { task.cancel() }
@@ -95,7 +95,7 @@ struct BinaryTests {
     func gracefulShutdown() async throws {
         let port = try TestEnvironment.freePort()
         let reachd = try spawnReachd(["serve"], environment: [
-            "REACH_POSTGRES_URL": try TestEnvironment.postgresURL(), "REACH_REDIS_URL": try TestEnvironment.redisURL(),
+            "REACH_POSTGRES_URL": try await TestDatabase.migrated(), "REACH_REDIS_URL": try TestEnvironment.redisURL(),
             "REACH_HTTP_HOST": "127.0.0.1", "REACH_HTTP_PORT": "\(port)", "REACH_SHUTDOWN_GRACE_PERIOD_MS": "5000",
         ])
         let up = try await eventually(timeout: .seconds(30)) { (try? await get("http://127.0.0.1:\(port)/readyz"))?.status == 200 }

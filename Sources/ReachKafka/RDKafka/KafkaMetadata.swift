@@ -10,6 +10,21 @@ enum KafkaMetadata {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "metadata") }
     }
 
+    /// How many partitions `topic` has.
+    static func partitionCount(_ handle: RDKafkaHandle, topic: String, timeout: Duration) throws -> Int32 {
+        guard let topicHandle = rd_kafka_topic_new(handle.pointer, topic, nil) else {
+            throw KafkaError(code: rd_kafka_last_error(), context: "topic \(topic)")
+        }
+        defer { rd_kafka_topic_destroy(topicHandle) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle.pointer, 0, topicHandle, &metadata, Int32(timeout.milliseconds))
+        defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata, metadata.pointee.topic_cnt > 0 else {
+            throw KafkaError(code: err, context: "metadata of \(topic)")
+        }
+        return metadata.pointee.topics[0].partition_cnt
+    }
+
     /// The (low, high) watermarks of a partition, asked of the leader.
     static func watermarks(_ handle: RDKafkaHandle, _ tp: TopicPartition, timeout: Duration) throws -> (low: Int64, high: Int64) {
         var low: Int64 = 0

@@ -12,6 +12,8 @@ public struct CampaignStore: Sendable {
         public var campaignID: String
         public var specJSON: String
         public var checkpoint: String?
+        /// Seconds since the epoch when the task was accepted.
+        public var createdAt: Double
     }
 
     public struct Counters: Sendable, Equatable {
@@ -52,14 +54,54 @@ public struct CampaignStore: Sendable {
         }
     }
 
-    /// Ids of campaigns that are due and whose runner lease is free or expired.
+    /// Ids of campaigns with work for a runner, whose lease is free or expired:
+    /// due ones, and cancelled ones whose remaining users are not yet marked.
     public func claimable(limit: Int = 16) async throws -> [String] {
         try await client.query("""
             SELECT id FROM reach.campaigns
-            WHERE state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now()
+            WHERE ((state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now())
+                   OR (state = 'cancelled' AND finished_at IS NULL))
               AND (lease_until IS NULL OR lease_until < now())
             ORDER BY created_at LIMIT $1
             """, [limit]).compactMap { $0[0] }
+    }
+
+    public enum Control: String, Sendable {
+        case pause, resume, cancel
+    }
+
+    /// Applies a control message; false when the campaign is unknown or in a
+    /// state the control does not apply to (a logged no-op).
+    public func control(_ id: String, _ control: Control) async throws -> Bool {
+        let sql = switch control {
+        case .pause:
+            "UPDATE reach.campaigns SET state = 'paused', updated_at = now() WHERE id = $1 AND state IN ('scheduled', 'running')"
+        case .resume:
+            """
+            UPDATE reach.campaigns SET state = CASE WHEN coalesce(scheduled_at, created_at) > now() THEN 'scheduled' ELSE 'running' END,
+                   owner = NULL, lease_until = NULL, updated_at = now()
+            WHERE id = $1 AND state = 'paused'
+            """
+        case .cancel:
+            """
+            UPDATE reach.campaigns SET state = 'cancelled', updated_at = now()
+            WHERE id = $1 AND state IN ('scheduled', 'running', 'paused')
+            """
+        }
+        return try await client.query(sql, [id]).affected == 1
+    }
+
+    /// Renews the lease and reads the state the runner must honour (nil: lease lost).
+    public func heartbeat(_ id: String, owner: String, lease: Duration) async throws -> String? {
+        try await client.query("""
+            UPDATE reach.campaigns SET lease_until = now() + make_interval(secs => $3::double precision)
+            WHERE id = $1 AND owner = $2 RETURNING state
+            """, [id, owner, lease.seconds]).first?[0]
+    }
+
+    /// Gives the campaign back (paused, or this instance is stopping).
+    public func release(_ id: String, owner: String) async throws {
+        try await client.query("UPDATE reach.campaigns SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2", [id, owner])
     }
 
     /// Takes (or renews) the runner lease; nil when another runner holds it or
@@ -68,21 +110,16 @@ public struct CampaignStore: Sendable {
         let row = try await client.query("""
             UPDATE reach.campaigns
             SET owner = $2, lease_until = now() + make_interval(secs => $3::double precision),
-                state = 'running', started_at = coalesce(started_at, now()), updated_at = now()
-            WHERE id = $1 AND state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now()
+                state = CASE WHEN state = 'cancelled' THEN state ELSE 'running' END,
+                started_at = coalesce(started_at, now()), updated_at = now()
+            WHERE id = $1
+              AND ((state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now())
+                   OR (state = 'cancelled' AND finished_at IS NULL))
               AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now())
-            RETURNING spec::text, checkpoint
+            RETURNING spec::text, checkpoint, extract(epoch FROM created_at)::float8
             """, [id, owner, lease.seconds]).first
         guard let row, let spec = row[0] else { return nil }
-        return Claim(campaignID: id, specJSON: spec, checkpoint: row[1])
-    }
-
-    /// Extends the lease; false when it was lost (another runner took over).
-    public func renew(_ id: String, owner: String, lease: Duration) async throws -> Bool {
-        try await client.query("""
-            UPDATE reach.campaigns SET lease_until = now() + make_interval(secs => $3::double precision)
-            WHERE id = $1 AND owner = $2 AND state = 'running'
-            """, [id, owner, lease.seconds]).affected == 1
+        return Claim(campaignID: id, specJSON: spec, checkpoint: row[1], createdAt: Double(row[2] ?? "") ?? 0)
     }
 
     /// Marks the campaign finished and recounts its counters from the deliveries.

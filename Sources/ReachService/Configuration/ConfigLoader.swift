@@ -155,6 +155,9 @@ struct ConfigValidator {
             default:
                 break
             }
+            if let address = ch.address {
+                check(AddressField(rawValue: address) != nil, "\(path).address", "must be phone, email, push_token or user_id")
+            }
             check((1...10_000).contains(ch.batchSize), "\(path).batch_size", "must be 1-10000")
             check((1...1024).contains(ch.concurrency), "\(path).concurrency", "must be 1-1024")
             if let rate = ch.ratePerSecond { check(rate > 0, "\(path).rate_per_second", "must be positive") }
@@ -168,6 +171,12 @@ struct ConfigValidator {
             check(ch.circuitBreaker.coolDownMs > 0, "\(path).circuit_breaker.cool_down_ms", "must be positive")
         }
 
+        check((1...50_000).contains(c.pipeline.pageSize), "pipeline.page_size", "must be 1-50000")
+        check(c.pipeline.leaseMs >= 1_000, "pipeline.lease_ms", "must be at least 1000")
+        check(c.pipeline.pollIntervalMs > 0, "pipeline.poll_interval_ms", "must be positive")
+        check((1...64).contains(c.pipeline.maxCampaigns), "pipeline.max_campaigns", "must be 1-64")
+        check(c.pipeline.inFlightTTLMs >= 1_000, "pipeline.in_flight_ttl_ms", "must be at least 1000")
+        check(c.pipeline.sentTTLHours >= 1, "pipeline.sent_ttl_hours", "must be at least 1")
         check(c.shutdown.gracePeriodMs > 0, "shutdown.grace_period_ms", "must be positive")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level), "log.level",
               "must be trace, debug, info, notice, warning, error or critical")

@@ -10,11 +10,12 @@ public struct ReachConfiguration: Decodable, Sendable {
     public var channels: [String: ChannelSettings] = [:]
     public var shutdown = ShutdownSettings()
     public var log = LogSettings()
+    public var pipeline = PipelineSettings()
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case kafka, postgres, redis, http, auth, channels, shutdown, log
+        case kafka, postgres, redis, http, auth, channels, shutdown, log, pipeline
         case quietHours = "quiet_hours"
     }
 
@@ -30,6 +31,36 @@ public struct ReachConfiguration: Decodable, Sendable {
         channels = try c.value(.channels, d.channels)
         shutdown = try c.value(.shutdown, d.shutdown)
         log = try c.value(.log, d.log)
+        pipeline = try c.value(.pipeline, d.pipeline)
+    }
+}
+
+/// How campaigns are run.
+public struct PipelineSettings: Decodable, Sendable {
+    /// Recipients read from PostgreSQL per keyset page (and per checkpoint).
+    public var pageSize = 5_000
+    /// A runner's hold on a campaign; another instance takes over a campaign
+    /// whose lease ran out (its runner died).
+    public var leaseMs = 15_000
+    /// How often an idle instance looks for due or orphaned campaigns.
+    public var pollIntervalMs = 1_000
+    /// Campaigns one instance runs at once.
+    public var maxCampaigns = 2
+    /// Idempotency keys: in-flight claim and after-send lifetimes.
+    public var inFlightTTLMs = 60_000
+    public var sentTTLHours = 168
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let d = PipelineSettings()
+        pageSize = try c.value(AnyKey("page_size"), d.pageSize)
+        leaseMs = try c.value(AnyKey("lease_ms"), d.leaseMs)
+        pollIntervalMs = try c.value(AnyKey("poll_interval_ms"), d.pollIntervalMs)
+        maxCampaigns = try c.value(AnyKey("max_campaigns"), d.maxCampaigns)
+        inFlightTTLMs = try c.value(AnyKey("in_flight_ttl_ms"), d.inFlightTTLMs)
+        sentTTLHours = try c.value(AnyKey("sent_ttl_hours"), d.sentTTLHours)
     }
 }
 
@@ -223,6 +254,9 @@ public struct ChannelSettings: Decodable, Sendable {
     public var passwordFile: String?
     public var starttls = "auto"
     public var path: String?
+    /// The recipient field sent to: phone, email, push_token or user_id
+    /// (default: SPEC §6's field for sms/email/push, else user_id).
+    public var address: String?
     public var batchSize = 100
     public var concurrency = 4
     public var ratePerSecond: Int?
@@ -247,6 +281,7 @@ public struct ChannelSettings: Decodable, Sendable {
         passwordFile = try c.decodeIfPresent(String.self, forKey: AnyKey("password_file"))
         starttls = try c.value(AnyKey("starttls"), d.starttls)
         path = try c.decodeIfPresent(String.self, forKey: AnyKey("path"))
+        address = try c.decodeIfPresent(String.self, forKey: AnyKey("address"))
         batchSize = try c.value(AnyKey("batch_size"), d.batchSize)
         concurrency = try c.value(AnyKey("concurrency"), d.concurrency)
         ratePerSecond = try c.decodeIfPresent(Int.self, forKey: AnyKey("rate_per_second"))

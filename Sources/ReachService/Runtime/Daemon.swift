@@ -1,4 +1,5 @@
 import Logging
+import ReachPostgres
 import ReachCore
 import ServiceLifecycle
 
@@ -18,6 +19,12 @@ public struct Daemon: Sendable {
         defer { infrastructure.shutdown() }
         let metrics = ReachMetrics()
         let readiness = Readiness(infrastructure: infrastructure, metrics: metrics)
+        try await Migrator(client: infrastructure.postgres, logger: logger).ensureCurrent()
+        let registry = try ChannelRegistry.make(configuration: configuration, postgres: infrastructure.postgres, redis: infrastructure.redis)
+        let wake = WakeSignal()
+        let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
+        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, metrics: metrics.pipeline, logger: logger, wake: wake)
+        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger)
         let http = HTTPServer.makeApplication(
             settings: configuration.http, readiness: readiness, metrics: metrics, logger: logger,
             onRunning: { port in
@@ -25,7 +32,7 @@ public struct Daemon: Sendable {
                 await onListening(port)
             })
         var group = ServiceGroupConfiguration(
-            services: [.init(service: http)],
+            services: [.init(service: http), .init(service: intake), .init(service: runner), .init(service: sampler)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         group.maximumGracefulShutdownDuration = .milliseconds(configuration.shutdown.gracePeriodMs)
@@ -36,6 +43,7 @@ public struct Daemon: Sendable {
             "redis": "\(Redaction.maskURLPassword(configuration.redis.url))",
         ])
         try await ServiceGroup(configuration: group).run()
+        await registry.shutdown()
         logger.info("reachd stopped")
     }
 }

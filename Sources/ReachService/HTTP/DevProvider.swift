@@ -1,0 +1,102 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// A local provider that speaks SPEC §6's batch protocol and remembers what it
+/// received: `reachd dev-provider` for the demo and benchmarks, and the
+/// provider end-to-end tests assert against. Not for production.
+public final class DevProvider: Sendable {
+    public struct Stats: Sendable, Codable, Equatable {
+        public var requests = 0
+        public var messages = 0
+        public var distinct = 0
+        public var duplicates = 0
+        public var byChannel: [String: Int] = [:]
+    }
+
+    struct Batch: Decodable {
+        struct Message: Decodable {
+            let message_id: String
+            let channel: String?
+            let to: String?
+            let title: String?
+            let body: String?
+        }
+        let messages: [Message]
+    }
+
+    /// What a test or demo wants the provider to answer for a request (nil: accept all).
+    public typealias Behaviour = @Sendable (_ requestNumber: Int) -> (status: Int, retryAfter: Int?)?
+
+    private let state = Mutex<(seen: [String: Int], stats: Stats, keys: [String: Int], last: [String: Batch.Message])>(([:], Stats(), [:], [:]))
+    private let delay: Duration
+    private let behaviour: Behaviour?
+
+    public init(delay: Duration = .zero, behaviour: Behaviour? = nil) {
+        self.delay = delay
+        self.behaviour = behaviour
+    }
+
+    public var stats: Stats { state.withLock { $0.stats } }
+    /// How many times each message id arrived (accepted or not).
+    public var received: [String: Int] { state.withLock { $0.seen } }
+    /// How many requests carried each `Idempotency-Key`.
+    public var idempotencyKeys: [String: Int] { state.withLock { $0.keys } }
+    /// The last copy of a message, by id.
+    public func message(_ id: String) -> (to: String?, title: String?, body: String?)? {
+        state.withLock { $0.last[id].map { ($0.to, $0.title, $0.body) } }
+    }
+
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("stats") { _, _ in
+            let data = try JSONEncoder().encode(self.stats)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.post("**") { request, _ in
+            let body = try await request.body.collect(upTo: 64 << 20)
+            let key = request.headers[.init("Idempotency-Key")!] ?? ""
+            guard let batch = try? JSONDecoder().decode(Batch.self, from: Data(buffer: body)) else {
+                return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))
+            }
+            let number = self.state.withLock { s -> Int in
+                s.stats.requests += 1
+                s.keys[key, default: 0] += 1
+                return s.stats.requests
+            }
+            if self.delay > .zero { try await Task.sleep(for: self.delay) }
+            if let answer = self.behaviour?(number), !(200..<300).contains(answer.status) {
+                var headers: HTTPFields = [.contentType: "application/json"]
+                if let after = answer.retryAfter { headers[.retryAfter] = String(after) }
+                return Response(status: .init(code: answer.status), headers: headers,
+                                body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"simulated \(answer.status)\"}")))
+            }
+            self.state.withLock { s in
+                for m in batch.messages {
+                    let count = s.seen[m.message_id, default: 0] + 1
+                    s.seen[m.message_id] = count
+                    s.last[m.message_id] = m
+                    s.stats.messages += 1
+                    if count == 1 { s.stats.distinct += 1 } else { s.stats.duplicates += 1 }
+                    s.stats.byChannel[m.channel ?? "?", default: 0] += 1
+                }
+            }
+            var out = "{\"results\":["
+            for (i, m) in batch.messages.enumerated() {
+                if i > 0 { out += "," }
+                out += "{\"message_id\":\"\(m.message_id)\",\"status\":\"ok\",\"provider_ref\":\"dev-\(number)-\(i)\"}"
+            }
+            out += "]}"
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: out)))
+        }
+        return router
+    }
+
+    public func makeApplication(host: String, port: Int, logger: Logger,
+                                onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(router: makeRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "reach-dev-provider"),
+                    onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+}

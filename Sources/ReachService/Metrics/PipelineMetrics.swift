@@ -1,0 +1,106 @@
+import Prometheus
+import Synchronization
+
+/// The SPEC §8 metrics the pipeline produces. Handles are cached, so the hot
+/// path pays a dictionary lookup, not a registry lock.
+public final class PipelineMetrics: Sendable {
+    let registry: PrometheusCollectorRegistry
+    private let counters = Mutex<[String: Counter]>([:])
+    private let histograms = Mutex<[String: DurationHistogram]>([:])
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    static let sendBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                                          .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+                                          .milliseconds(2500), .seconds(5), .seconds(10)]
+    static let endToEndBuckets: [Duration] = [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                                              .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+                                              .seconds(30), .seconds(60), .seconds(300)]
+
+    public init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+        // Make the families visible from the first scrape.
+        for state in ["scheduled", "running", "paused", "done", "cancelled", "failed"] { campaigns(state: state, count: 0) }
+    }
+
+    public func message(channel: String, status: String, count: Int = 1) {
+        guard count > 0 else { return }
+        let key = "m|\(channel)|\(status)"
+        let counter = counters.withLock { cache in
+            if let c = cache[key] { return c }
+            let c = registry.makeCounter(
+                descriptor: .init(namespace: "reach", metricName: "messages", unitName: "total",
+                                  helpText: "Messages by channel and outcome (sent, failed, retried, dead, skipped)."),
+                labels: [("channel", channel), ("status", status)])
+            cache[key] = c
+            return c
+        }
+        counter.increment(by: Int64(count))
+    }
+
+    public func inputRejected(topic: String, reason: String) {
+        let key = "r|\(topic)|\(reason)"
+        let counter = counters.withLock { cache in
+            if let c = cache[key] { return c }
+            let c = registry.makeCounter(
+                descriptor: .init(namespace: "reach", metricName: "input_rejected", unitName: "total",
+                                  helpText: "Kafka messages refused as invalid and dead-lettered, by topic and reason."),
+                labels: [("topic", topic), ("reason", reason)])
+            cache[key] = c
+            return c
+        }
+        counter.increment()
+    }
+
+    public func sendDuration(channel: String, _ duration: Duration) {
+        histogram("s|\(channel)") {
+            registry.makeDurationHistogram(
+                descriptor: .init(namespace: "reach", metricName: "send_duration", unitName: "seconds",
+                                  helpText: "Time of one provider call (a batch), by channel."),
+                labels: [("channel", channel)], buckets: Self.sendBuckets)
+        }.record(duration)
+    }
+
+    public func endToEnd(kind: String, _ duration: Duration, count: Int = 1) {
+        let h = histogram("e|\(kind)") {
+            registry.makeDurationHistogram(
+                descriptor: .init(namespace: "reach", metricName: "end_to_end", unitName: "seconds",
+                                  helpText: "From the task or event being consumed to the message being sent."),
+                labels: [("kind", kind)], buckets: Self.endToEndBuckets)
+        }
+        for _ in 0..<count { h.record(duration) }
+    }
+
+    public func campaigns(state: String, count: Int) {
+        gauge("c|\(state)") {
+            registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "campaigns", unitName: "",
+                                                 helpText: "Campaigns by state."),
+                               labels: [("state", state)])
+        }.set(to: Double(count))
+    }
+
+    public func consumerLag(topic: String, partition: Int32, lag: Int64) {
+        gauge("l|\(topic)|\(partition)") {
+            registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "kafka_consumer_lag", unitName: "",
+                                                 helpText: "Records not yet committed by this instance's consumer group, by partition."),
+                               labels: [("topic", topic), ("partition", String(partition))])
+        }.set(to: Double(lag))
+    }
+
+    private func histogram(_ key: String, _ make: () -> DurationHistogram) -> DurationHistogram {
+        histograms.withLock { cache in
+            if let h = cache[key] { return h }
+            let h = make()
+            cache[key] = h
+            return h
+        }
+    }
+
+    private func gauge(_ key: String, _ make: () -> Gauge) -> Gauge {
+        gauges.withLock { cache in
+            if let g = cache[key] { return g }
+            let g = make()
+            cache[key] = g
+            return g
+        }
+    }
+}

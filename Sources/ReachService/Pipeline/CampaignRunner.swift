@@ -1,0 +1,285 @@
+import Foundation
+import Logging
+import ReachChannels
+import ReachCore
+import ReachPostgres
+import ReachRedis
+import ServiceLifecycle
+import Synchronization
+
+/// Runs due campaigns: claims one through its lease, streams its segment in
+/// keyset pages, and per page decides, claims idempotency keys, sends through
+/// the channels and records every outcome plus the checkpoint in one
+/// transaction. A runner that dies leaves its lease to expire; any instance
+/// then resumes from the checkpoint.
+public final class CampaignRunner: Service, Sendable {
+    let infrastructure: Infrastructure
+    let registry: ChannelRegistry
+    let metrics: PipelineMetrics
+    let logger: Logger
+    let wake: WakeSignal
+    public let owner: String
+    private let active = Mutex<Set<String>>([])
+    private let settings: PipelineSettings
+    private let parser: TaskParser
+    private let campaigns: CampaignStore
+    private let deliveries: DeliveryStore
+    private let segments: SegmentSource
+    private let idempotency: IdempotencyStore
+
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, metrics: PipelineMetrics, logger: Logger, wake: WakeSignal) {
+        self.infrastructure = infrastructure
+        self.registry = registry
+        self.metrics = metrics
+        self.logger = logger
+        self.wake = wake
+        let configuration = infrastructure.configuration
+        self.settings = configuration.pipeline
+        self.owner = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
+        self.parser = TaskParser(channels: Set(configuration.channels.keys))
+        self.campaigns = CampaignStore(client: infrastructure.postgres)
+        self.deliveries = DeliveryStore(client: infrastructure.postgres)
+        self.segments = SegmentSource(client: infrastructure.postgres)
+        self.idempotency = IdempotencyStore(
+            redis: infrastructure.redis, prefix: configuration.redis.prefix,
+            inFlightTTL: .milliseconds(settings.inFlightTTLMs), sentTTL: .seconds(settings.sentTTLHours * 3600))
+    }
+
+    var lease: Duration { .milliseconds(settings.leaseMs) }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let free = settings.maxCampaigns - active.withLock { $0.count }
+                if free > 0 {
+                    do {
+                        for id in try await campaigns.claimable(limit: free * 2) {
+                            guard active.withLock({ $0.count < settings.maxCampaigns && $0.insert(id).inserted }) else { continue }
+                            group.addTask {
+                                await self.runCampaign(id)
+                                _ = self.active.withLock { $0.remove(id) }
+                                self.wake.signal()
+                            }
+                        }
+                    } catch {
+                        logger.warning("cannot look for due campaigns", metadata: ["error": "\(error)"])
+                    }
+                }
+                await wake.wait(timeout: .milliseconds(settings.pollIntervalMs))
+            }
+        }
+    }
+
+    enum Mode {
+        case send
+        case skip(reason: String)
+    }
+
+    func runCampaign(_ id: String) async {
+        var attempt = 0
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await runClaimed(id)
+                return
+            } catch let failure as CampaignFailure {
+                logger.error("campaign failed", metadata: ["campaign": "\(id)", "error": "\(failure.message)"])
+                try? await campaigns.finish(id, owner: owner, state: "failed", error: failure.message)
+                return
+            } catch {
+                attempt += 1
+                logger.warning("campaign interrupted; will resume from its checkpoint",
+                               metadata: ["campaign": "\(id)", "error": "\(error)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: Backoff(base: .milliseconds(200), max: .seconds(5)).delay(afterAttempt: attempt))
+            }
+        }
+        try? await campaigns.release(id, owner: owner)
+    }
+
+    struct CampaignFailure: Error {
+        let message: String
+    }
+
+    func runClaimed(_ id: String) async throws {
+        guard let claim = try await campaigns.claim(id, owner: owner, lease: lease) else { return }
+        let task: CampaignTask
+        let planner: DeliveryPlanner
+        let segment: SegmentSource.Resolved
+        do {
+            guard case .campaign(let parsed) = try parser.parse(Array(claim.specJSON.utf8)) else {
+                throw CampaignFailure(message: "stored spec is not a campaign")
+            }
+            task = parsed
+            planner = try DeliveryPlanner(task: task, addressFields: registry.addressFields)
+            segment = try await segments.resolve(task.segment)
+        } catch let error as ValidationError {
+            throw CampaignFailure(message: error.description)
+        } catch let error as SegmentSource.NotFound {
+            throw CampaignFailure(message: error.description)
+        }
+        let acceptedAt = Date(timeIntervalSince1970: claim.createdAt)
+        var checkpoint = claim.checkpoint
+        let started = ContinuousClock.now
+        var processed = 0
+        logger.info("campaign running", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+        while true {
+            if Task.isShuttingDownGracefully || Task.isCancelled {
+                try await campaigns.release(id, owner: owner)
+                logger.info("campaign handed back for shutdown", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+                return
+            }
+            guard let state = try await campaigns.heartbeat(id, owner: owner, lease: lease) else {
+                logger.warning("campaign lease lost to another runner", metadata: ["campaign": "\(id)"])
+                return
+            }
+            if state == "paused" {
+                try await campaigns.release(id, owner: owner)
+                logger.info("campaign paused", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+                return
+            }
+            let mode: Mode = if state == "cancelled" {
+                .skip(reason: "cancelled")
+            } else if let expiresAt = task.expiresAt, Date() >= expiresAt {
+                .skip(reason: "expired")
+            } else {
+                .send
+            }
+            let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
+            guard let last = page.last else {
+                let final = state == "cancelled" ? "cancelled" : "done"
+                try await campaigns.finish(id, owner: owner, state: final)
+                let seconds = (ContinuousClock.now - started).seconds
+                logger.info("campaign finished", metadata: [
+                    "campaign": "\(id)", "state": "\(final)", "recipients_this_run": "\(processed)",
+                    "seconds": "\(String(format: "%.2f", seconds))",
+                ])
+                return
+            }
+            let rows = try await process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt)
+            try await deliveries.record(campaignID: id, rows: rows, checkpoint: last.userID)
+            checkpoint = last.userID
+            processed += page.count
+        }
+    }
+
+    /// Decides, claims, sends and returns the delivery rows for one page.
+    func process(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, mode: Mode, acceptedAt: Date) async throws -> [DeliveryStore.Row] {
+        let id = task.campaignID
+        let done = try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID))
+        let todo = page.filter { done[$0.userID] == nil }
+        var rows: [DeliveryStore.Row] = []
+        rows.reserveCapacity(todo.count)
+        if case .skip(let reason) = mode {
+            for r in todo {
+                rows.append(.init(userID: r.userID, channel: nil, status: "skipped", reason: reason, attempts: 0,
+                                  messageID: MessageID.make(campaignID: id, userID: r.userID)))
+            }
+            metrics.message(channel: "none", status: "skipped", count: rows.count)
+            return rows
+        }
+        var outbound: [OutboundMessage] = []
+        for r in todo {
+            switch planner.plan(r) {
+            case .skip(let reason, let channel):
+                rows.append(.init(userID: r.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
+                                  messageID: MessageID.make(campaignID: id, userID: r.userID)))
+                metrics.message(channel: channel ?? "none", status: "skipped")
+            case .send(let message):
+                outbound.append(message)
+            }
+        }
+        let claims = try await idempotency.claim(campaignID: id, userIDs: outbound.map(\.userID), owner: owner)
+        var toSend: [OutboundMessage] = []
+        for (message, claim) in zip(outbound, claims) {
+            if claim == .alreadySent {
+                // Sent by a runner that died before recording it: record, do not resend.
+                rows.append(.init(userID: message.userID, channel: message.channel, status: "sent", attempts: 1, messageID: message.messageID))
+            } else {
+                toSend.append(message)
+            }
+        }
+        let outcomes = await dispatch(toSend, campaignID: id)
+        var sent: [String] = []
+        var failed: [String] = []
+        for message in toSend {
+            let outcome = outcomes[message.messageID] ?? .retryable("no outcome")
+            if outcome.status == .sent {
+                sent.append(message.userID)
+                rows.append(.init(userID: message.userID, channel: message.channel, status: "sent", attempts: 1,
+                                  messageID: message.messageID, providerRef: outcome.providerRef))
+            } else {
+                failed.append(message.userID)
+                rows.append(.init(userID: message.userID, channel: message.channel, status: "failed",
+                                  reason: outcome.status == .permanent ? "provider_rejected" : "provider_unavailable",
+                                  attempts: 1, messageID: message.messageID, lastError: outcome.error))
+            }
+        }
+        try await idempotency.release(campaignID: id, userIDs: failed, owner: owner)
+        for (channel, group) in Dictionary(grouping: toSend, by: \.channel) {
+            let ok = group.filter { outcomes[$0.messageID]?.status == .sent }.count
+            metrics.message(channel: channel, status: "sent", count: ok)
+            metrics.message(channel: channel, status: "failed", count: group.count - ok)
+        }
+        metrics.endToEnd(kind: "task", .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sent.count)
+        return rows
+    }
+
+    /// Sends per channel in batches of its `batch_size`, at most `concurrency`
+    /// batches in flight per channel, all channels at once. Each accepted batch
+    /// is marked sent in Redis as soon as the provider answers, so a crash
+    /// resends at most the batches that were in flight.
+    func dispatch(_ messages: [OutboundMessage], campaignID: String) async -> [String: SendOutcome] {
+        guard !messages.isEmpty else { return [:] }
+        let metrics = self.metrics
+        let idempotency = self.idempotency
+        let logger = self.logger
+        return await withTaskGroup(of: [(String, SendOutcome)].self) { group in
+            for (name, list) in Dictionary(grouping: messages, by: \.channel) {
+                guard let channel = registry.channels[name] else {
+                    group.addTask { list.map { ($0.messageID, .permanent("channel \(name) is not configured")) } }
+                    continue
+                }
+                let batches = stride(from: 0, to: list.count, by: channel.batchSize).map {
+                    Array(list[$0..<min($0 + channel.batchSize, list.count)])
+                }
+                let queue = BatchQueue(batches)
+                for _ in 0..<min(channel.concurrency, batches.count) {
+                    group.addTask {
+                        var results: [(String, SendOutcome)] = []
+                        while let batch = queue.take() {
+                            let start = ContinuousClock.now
+                            let outcomes = await channel.send(batch)
+                            metrics.sendDuration(channel: name, ContinuousClock.now - start)
+                            let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map(\.0.userID)
+                            do {
+                                try await idempotency.markSent(campaignID: campaignID, userIDs: accepted)
+                            } catch {
+                                // The delivery rows still record the send; only the crash window widens.
+                                logger.warning("could not mark sends in Redis", metadata: ["error": "\(error)"])
+                            }
+                            for (message, outcome) in zip(batch, outcomes) { results.append((message.messageID, outcome)) }
+                        }
+                        return results
+                    }
+                }
+            }
+            var all: [String: SendOutcome] = [:]
+            for await part in group { for (id, outcome) in part { all[id] = outcome } }
+            return all
+        }
+    }
+}
+
+/// Batches handed out to a channel's workers one at a time.
+final class BatchQueue: Sendable {
+    private let state: Mutex<(batches: [[OutboundMessage]], next: Int)>
+
+    init(_ batches: [[OutboundMessage]]) { state = Mutex((batches, 0)) }
+
+    func take() -> [OutboundMessage]? {
+        state.withLock { s in
+            guard s.next < s.batches.count else { return nil }
+            defer { s.next += 1 }
+            return s.batches[s.next]
+        }
+    }
+}

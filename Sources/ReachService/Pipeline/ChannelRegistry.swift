@@ -1,0 +1,53 @@
+import Foundation
+import ReachChannels
+import ReachCore
+import ReachPostgres
+import ReachRedis
+
+/// The configured channels, built once at start-up.
+public struct ChannelRegistry: Sendable {
+    public let channels: [String: any Channel]
+    public let addressFields: [String: AddressField]
+
+    public init(channels: [String: any Channel], addressFields: [String: AddressField] = [:]) {
+        self.channels = channels
+        self.addressFields = addressFields
+    }
+
+    public struct Unsupported: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func make(configuration: ReachConfiguration, postgres: PostgresClient, redis: RedisClient,
+                            secrets: Secrets = Secrets()) throws -> ChannelRegistry {
+        var channels: [String: any Channel] = [:]
+        var fields: [String: AddressField] = [:]
+        for (name, settings) in configuration.channels {
+            fields[name] = settings.address.flatMap(AddressField.init(rawValue:)) ?? AddressField.defaultField(forChannel: name)
+            switch settings.provider {
+            case "http":
+                var auth: (String, String)?
+                if let token = secrets.value(env: settings.tokenEnv, file: nil) {
+                    auth = (settings.authHeader, settings.authHeader.lowercased() == "authorization" ? "Bearer \(token)" : token)
+                }
+                channels[name] = HTTPProviderChannel(
+                    name: name, url: settings.url ?? "", authHeader: auth, batchSize: settings.batchSize,
+                    concurrency: settings.concurrency, timeout: .milliseconds(settings.timeoutMs))
+            case "inbox":
+                channels[name] = InboxChannel(name: name, store: InboxStore(client: postgres), redis: redis,
+                                              prefix: configuration.redis.prefix, batchSize: settings.batchSize,
+                                              concurrency: settings.concurrency)
+            case "log":
+                channels[name] = try LogChannel(name: name, path: settings.path ?? "reach-\(name).jsonl",
+                                                batchSize: settings.batchSize, concurrency: settings.concurrency)
+            default:
+                throw Unsupported(description: "channels.\(name): provider '\(settings.provider)' is not available in this build")
+            }
+        }
+        return ChannelRegistry(channels: channels, addressFields: fields)
+    }
+
+    public func shutdown() async {
+        for channel in channels.values { await channel.shutdown() }
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ReachRedis
+import ReachService
+import Testing
+import TestSupport
+
+@Suite("the campaign pipeline end to end, through Kafka, PostgreSQL, Redis and a local provider")
+struct PipelineTests {
+    @Test("a campaign reaches every user exactly once; re-publishing it is a no-op")
+    func campaignEndToEnd() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 2_000)
+        let logPath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("email") + ".jsonl").path
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort, logPath: logPath)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 2)
+
+        let task = """
+            {"kind": "campaign", "campaign_id": "e2e-1", "segment": {"id": "all"},
+             "channels": {"sms": 70, "push": 30}, "fallback": ["email", "inapp"],
+             "template": {"title": "Hi {{name}}", "body": "{{name}}, coupon {{data.coupon}} (level {{attrs.level}})",
+                          "channels": {"push": {"title": "Push for {{name}}"}}},
+             "data": {"coupon": "SPRING10"}}
+            """
+        try await publish(kafka, task, key: "e2e-1")
+        #expect(try await waitForCampaign(pg, "e2e-1"), "campaign did not finish")
+
+        // Every user has exactly one row.
+        let counts = try await pg.query("SELECT status, coalesce(reason, ''), count(*) FROM reach.deliveries WHERE campaign_id = 'e2e-1' GROUP BY 1, 2")
+        var byStatus: [String: Int] = [:]
+        for row in counts { byStatus["\(row[0]!)/\(row[1]!)"] = row.int(2) }
+        #expect(byStatus.values.reduce(0, +) == 2_000, "\(byStatus)")
+        #expect(byStatus["skipped/opted_out"] == 2_000 / 50, "users opted out of everything are skipped: \(byStatus)")
+        #expect(byStatus["failed/"] == nil && byStatus["dead/"] == nil)
+
+        // The counters match the rows.
+        let campaign = try await CampaignStore(client: pg).status("e2e-1")
+        #expect(campaign?.counters.targeted == 2_000)
+        #expect(campaign?.counters.sent == byStatus["sent/"])
+        #expect(campaign?.counters.skipped == byStatus["skipped/opted_out"])
+
+        // The provider got each sms/push message id exactly once, and nothing else.
+        let viaProvider = try await pg.query("""
+            SELECT message_id FROM reach.deliveries WHERE campaign_id = 'e2e-1' AND status = 'sent' AND channel IN ('sms', 'push')
+            """).compactMap { $0[0] }
+        let received = provider.received
+        #expect(Set(received.keys) == Set(viaProvider))
+        #expect(received.values.allSatisfy { $0 == 1 }, "a message id arrived twice")
+        #expect(provider.idempotencyKeys.values.allSatisfy { $0 == 1 })
+        #expect(!viaProvider.isEmpty)
+
+        // Routing honours weights roughly and fallbacks apply: users without a phone never get sms.
+        let channels = try await pg.query("SELECT channel, count(*) FROM reach.deliveries WHERE campaign_id = 'e2e-1' AND status = 'sent' GROUP BY 1")
+        var byChannel: [String: Int] = [:]
+        for row in channels { byChannel[row[0]!] = row.int(1) }
+        #expect((byChannel["sms"] ?? 0) > (byChannel["push"] ?? 0))
+        #expect((byChannel["email"] ?? 0) > 0, "users without phone or opted out of sms fall back to email")
+        let smsWithoutPhone = try await pg.query("""
+            SELECT count(*) FROM reach.deliveries d JOIN reach.recipients r USING (user_id)
+            WHERE d.campaign_id = 'e2e-1' AND d.channel = 'sms' AND (r.phone IS NULL OR substr(r.user_id, 2)::int % 7 = 0)
+            """).first?.int(0)
+        #expect(smsWithoutPhone == 0)
+
+        // Rendering: recipient fields, data.* and attrs.*, per-channel title override.
+        let u1 = MessageID.make(campaignID: "e2e-1", userID: "u00001")
+        if let m = provider.message(u1) {
+            #expect(m.body == "User 1, coupon SPRING10 (level 1)")
+            #expect(m.title == "Hi User 1" || m.title == "Push for User 1")
+        } else {
+            Issue.record("u00001 was not sent through the provider")
+        }
+
+        // E-mail went to the log provider, masked.
+        let logLines = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n")
+        #expect(logLines.count == byChannel["email"])
+        #expect(logLines.allSatisfy { $0.contains("***@example.com") })
+
+        // Idempotency keys say "sent" for sent users.
+        let redis = try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 1)
+        let key = IdempotencyStore(redis: redis, prefix: configuration.redis.prefix).key(campaignID: "e2e-1", userID: "u00001")
+        #expect(try await redis.send("GET", key).string == "sent")
+
+        // The task's offset is committed.
+        let observer = try KafkaConsumer(configuration: .init(bootstrapServers: kafka.bootstrapServers,
+                                                               groupID: configuration.kafka.groupID, topics: []))
+        let committed = try await observer.committedOffsets([TopicPartition("reach.tasks", 0), TopicPartition("reach.tasks", 1)])
+        #expect(committed.values.compactMap { $0 }.reduce(0, +) == 1)
+
+        // Publishing the same campaign again changes nothing.
+        try await publish(kafka, task, key: "e2e-1")
+        #expect(try await eventually(timeout: .seconds(20)) {
+            let c = try await observer.committedOffsets([TopicPartition("reach.tasks", 0), TopicPartition("reach.tasks", 1)])
+            return c.values.compactMap { $0 }.reduce(0, +) == 2
+        })
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(provider.stats.duplicates == 0)
+        #expect(try await pg.query("SELECT count(*) FROM reach.deliveries").first?.int(0) == 2_000)
+        await observer.close()
+    }
+
+    @Test("in-app messages land in reach.inbox and are published on Redis")
+    func inapp() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 40)
+        let logPath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("email")).path
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort, logPath: logPath)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        try await publish(kafka, """
+            {"kind":"campaign","campaign_id":"inbox-1","segment":{"user_ids":["u00001","u00002","nobody"]},
+             "channels":{"inapp":1},"template":{"title":"T {{user_id}}","body":"B {{name}}"}}
+            """)
+        #expect(try await waitForCampaign(pg, "inbox-1"))
+        let inbox = try await pg.query("SELECT user_id, title, body FROM reach.inbox WHERE campaign_id = 'inbox-1' ORDER BY user_id")
+        #expect(inbox.map { $0[0] ?? "" } == ["nobody", "u00001", "u00002"], "in-app needs only a user id")
+        #expect(inbox.rows[1][1] == "T u00001" && inbox.rows[1][2] == "B User 1")
+        let refs = try await pg.query("SELECT provider_ref FROM reach.deliveries WHERE campaign_id = 'inbox-1' AND status = 'sent'")
+        #expect(refs.count == 3 && refs.allSatisfy { $0[0] != nil })
+    }
+
+    @Test("invalid tasks become dead letters (table and topic), their offsets are committed, and the partition moves on")
+    func invalidInput() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 10)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        // All on one key, so all on one partition, in this order.
+        try await publish(kafka, "{not json", key: "k")
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"bad","segment":{"id":"all"},"channels":{"fax":1},"template":{"body":"x"}}"#, key: "k")
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"good","segment":{"id":"all"},"channels":{"inapp":1},"template":{"body":"x"}}"#, key: "k")
+        #expect(try await waitForCampaign(pg, "good"), "a valid task after invalid ones still runs")
+
+        let letters = try await pg.query("SELECT reason, error, payload #>> '{}' FROM reach.dead_letters WHERE source = 'input' ORDER BY kafka_offset")
+        #expect(letters.count == 2)
+        #expect(letters.rows[0][0] == "unparseable" && letters.rows[0][2] == "{not json")
+        #expect(letters.rows[1][0] == "invalid" && letters.rows[1][1]?.contains("channels.fax") == true)
+        #expect(try await campaignState(pg, "bad") == nil)
+
+        let dlq = try KafkaConsumer(configuration: .init(bootstrapServers: kafka.bootstrapServers, groupID: TestEnvironment.unique("dlq"),
+                                                          topics: ["reach.dlq"]))
+        var seen: [String] = []
+        for try await message in dlq.messages {
+            seen.append(String(decoding: message.value, as: UTF8.self))
+            if seen.count == 2 { break }
+        }
+        await dlq.close()
+        #expect(seen.allSatisfy { $0.contains("\"source\":\"input\"") && $0.contains("\"failed_at\"") })
+        #expect(seen[0].contains("\"payload\":\"{not json\""))
+    }
+}
