@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C edges: module map + shim header only.
@@ -51,6 +52,8 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .target(name: "ReachService", dependencies: [
             "ReachCore", "ReachKafka", "ReachRedis", "ReachPostgres", "ReachChannels",
@@ -72,6 +75,10 @@ let package = Package(
         .testTarget(name: "ReachKafkaTests", dependencies: ["ReachKafka", "TestSupport"]),
         .testTarget(name: "ReachRedisTests", dependencies: ["ReachRedis", "TestSupport"]),
         .testTarget(name: "ReachPostgresTests", dependencies: ["ReachPostgres", "TestSupport"]),
+        .testTarget(name: "ReachChannelsTests", dependencies: [
+            "ReachChannels", "ReachCore", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "ReachServiceTests", dependencies: [
             "ReachService", "ReachKafka", "ReachPostgres", "ReachRedis", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),

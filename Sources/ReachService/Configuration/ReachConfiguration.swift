@@ -253,6 +253,8 @@ public struct ChannelSettings: Decodable, Sendable {
     public var passwordEnv: String?
     public var passwordFile: String?
     public var starttls = "auto"
+    /// Verify the SMTP server's TLS certificate (turn off only for test servers).
+    public var tlsVerify = true
     public var path: String?
     /// The recipient field sent to: phone, email, push_token or user_id
     /// (default: SPEC §6's field for sms/email/push, else user_id).
@@ -280,6 +282,7 @@ public struct ChannelSettings: Decodable, Sendable {
         passwordEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("password_env"))
         passwordFile = try c.decodeIfPresent(String.self, forKey: AnyKey("password_file"))
         starttls = try c.value(AnyKey("starttls"), d.starttls)
+        tlsVerify = try c.value(AnyKey("tls_verify"), d.tlsVerify)
         path = try c.decodeIfPresent(String.self, forKey: AnyKey("path"))
         address = try c.decodeIfPresent(String.self, forKey: AnyKey("address"))
         batchSize = try c.value(AnyKey("batch_size"), d.batchSize)

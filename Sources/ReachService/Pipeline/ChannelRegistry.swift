@@ -33,6 +33,13 @@ public struct ChannelRegistry: Sendable {
                 channels[name] = HTTPProviderChannel(
                     name: name, url: settings.url ?? "", authHeader: auth, batchSize: settings.batchSize,
                     concurrency: settings.concurrency, timeout: .milliseconds(settings.timeoutMs))
+            case "smtp":
+                let smtp = SMTPChannel.Settings(
+                    host: settings.host ?? "", port: settings.port, from: settings.from ?? "",
+                    username: secrets.value(env: settings.usernameEnv, file: nil),
+                    password: secrets.value(env: settings.passwordEnv, file: settings.passwordFile),
+                    startTLS: settings.starttls, verifyCertificates: settings.tlsVerify, timeout: .milliseconds(settings.timeoutMs))
+                channels[name] = try SMTPChannel(name: name, settings: smtp, batchSize: settings.batchSize, concurrency: settings.concurrency)
             case "inbox":
                 channels[name] = InboxChannel(name: name, store: InboxStore(client: postgres), redis: redis,
                                               prefix: configuration.redis.prefix, batchSize: settings.batchSize,
@@ -41,7 +48,7 @@ public struct ChannelRegistry: Sendable {
                 channels[name] = try LogChannel(name: name, path: settings.path ?? "reach-\(name).jsonl",
                                                 batchSize: settings.batchSize, concurrency: settings.concurrency)
             default:
-                throw Unsupported(description: "channels.\(name): provider '\(settings.provider)' is not available in this build")
+                throw Unsupported(description: "channels.\(name): unknown provider '\(settings.provider)'")
             }
         }
         return ChannelRegistry(channels: channels, addressFields: fields)

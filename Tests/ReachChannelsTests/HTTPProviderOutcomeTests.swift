@@ -1,0 +1,45 @@
+import Foundation
+import NIOCore
+@testable import ReachChannels
+import ReachCore
+import Testing
+
+@Suite("generic HTTP provider semantics (SPEC §6)")
+struct HTTPProviderOutcomeTests {
+    let batch = (1...3).map { message("u\($0)", to: "+861380000000\($0)") }
+
+    @Test func statusMapping() {
+        let ok = HTTPProviderChannel.outcomes(status: 202, retryAfter: nil, body: ByteBuffer(), batch: batch)
+        #expect(ok.map(\.status) == [.sent, .sent, .sent])
+        let limited = HTTPProviderChannel.outcomes(status: 429, retryAfter: "7", body: ByteBuffer(string: "slow down"), batch: batch)
+        #expect(limited.allSatisfy { $0.status == .retryable && $0.retryAfter == .seconds(7) })
+        let down = HTTPProviderChannel.outcomes(status: 503, retryAfter: nil, body: ByteBuffer(), batch: batch)
+        #expect(down.allSatisfy { $0.status == .retryable && $0.retryAfter == nil })
+        let bad = HTTPProviderChannel.outcomes(status: 400, retryAfter: nil, body: ByteBuffer(string: "invalid number 13812345678"), batch: batch)
+        #expect(bad.allSatisfy { $0.status == .permanent })
+        #expect(bad[0].error?.contains("138****5678") == true, "phone numbers in provider errors are masked")
+    }
+
+    @Test("per-message results decide each message")
+    func perMessage() {
+        let body = """
+            {"results": [{"message_id": "\(batch[0].messageID)", "status": "ok", "provider_ref": "p-1"},
+                         {"message_id": "\(batch[1].messageID)", "status": "error", "error": "invalid number"}]}
+            """
+        let outcomes = HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: ByteBuffer(string: body), batch: batch)
+        #expect(outcomes[0] == .sent("p-1"))
+        #expect(outcomes[1].status == .permanent && outcomes[1].error == "invalid number")
+        #expect(outcomes[2] == .sent(), "a message the results leave out was accepted with the batch")
+    }
+
+    @Test("the body is the SPEC's JSON; the batch id is stable for the same messages")
+    func bodyAndBatchID() throws {
+        let text = HTTPProviderChannel.body([message("u1", to: "a\"b", title: "t\n", body: "é")])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let first = try #require((json["messages"] as? [[String: Any]])?.first)
+        #expect(Set(first.keys) == ["message_id", "campaign_id", "user_id", "channel", "to", "title", "body"])
+        #expect(first["to"] as? String == "a\"b" && first["title"] as? String == "t\n" && first["body"] as? String == "é")
+        #expect(HTTPProviderChannel.batchID(batch) == HTTPProviderChannel.batchID(batch))
+        #expect(HTTPProviderChannel.batchID(batch) != HTTPProviderChannel.batchID(Array(batch.prefix(2))))
+    }
+}
