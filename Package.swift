@@ -66,7 +66,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "reachd", dependencies: [
-            "ReachService",
+            "ReachService", "ReachCore", "ReachKafka", "ReachPostgres",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

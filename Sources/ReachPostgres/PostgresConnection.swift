@@ -162,6 +162,8 @@ public actor PostgresConnection {
             reconnect.failed()
             throw PostgresError(.connection, "connect: \(message)")
         }
+        // Server notices (NOTICE: … already exists) are not errors; keep them off stderr.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         connection = conn
         reconnect.succeeded()
         return conn

@@ -18,7 +18,7 @@ struct PipelineTests {
         let url = try await seededDatabase(count: 2_000)
         let logPath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("email") + ".jsonl").path
         let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort, logPath: logPath)
-        let (_, daemon) = try await startDaemon(configuration)
+        let (httpPort, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
         let pg = PostgresClient(url: url, poolSize: 2)
 
@@ -81,6 +81,17 @@ struct PipelineTests {
         let logLines = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n")
         #expect(logLines.count == byChannel["email"])
         #expect(logLines.allSatisfy { $0.contains("***@example.com") })
+
+        // Metrics count what the rows say, and the exposition passes promtool.
+        let metrics = try await get("http://127.0.0.1:\(httpPort)/metrics").body
+        #expect(metrics.contains("reach_messages_total{channel=\"sms\",status=\"sent\"} \(byChannel["sms"] ?? 0)"), "\(metrics)")
+        #expect(metrics.contains("reach_messages_total{channel=\"none\",status=\"skipped\"} \(byStatus["skipped/opted_out"] ?? 0)"))
+        #expect(metrics.contains("reach_send_duration_seconds_count{channel=\"push\"}"))
+        #expect(metrics.contains("reach_end_to_end_seconds_bucket{kind=\"task\""))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("metrics")).path
+        try metrics.write(toFile: file, atomically: true, encoding: .utf8)
+        let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
+        #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
 
         // Idempotency keys say "sent" for sent users.
         let redis = try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 1)
