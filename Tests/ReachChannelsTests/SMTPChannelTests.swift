@@ -4,35 +4,6 @@ import ReachCore
 import Testing
 import TestSupport
 
-/// scripts/smtp_sink.py on a free port; records each accepted message as a JSON line.
-final class SMTPSink: @unchecked Sendable {
-    let port: Int
-    let log: String
-    let process: SpawnedProcess
-
-    init() async throws {
-        port = try TestEnvironment.freePort()
-        log = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("smtp") + ".jsonl").path
-        let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/smtp_sink.py").path
-        process = try spawn("python3", [script, "--port", "\(port)", "--log", log, "--user", "crm", "--password", "s3cret"])
-        let process = self.process
-        guard try await eventually(timeout: .seconds(20), { process.output.contains("ready") }) else {
-            throw ProcessFailure(command: "smtp_sink.py", status: -1, output: process.output)
-        }
-    }
-
-    var messages: [[String: Any]] {
-        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-    }
-
-    deinit {
-        process.signal(SIGKILL)
-        _ = process.waitBlocking()
-    }
-}
-
 func message(_ user: String, to: String, title: String = "Hello", body: String = "Body") -> OutboundMessage {
     OutboundMessage(messageID: MessageID.make(campaignID: "smtp", userID: user), campaignID: "smtp", userID: user,
                     channel: "email", to: to, title: title, body: body)

@@ -88,6 +88,8 @@ struct PipelineTests {
         #expect(metrics.contains("reach_messages_total{channel=\"none\",status=\"skipped\"} \(byStatus["skipped/opted_out"] ?? 0)"))
         #expect(metrics.contains("reach_send_duration_seconds_count{channel=\"push\"}"))
         #expect(metrics.contains("reach_end_to_end_seconds_bucket{kind=\"task\""))
+        #expect(metrics.contains("reach_kafka_consumer_lag{topic=\"reach.tasks\",partition=\"0\"}"))
+        #expect(metrics.contains("reach_campaigns{state=\"running\"}"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("metrics")).path
         try metrics.write(toFile: file, atomically: true, encoding: .utf8)
         let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
@@ -116,6 +118,49 @@ struct PipelineTests {
         await observer.close()
     }
 
+    @Test("e-mail through the daemon over real SMTP: the server receives each message id exactly once")
+    func emailOverSMTP() async throws {
+        let kafka = try embeddedKafka()
+        let sink = try await SMTPSink()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 150)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        var email = ChannelSettings()
+        email.provider = "smtp"
+        email.host = "127.0.0.1"
+        email.port = sink.port
+        email.from = "CRM <crm@example.com>"
+        email.usernameEnv = "REACH_TEST_SMTP_USER"
+        email.passwordEnv = "REACH_TEST_SMTP_PASS"
+        email.tlsVerify = false
+        email.batchSize = 20
+        email.concurrency = 2
+        configuration.channels["email"] = email
+        setenv("REACH_TEST_SMTP_USER", "crm", 1)
+        setenv("REACH_TEST_SMTP_PASS", "s3cret", 1)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        try await publish(kafka, """
+            {"kind":"campaign","campaign_id":"mail-1","segment":{"id":"all"},"channels":{"email":1},
+             "template":{"title":"Offer for {{name}}","body":"Dear {{name}}, {{data.coupon}}"},"data":{"coupon":"C-9"}}
+            """)
+        #expect(try await waitForCampaign(pg, "mail-1"))
+        let sent = try await pg.query("SELECT message_id FROM reach.deliveries WHERE campaign_id = 'mail-1' AND status = 'sent'").compactMap { $0[0] }
+        let skipped = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'mail-1' AND status = 'skipped'").first?.int(0)
+        #expect(sent.count + (skipped ?? 0) == 150)
+        #expect(skipped == 3, "u00050, u00100, u00150 opted out of everything")
+        let received = sink.messages
+        let ids = received.compactMap { $0["message_id"] as? String }
+        #expect(ids.count == sent.count && Set(ids) == Set(sent), "each message id exactly once")
+        #expect(received.allSatisfy { $0["tls"] as? Bool == true && $0["authenticated"] as? Bool == true })
+        #expect(received.contains { $0["subject"] as? String == "Offer for User 1" && ($0["body"] as? String)?.contains("Dear User 1, C-9") == true })
+    }
+
     @Test("in-app messages land in reach.inbox and are published on Redis")
     func inapp() async throws {
         let kafka = try embeddedKafka()
@@ -128,6 +173,11 @@ struct PipelineTests {
         let (_, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
         let pg = PostgresClient(url: url, poolSize: 1)
+        // A subscriber on the in-app channels, the way an app's websocket gateway would listen.
+        let redisPort = try #require(URL(string: try TestEnvironment.redisURL())?.port)
+        let subscriber = try spawn("redis-cli", ["-p", "\(redisPort)", "--csv", "psubscribe", "\(configuration.redis.prefix)inapp:*"])
+        defer { subscriber.signal(SIGKILL); _ = subscriber.waitBlocking() }
+        #expect(try await eventually { subscriber.output.contains("psubscribe") })
 
         try await publish(kafka, """
             {"kind":"campaign","campaign_id":"inbox-1","segment":{"user_ids":["u00001","u00002","nobody"]},
@@ -139,6 +189,9 @@ struct PipelineTests {
         #expect(inbox.rows[1][1] == "T u00001" && inbox.rows[1][2] == "B User 1")
         let refs = try await pg.query("SELECT provider_ref FROM reach.deliveries WHERE campaign_id = 'inbox-1' AND status = 'sent'")
         #expect(refs.count == 3 && refs.allSatisfy { $0[0] != nil })
+        #expect(try await eventually { subscriber.output.components(separatedBy: "\"pmessage\"").count - 1 == 3 }, "\(subscriber.output)")
+        #expect(subscriber.output.contains("\(configuration.redis.prefix)inapp:u00001"))
+        #expect(subscriber.output.contains("T u00001") && subscriber.output.contains("campaign_id"))
     }
 
     @Test("invalid tasks become dead letters (table and topic), their offsets are committed, and the partition moves on")
