@@ -45,27 +45,7 @@ public final class HTTPProviderChannel: Channel {
     }
 
     public static func body(_ batch: [OutboundMessage]) -> String {
-        var out = "{\"messages\":["
-        out.reserveCapacity(batch.count * 200)
-        for (i, m) in batch.enumerated() {
-            if i > 0 { out += "," }
-            out += "{\"message_id\":"
-            JSONText.quote(m.messageID, into: &out)
-            out += ",\"campaign_id\":"
-            JSONText.quote(m.campaignID, into: &out)
-            out += ",\"user_id\":"
-            JSONText.quote(m.userID, into: &out)
-            out += ",\"channel\":"
-            JSONText.quote(m.channel, into: &out)
-            out += ",\"to\":"
-            JSONText.quote(m.to, into: &out)
-            out += ",\"title\":"
-            JSONText.quote(m.title, into: &out)
-            out += ",\"body\":"
-            JSONText.quote(m.body, into: &out)
-            out += "}"
-        }
-        return out + "]}"
+        "{\"messages\":[" + batch.map { $0.json() }.joined(separator: ",") + "]}"
     }
 
     public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {

@@ -51,16 +51,13 @@ public struct InboxChannel: Channel {
     }
 
     static func json(_ m: InboxStore.Message) -> String {
-        var out = "{\"id\":\(m.id),\"user_id\":"
-        JSONText.quote(m.userID, into: &out)
-        out += ",\"campaign_id\":"
-        JSONText.quote(m.campaignID, into: &out)
-        out += ",\"title\":"
-        JSONText.quote(m.title, into: &out)
-        out += ",\"body\":"
-        JSONText.quote(m.body, into: &out)
-        out += ",\"created_at\":"
-        JSONText.quote(m.createdAt, into: &out)
-        return out + "}"
+        var w = JSONObjectWriter()
+        w.add("id", m.id)
+        w.add("user_id", m.userID)
+        w.add("campaign_id", m.campaignID)
+        w.add("title", m.title)
+        w.add("body", m.body)
+        w.add("created_at", m.createdAt)
+        return w.finish()
     }
 }

@@ -26,13 +26,7 @@ public final class LogChannel: Channel, @unchecked Sendable {
     deinit { try? handle.close() }
 
     public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {
-        var text = ""
-        for m in batch {
-            text += "{\"message_id\":" + JSONText.quote(m.messageID) + ",\"campaign_id\":" + JSONText.quote(m.campaignID)
-            text += ",\"user_id\":" + JSONText.quote(m.userID) + ",\"channel\":" + JSONText.quote(m.channel)
-            text += ",\"to\":" + JSONText.quote(Redaction.maskText(m.to)) + ",\"title\":" + JSONText.quote(m.title)
-            text += ",\"body\":" + JSONText.quote(m.body) + "}\n"
-        }
+        let text = batch.map { $0.json(maskAddress: true) + "\n" }.joined()
         do {
             try lock.withLock { try handle.write(contentsOf: Data(text.utf8)) }
             return Array(repeating: .sent(), count: batch.count)

@@ -27,3 +27,39 @@ public enum JSONText {
         return out
     }
 }
+
+/// Writes one flat JSON object field by field, straight into a string.
+public struct JSONObjectWriter {
+    public private(set) var text: String
+    private var empty = true
+
+    public init(capacity: Int = 256) {
+        text = "{"
+        text.reserveCapacity(capacity)
+    }
+
+    private mutating func key(_ key: String) {
+        if !empty { text += "," }
+        empty = false
+        JSONText.quote(key, into: &text)
+        text += ":"
+    }
+
+    public mutating func add(_ key: String, _ value: String?) {
+        self.key(key)
+        if let value { JSONText.quote(value, into: &text) } else { text += "null" }
+    }
+
+    public mutating func add(_ key: String, _ value: Int) {
+        self.key(key)
+        text += String(value)
+    }
+
+    /// Adds already-encoded JSON as the value.
+    public mutating func add(_ key: String, json: String) {
+        self.key(key)
+        text += json
+    }
+
+    public func finish() -> String { text + "}" }
+}

@@ -79,3 +79,18 @@ public struct OutboundMessage: Sendable, Equatable {
         self.body = body
     }
 }
+
+extension OutboundMessage {
+    /// The message as SPEC §6's JSON object; `maskAddress` masks `to` for files meant for reading.
+    public func json(maskAddress: Bool = false) -> String {
+        var w = JSONObjectWriter()
+        w.add("message_id", messageID)
+        w.add("campaign_id", campaignID)
+        w.add("user_id", userID)
+        w.add("channel", channel)
+        w.add("to", maskAddress ? Redaction.maskText(to) : to)
+        w.add("title", title)
+        w.add("body", body)
+        return w.finish()
+    }
+}

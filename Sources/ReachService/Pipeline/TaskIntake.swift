@@ -96,11 +96,16 @@ public struct TaskIntake: Service {
         try await DeadLetterStore(client: infrastructure.postgres).recordInput(
             topic: topic, partition: message.partition, offset: message.offset, reason: reason,
             error: error.description, payloadJSON: JSONText.quote(raw))
-        var dlq = "{\"reason\":" + JSONText.quote(reason) + ",\"error\":" + JSONText.quote(error.description)
-        dlq += ",\"source\":\"input\",\"topic\":" + JSONText.quote(topic)
-        dlq += ",\"partition\":\(message.partition),\"offset\":\(message.offset),\"failed_at\":" + JSONText.quote(failedAt)
-        dlq += ",\"payload\":" + JSONText.quote(raw) + "}"
-        try await infrastructure.producer.send(topic: infrastructure.configuration.kafka.topics.dlq, key: message.keyString, value: dlq)
+        var dlq = JSONObjectWriter()
+        dlq.add("reason", reason)
+        dlq.add("error", error.description)
+        dlq.add("source", "input")
+        dlq.add("topic", topic)
+        dlq.add("partition", Int(message.partition))
+        dlq.add("offset", Int(message.offset))
+        dlq.add("failed_at", failedAt)
+        dlq.add("payload", raw)
+        try await infrastructure.producer.send(topic: infrastructure.configuration.kafka.topics.dlq, key: message.keyString, value: dlq.finish())
         metrics.inputRejected(topic: topic, reason: reason)
         logger.warning("task rejected", metadata: [
             "topic": "\(topic)", "partition": "\(message.partition)", "offset": "\(message.offset)", "error": "\(error)",
