@@ -67,7 +67,7 @@ struct PostgresClientTests {
         } throws: { error in
             (error as? PostgresError)?.code == .timeout
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(ContinuousClock.now - started < .seconds(8), "the 300 ms limit cut the 10 s sleep short")
         #expect(try await pg.query("SELECT 2").first?.int(0) == 2)
     }
 
@@ -111,23 +111,23 @@ struct PostgresClientTests {
 
     @Test("the client reconnects after the server restarts")
     func reconnectAfterRestart() async throws {
-        let server = try PostgresServerProcess()
+        let server = try await PostgresServerProcess.start()
         var configuration = PostgresConfiguration(url: server.url, poolSize: 2)
         configuration.reconnectMax = .milliseconds(500)
         let pg = PostgresClient(configuration: configuration)
         try await pg.query("CREATE TABLE kept (v int)")
         try await pg.query("INSERT INTO kept VALUES (1)")
-        try server.stop()
+        try await server.stop()
         await #expect {
             try await pg.query("SELECT 1")
         } throws: { error in
             (error as? PostgresError)?.isRetryable == true
         }
-        try server.start()
+        try await server.start()
         #expect(try await eventually(timeout: .seconds(15), every: .milliseconds(100)) {
             try await pg.query("SELECT count(*) FROM kept").first?.int(0) == 1
         })
-        try server.restart()
+        try await server.restart()
         #expect(try await eventually(timeout: .seconds(15), every: .milliseconds(100)) {
             try await pg.query("INSERT INTO kept VALUES (2)").affected == 1
         })

@@ -69,23 +69,23 @@ struct RedisClientTests {
         } throws: { error in
             (error as? RedisError)?.code == .timeout && (error as? RedisError)?.isRetryable == true
         }
-        #expect(ContinuousClock.now - started < .seconds(3), "the 300 ms limit cut the 5 s block short")
+        #expect(ContinuousClock.now - started < .milliseconds(4500), "the 300 ms limit cut the 5 s block short")
         try await redis.ping()
     }
 
     @Test("the client reconnects with backoff after the server restarts mid-test")
     func reconnectAfterRestart() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess.start()
         let redis = try RedisClient(url: server.url, poolSize: 2)
         try await redis.send("SET", "before", "1")
-        try server.stop()
+        try await server.stop()
 
         await #expect {
             try await redis.send("SET", "during", "1")
         } throws: { error in
             (error as? RedisError)?.isRetryable == true
         }
-        try server.start()
+        try await server.start()
         // The restarted server is empty; writes succeed again once the backoff allows a reconnect.
         let recovered = try await eventually(timeout: .seconds(15), every: .milliseconds(100)) {
             try await redis.send("SET", "after", "1")

@@ -32,7 +32,7 @@ func seededDatabase(count: Int, segment: String = "all") async throws -> String 
         return [id, "User \(i)", i % 10 == 0 ? nil : String(format: "138%08d", i), "user\(i)@example.com",
                 "tok-\(i)", i % 3 == 0 ? "Asia/Shanghai" : "UTC", "zh-CN", "{\"level\": \(i % 5), \"city\": \"C\(i % 4)\"}"]
     }
-    try await pg.withConnection { conn in
+    _ = try await pg.withConnection { conn in
         try await conn.copyIn("COPY reach.recipients (user_id, name, phone, email, push_token, timezone, locale, attrs) FROM STDIN", rows: rows)
         try await conn.query("INSERT INTO reach.segments (id, name) VALUES ($1, 'everyone')", [segment])
         try await conn.query("INSERT INTO reach.segment_members SELECT $1, user_id FROM reach.recipients", [segment])

@@ -54,7 +54,7 @@ struct SegmentTests {
             if i % 11 == 0 { attrs[Self.hostile[1]] = .string("evil key") }
             people.append((String(format: "p%03d", i), i % 5 == 0 ? nil : Self.hostile[i % Self.hostile.count], attrs))
         }
-        try await pg.withConnection { conn in
+        _ = try await pg.withConnection { conn in
             try await conn.copyIn("COPY reach.recipients (user_id, name, attrs) FROM STDIN",
                                   rows: people.map { [$0.id, $0.name, JSONValue.object($0.attrs).jsonText] })
         }

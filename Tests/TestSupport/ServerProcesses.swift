@@ -6,14 +6,29 @@ public final class RedisServerProcess: @unchecked Sendable {
     public let directory: URL
     public var url: String { "redis://127.0.0.1:\(port)/0" }
 
-    public init() throws {
-        port = try TestEnvironment.freePort()
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("reach-redis"))
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try start()
+    private init(port: Int, directory: URL) {
+        self.port = port
+        self.directory = directory
     }
 
-    public func start() throws {
+    /// Starts a new server on a free port (off the cooperative pool).
+    public static func start() async throws -> RedisServerProcess {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("reach-redis"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let server = RedisServerProcess(port: try TestEnvironment.freePort(), directory: directory)
+        try await server.start()
+        return server
+    }
+
+    public func start() async throws {
+        try await blocking { try self.startBlocking() }
+    }
+
+    public func stop() async throws {
+        try await blocking { try self.stopBlocking() }
+    }
+
+    func startBlocking() throws {
         try run("redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                  "--daemonize", "yes", "--pidfile", directory.appendingPathComponent("redis.pid").path,
                                  "--logfile", directory.appendingPathComponent("redis.log").path, "--dir", directory.path])
@@ -25,7 +40,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Stops the server at once (SHUTDOWN NOSAVE) and waits until the port is closed.
-    public func stop() throws {
+    func stopBlocking() throws {
         _ = try? run("redis-cli", ["-p", "\(port)", "shutdown", "nosave"])
         for _ in 0..<100 {
             if (try? run("redis-cli", ["-p", "\(port)", "ping"])) == nil { return }
@@ -34,7 +49,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     deinit {
-        try? stop()
+        try? stopBlocking()
         try? FileManager.default.removeItem(at: directory)
     }
 }
@@ -47,7 +62,12 @@ public final class PostgresServerProcess: @unchecked Sendable {
     public var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
     private let bin: String
 
-    public init() throws {
+    /// initdb and start a new cluster on a free port (off the cooperative pool).
+    public static func start() async throws -> PostgresServerProcess {
+        try await blocking { try PostgresServerProcess() }
+    }
+
+    private init() throws {
         let versions = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted {
             $0.compare($1, options: .numeric) == .orderedAscending
         }
@@ -58,7 +78,7 @@ public final class PostgresServerProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try run("chown", ["postgres:", directory.path]) }
         try asPostgres(["\(bin)/initdb", "-D", directory.appendingPathComponent("data").path, "-U", "postgres", "-A", "trust", "-E", "UTF8"])
-        try start()
+        try startBlocking()
     }
 
     private func asPostgres(_ command: [String]) throws {
@@ -69,22 +89,26 @@ public final class PostgresServerProcess: @unchecked Sendable {
         }
     }
 
-    public func start() throws {
+    public func start() async throws { try await blocking { try self.startBlocking() } }
+    public func stop() async throws { try await blocking { try self.stopBlocking() } }
+    public func restart() async throws { try await blocking { try self.restartBlocking() } }
+
+    func startBlocking() throws {
         try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-l", directory.appendingPathComponent("log").path,
                         "-w", "-t", "30", "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1", "start"])
     }
 
-    public func stop() throws {
+    func stopBlocking() throws {
         try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"])
     }
 
-    public func restart() throws {
+    func restartBlocking() throws {
         try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-l", directory.appendingPathComponent("log").path,
                         "-m", "fast", "-w", "-t", "30", "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1", "restart"])
     }
 
     deinit {
-        try? stop()
+        try? stopBlocking()
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -129,6 +129,14 @@ public func run(_ executable: String, _ arguments: [String]) throws -> String {
     return output
 }
 
+/// Runs blocking work (process spawning, waiting) on a Dispatch thread, so it
+/// does not hold one of the few cooperative threads other tests need.
+public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 public func eventually(timeout: Duration = .seconds(10), every interval: Duration = .milliseconds(50),
                        _ condition: () async throws -> Bool) async throws -> Bool {

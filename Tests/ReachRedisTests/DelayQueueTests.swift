@@ -1,0 +1,106 @@
+import Foundation
+import ReachRedis
+import Synchronization
+import Testing
+import TestSupport
+
+
+func clock_gettime_ms() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Counts how often each id fired.
+final class Fired: Sendable {
+    let counts = Mutex<[String: Int]>([:])
+    func add(_ items: [DelayQueue.Item]) { counts.withLock { c in for i in items { c[i.id, default: 0] += 1 } } }
+    var total: Int { counts.withLock { $0.values.reduce(0, +) } }
+}
+
+@Suite("the Redis delay queue: leased claims, acks, shards")
+struct DelayQueueTests {
+    func queue(shards: Int = 4) throws -> DelayQueue {
+        DelayQueue(redis: try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 4),
+                   prefix: TestEnvironment.unique("dq") + ":", shards: shards)
+    }
+
+    /// Claims and acks until nothing is due; returns what it fired.
+    func drain(_ q: DelayQueue, owner: String, into fired: Fired, until expected: Int, lease: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while fired.total < expected, ContinuousClock.now < deadline {
+            var got = 0
+            for shard in 0..<q.shards {
+                let items = try await q.claim(shard: shard, nowMs: clock_gettime_ms(), limit: 1000, lease: lease, owner: owner)
+                fired.add(items)
+                try await q.ack(items)
+                got += items.count
+            }
+            if got == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    @Test("100 000 items due at once fire exactly once across two concurrent schedulers")
+    func hundredThousandTwoSchedulers() async throws {
+        let q = try queue()
+        let due = clock_gettime_ms()
+        let n = 100_000
+        try await q.schedule((0..<n).map { ("item-\($0)", "payload-\($0)", due) })
+        #expect(try await q.depth() == n)
+        let fired = Fired()
+        let started = ContinuousClock.now
+        async let a: Void = drain(q, owner: "a", into: fired, until: n)
+        async let b: Void = drain(q, owner: "b", into: fired, until: n)
+        _ = try await (a, b)
+        let seconds = (ContinuousClock.now - started).components.seconds
+        let counts = fired.counts.withLock { $0 }
+        #expect(counts.count == n, "every item fired")
+        #expect(counts.values.allSatisfy { $0 == 1 }, "no item fired twice")
+        #expect(try await q.depth() == 0)
+        print("delay queue (debug build, two schedulers): \(n) items in ~\(seconds) s")
+    }
+
+    @Test("a scheduler killed between claim and ack loses nothing: its items fire elsewhere after the lease")
+    func crashedClaimer() async throws {
+        let q = try queue(shards: 2)
+        let due = clock_gettime_ms()
+        try await q.schedule((0..<500).map { ("job-\($0)", "p", due) })
+        // "a" claims everything and dies before acknowledging.
+        var abandoned: [DelayQueue.Item] = []
+        for shard in 0..<2 {
+            abandoned += try await q.claim(shard: shard, nowMs: clock_gettime_ms(), limit: 1000, lease: .milliseconds(500), owner: "a")
+        }
+        #expect(abandoned.count == 500)
+        // Before the lease runs out, nobody else gets them.
+        for shard in 0..<2 {
+            #expect(try await q.claim(shard: shard, nowMs: clock_gettime_ms(), limit: 1000, lease: .seconds(30), owner: "b").isEmpty)
+        }
+        try await Task.sleep(for: .milliseconds(600))
+        let fired = Fired()
+        try await drain(q, owner: "b", into: fired, until: 500)
+        #expect(fired.total == 500 && fired.counts.withLock { $0.values.allSatisfy { $0 == 1 } })
+        #expect(try await q.ack(abandoned) == 0, "the dead claimer's late ack changes nothing")
+        #expect(try await q.depth() == 0)
+    }
+
+    @Test("items fire no earlier than due, payloads intact; rescheduling replaces an item, even one in flight")
+    func dueTimesAndReschedule() async throws {
+        let q = try queue(shards: 1)
+        let now = clock_gettime_ms()
+        try await q.schedule([("later", "L", now + 60_000), ("now", "N {\"json\": true}", now - 5), ("soon", "S", now + 300)])
+        // The clock is passed in, so "due" is exact whatever the machine's load.
+        let first = try await q.claim(shard: 0, nowMs: now, limit: 10, lease: .seconds(30), owner: "x")
+        #expect(first.map(\.id) == ["now"] && first.first?.payload == "N {\"json\": true}")
+        #expect(try await q.claim(shard: 0, nowMs: now + 299, limit: 10, lease: .seconds(30), owner: "x").isEmpty)
+        let second = try await q.claim(shard: 0, nowMs: now + 300, limit: 10, lease: .seconds(30), owner: "x")
+        #expect(second.map(\.id) == ["soon"])
+        // The handler of "soon" reschedules it (a retry): its own ack must not delete the retry.
+        try await q.schedule(id: "soon", payload: "S2", dueMs: now + 400)
+        #expect(try await q.ack(second) == 0)
+        let retry = try await q.claim(shard: 0, nowMs: now + 400, limit: 10, lease: .seconds(30), owner: "x")
+        #expect(retry.map(\.payload) == ["S2"])
+        try await q.ack(first + retry)
+        #expect(try await q.depth() == 1, "only 'later' is left")
+        #expect(try await q.nextDue(shard: 0) == now + 60_000)
+    }
+}
