@@ -98,6 +98,15 @@ public struct DeliveryPlanner: Sendable {
         }
     }
 
+    /// The message for a channel already chosen (a retry keeps its channel);
+    /// nil when the recipient has no address for it any more.
+    public func message(for recipient: Recipient, channel: String) -> OutboundMessage? {
+        guard let template = templates[channel], let to = recipient.field(addressField(channel)) else { return nil }
+        let (title, body) = template.render(recipient: recipient, data: data)
+        return OutboundMessage(messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
+                               campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
+    }
+
     func addressField(_ channel: String) -> AddressField {
         addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
     }

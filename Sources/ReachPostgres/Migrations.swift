@@ -135,6 +135,13 @@ public enum Migrations {
         );
         CREATE INDEX IF NOT EXISTS triggers_event ON reach.triggers (event) WHERE enabled;
         """),
+        Migration(version: 2, name: "dead-letter outbox", sql: """
+        ALTER TABLE reach.dead_letters ADD COLUMN IF NOT EXISTS published_at timestamptz;
+        UPDATE reach.dead_letters SET published_at = failed_at WHERE published_at IS NULL AND source = 'input';
+        CREATE INDEX IF NOT EXISTS dead_letters_unpublished ON reach.dead_letters (id) WHERE published_at IS NULL;
+        CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_delivery
+            ON reach.dead_letters (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

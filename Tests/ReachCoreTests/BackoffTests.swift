@@ -44,3 +44,33 @@ import Testing
         #expect(JSONText.quote("a\"b\\c\n\u{1}") == "\"a\\\"b\\\\c\\n\\u0001\"")
     }
 }
+
+@Suite struct RetryPolicyTests {
+    let policy = RetryPolicy(maxAttempts: 4, base: .milliseconds(500), max: .seconds(60))
+
+    @Test("permanent failures are dead at once; retryable ones retry until max_attempts counts them all")
+    func decisions() {
+        #expect(policy.decide(attempts: 1, retryable: false, retryAfter: nil) == .dead(reason: "provider_rejected"))
+        for attempts in 1...3 {
+            guard case .retry(let after) = policy.decide(attempts: attempts, retryable: true, retryAfter: nil) else {
+                Issue.record("attempt \(attempts) should retry")
+                continue
+            }
+            #expect(after <= policy.backoff.ceiling(afterAttempt: attempts))
+        }
+        #expect(policy.decide(attempts: 4, retryable: true, retryAfter: nil) == .dead(reason: "retries_exhausted"))
+        #expect(RetryPolicy(maxAttempts: 1, base: .seconds(1), max: .seconds(1)).decide(attempts: 1, retryable: true, retryAfter: nil)
+                == .dead(reason: "retries_exhausted"))
+    }
+
+    @Test("Retry-After is a floor under the jittered backoff")
+    func retryAfter() {
+        for _ in 0..<100 {
+            guard case .retry(let after) = policy.decide(attempts: 1, retryable: true, retryAfter: .seconds(7)) else {
+                Issue.record("should retry")
+                return
+            }
+            #expect(after >= .seconds(7))
+        }
+    }
+}

@@ -154,6 +154,14 @@ public struct CampaignStore: Sendable {
                       createdAt: row["created_at"] ?? "", startedAt: row["started_at"], finishedAt: row["finished_at"])
     }
 
+    /// The stored task and state of a campaign, for work done outside its runner (retries).
+    public func spec(_ id: String) async throws -> (state: String, specJSON: String, createdAt: Double)? {
+        guard let row = try await client.query(
+            "SELECT state, spec::text, extract(epoch FROM created_at)::float8 FROM reach.campaigns WHERE id = $1", [id]).first,
+            let state = row[0], let spec = row[1] else { return nil }
+        return (state, spec, Double(row[2] ?? "") ?? 0)
+    }
+
     /// Campaign counts by state, for the `reach_campaigns` gauge.
     public func countsByState() async throws -> [String: Int] {
         var counts: [String: Int] = [:]

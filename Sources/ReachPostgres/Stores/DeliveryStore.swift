@@ -28,6 +28,32 @@ public struct DeliveryStore: Sendable {
         }
     }
 
+    /// A delivery that became `dead`: recorded in `reach.dead_letters` (SPEC §3.3)
+    /// in the same transaction as its row, published to Kafka afterwards.
+    public struct DeadLetter: Sendable, Equatable {
+        public var userID: String
+        public var channel: String
+        public var reason: String
+        public var error: String
+        public var attempts: Int
+        public var payloadJSON: String
+
+        public init(userID: String, channel: String, reason: String, error: String, attempts: Int, payloadJSON: String) {
+            self.userID = userID
+            self.channel = channel
+            self.reason = reason
+            self.error = error
+            self.attempts = attempts
+            self.payloadJSON = payloadJSON
+        }
+    }
+
+    /// Rows waiting in the delay queue for another attempt.
+    public func pendingRetries(campaignID: String) async throws -> Int {
+        try await client.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = $1 AND status = 'scheduled'",
+                               [campaignID]).first?.int(0) ?? 0
+    }
+
     /// The users of `userIDs` that already have a row, with its status.
     public func existing(campaignID: String, userIDs: [String]) async throws -> [String: String] {
         guard !userIDs.isEmpty else { return [:] }
@@ -44,7 +70,7 @@ public struct DeliveryStore: Sendable {
     /// in the same transaction. A row already `sent`, `skipped` or `dead` is
     /// never overwritten. Returns how many rows changed.
     @discardableResult
-    public func record(campaignID: String, rows: [Row], checkpoint: String?) async throws -> Int {
+    public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = []) async throws -> Int {
         let statuses = rows.map(\.status)
         return try await client.withTransaction { conn in
             let changed = try await conn.query("""
@@ -67,6 +93,16 @@ public struct DeliveryStore: Sendable {
             for row in changed {
                 if row.bool("inserted") == true { inserted += 1 }
                 byStatus[row["status"] ?? "", default: 0] += 1
+            }
+            if !deadLetters.isEmpty {
+                try await conn.query("""
+                    INSERT INTO reach.dead_letters (reason, error, source, campaign_id, user_id, channel, attempts, payload)
+                    SELECT t.reason, t.error, 'delivery', $1, t.user_id, t.channel, t.attempts, t.payload::jsonb
+                    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
+                         AS t(user_id, channel, reason, error, attempts, payload)
+                    ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
+                    """, [campaignID, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason),
+                          deadLetters.map(\.error), deadLetters.map(\.attempts), deadLetters.map(\.payloadJSON)])
             }
             try await conn.query("""
                 UPDATE reach.campaigns SET

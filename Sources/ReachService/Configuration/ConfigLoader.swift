@@ -176,6 +176,7 @@ struct ConfigValidator {
         check(c.pipeline.pollIntervalMs > 0, "pipeline.poll_interval_ms", "must be positive")
         check((1...64).contains(c.pipeline.maxCampaigns), "pipeline.max_campaigns", "must be 1-64")
         check(c.pipeline.inFlightTTLMs >= 1_000, "pipeline.in_flight_ttl_ms", "must be at least 1000")
+        check((1...256).contains(c.pipeline.delayQueueShards), "pipeline.delay_queue_shards", "must be 1-256")
         check(c.pipeline.sentTTLHours >= 1, "pipeline.sent_ttl_hours", "must be at least 1")
         check(c.shutdown.gracePeriodMs > 0, "shutdown.grace_period_ms", "must be positive")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level), "log.level",

@@ -49,6 +49,8 @@ public struct PipelineSettings: Decodable, Sendable {
     /// Idempotency keys: in-flight claim and after-send lifetimes.
     public var inFlightTTLMs = 60_000
     public var sentTTLHours = 168
+    /// Shards of the Redis delay queue (each its own hash tag / cluster slot).
+    public var delayQueueShards = 4
 
     public init() {}
 
@@ -61,6 +63,7 @@ public struct PipelineSettings: Decodable, Sendable {
         maxCampaigns = try c.value(AnyKey("max_campaigns"), d.maxCampaigns)
         inFlightTTLMs = try c.value(AnyKey("in_flight_ttl_ms"), d.inFlightTTLMs)
         sentTTLHours = try c.value(AnyKey("sent_ttl_hours"), d.sentTTLHours)
+        delayQueueShards = try c.value(AnyKey("delay_queue_shards"), d.delayQueueShards)
     }
 }
 

@@ -20,6 +20,7 @@ public final class PipelineMetrics: Sendable {
         self.registry = registry
         // Make the families visible from the first scrape.
         for state in ["scheduled", "running", "paused", "done", "cancelled", "failed"] { campaigns(state: state, count: 0) }
+        delayQueueDepth(0)
     }
 
     public func message(channel: String, status: String, count: Int = 1) {
@@ -76,6 +77,14 @@ public final class PipelineMetrics: Sendable {
                                                  helpText: "Campaigns by state."),
                                labels: [("state", state)])
         }.set(to: Double(count))
+    }
+
+    public func delayQueueDepth(_ depth: Int) {
+        gauge("dq") {
+            registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "delay_queue_depth", unitName: "",
+                                                 helpText: "Items waiting or in flight in the Redis delay queue."),
+                               labels: [])
+        }.set(to: Double(depth))
     }
 
     public func consumerLag(topic: String, partition: Int32, lag: Int64) {

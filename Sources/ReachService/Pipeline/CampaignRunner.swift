@@ -25,7 +25,7 @@ public final class CampaignRunner: Service, Sendable {
     private let campaigns: CampaignStore
     private let deliveries: DeliveryStore
     private let segments: SegmentSource
-    private let idempotency: IdempotencyStore
+    private let dispatcher: Dispatcher
 
     public init(infrastructure: Infrastructure, registry: ChannelRegistry, metrics: PipelineMetrics, logger: Logger, wake: WakeSignal) {
         self.infrastructure = infrastructure
@@ -40,9 +40,9 @@ public final class CampaignRunner: Service, Sendable {
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
-        self.idempotency = IdempotencyStore(
-            redis: infrastructure.redis, prefix: configuration.redis.prefix,
-            inFlightTTL: .milliseconds(settings.inFlightTTLMs), sentTTL: .seconds(settings.sentTTLHours * 3600))
+        self.dispatcher = Dispatcher(
+            registry: registry, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+            metrics: metrics, logger: logger, owner: owner)
     }
 
     var lease: Duration { .milliseconds(settings.leaseMs) }
@@ -145,6 +145,11 @@ public final class CampaignRunner: Service, Sendable {
             }
             let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
             guard let last = page.last else {
+                // Every user has a row; the campaign ends when no retry is pending.
+                if try await deliveries.pendingRetries(campaignID: id) > 0 {
+                    try await Task.sleep(for: .milliseconds(250))
+                    continue
+                }
                 let final = state == "cancelled" ? "cancelled" : "done"
                 try await campaigns.finish(id, owner: owner, state: final)
                 let seconds = (ContinuousClock.now - started).seconds
@@ -154,15 +159,16 @@ public final class CampaignRunner: Service, Sendable {
                 ])
                 return
             }
-            let rows = try await process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt)
-            try await deliveries.record(campaignID: id, rows: rows, checkpoint: last.userID)
+            let (rows, deadLetters) = try await process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt)
+            try await deliveries.record(campaignID: id, rows: rows, checkpoint: last.userID, deadLetters: deadLetters)
             checkpoint = last.userID
             processed += page.count
         }
     }
 
     /// Decides, claims, sends and returns the delivery rows for one page.
-    func process(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, mode: Mode, acceptedAt: Date) async throws -> [DeliveryStore.Row] {
+    func process(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, mode: Mode,
+                 acceptedAt: Date) async throws -> (rows: [DeliveryStore.Row], deadLetters: [DeliveryStore.DeadLetter]) {
         let id = task.campaignID
         let done = try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID))
         let todo = page.filter { done[$0.userID] == nil }
@@ -174,7 +180,7 @@ public final class CampaignRunner: Service, Sendable {
                                   messageID: MessageID.make(campaignID: id, userID: r.userID)))
             }
             metrics.message(channel: "none", status: "skipped", count: rows.count)
-            return rows
+            return (rows, [])
         }
         var outbound: [OutboundMessage] = []
         for r in todo {
@@ -187,99 +193,7 @@ public final class CampaignRunner: Service, Sendable {
                 outbound.append(message)
             }
         }
-        let claims = try await idempotency.claim(campaignID: id, userIDs: outbound.map(\.userID), owner: owner)
-        var toSend: [OutboundMessage] = []
-        for (message, claim) in zip(outbound, claims) {
-            if claim == .alreadySent {
-                // Sent by a runner that died before recording it: record, do not resend.
-                rows.append(.init(userID: message.userID, channel: message.channel, status: "sent", attempts: 1, messageID: message.messageID))
-            } else {
-                toSend.append(message)
-            }
-        }
-        let outcomes = await dispatch(toSend, campaignID: id)
-        var sent: [String] = []
-        var failed: [String] = []
-        for message in toSend {
-            let outcome = outcomes[message.messageID] ?? .retryable("no outcome")
-            if outcome.status == .sent {
-                sent.append(message.userID)
-                rows.append(.init(userID: message.userID, channel: message.channel, status: "sent", attempts: 1,
-                                  messageID: message.messageID, providerRef: outcome.providerRef))
-            } else {
-                failed.append(message.userID)
-                rows.append(.init(userID: message.userID, channel: message.channel, status: "failed",
-                                  reason: outcome.status == .permanent ? "provider_rejected" : "provider_unavailable",
-                                  attempts: 1, messageID: message.messageID, lastError: outcome.error))
-            }
-        }
-        try await idempotency.release(campaignID: id, userIDs: failed, owner: owner)
-        for (channel, group) in Dictionary(grouping: toSend, by: \.channel) {
-            let ok = group.filter { outcomes[$0.messageID]?.status == .sent }.count
-            metrics.message(channel: channel, status: "sent", count: ok)
-            metrics.message(channel: channel, status: "failed", count: group.count - ok)
-        }
-        metrics.endToEnd(kind: "task", .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sent.count)
-        return rows
-    }
-
-    /// Sends per channel in batches of its `batch_size`, at most `concurrency`
-    /// batches in flight per channel, all channels at once. Each accepted batch
-    /// is marked sent in Redis as soon as the provider answers, so a crash
-    /// resends at most the batches that were in flight.
-    func dispatch(_ messages: [OutboundMessage], campaignID: String) async -> [String: SendOutcome] {
-        guard !messages.isEmpty else { return [:] }
-        let metrics = self.metrics
-        let idempotency = self.idempotency
-        let logger = self.logger
-        return await withTaskGroup(of: [(String, SendOutcome)].self) { group in
-            for (name, list) in Dictionary(grouping: messages, by: \.channel) {
-                guard let channel = registry.channels[name] else {
-                    group.addTask { list.map { ($0.messageID, .permanent("channel \(name) is not configured")) } }
-                    continue
-                }
-                let batches = stride(from: 0, to: list.count, by: channel.batchSize).map {
-                    Array(list[$0..<min($0 + channel.batchSize, list.count)])
-                }
-                let queue = BatchQueue(batches)
-                for _ in 0..<min(channel.concurrency, batches.count) {
-                    group.addTask {
-                        var results: [(String, SendOutcome)] = []
-                        while let batch = queue.take() {
-                            let start = ContinuousClock.now
-                            let outcomes = await channel.send(batch)
-                            metrics.sendDuration(channel: name, ContinuousClock.now - start)
-                            let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map(\.0.userID)
-                            do {
-                                try await idempotency.markSent(campaignID: campaignID, userIDs: accepted)
-                            } catch {
-                                // The delivery rows still record the send; only the crash window widens.
-                                logger.warning("could not mark sends in Redis", metadata: ["error": "\(error)"])
-                            }
-                            for (message, outcome) in zip(batch, outcomes) { results.append((message.messageID, outcome)) }
-                        }
-                        return results
-                    }
-                }
-            }
-            var all: [String: SendOutcome] = [:]
-            for await part in group { for (id, outcome) in part { all[id] = outcome } }
-            return all
-        }
-    }
-}
-
-/// Batches handed out to a channel's workers one at a time.
-final class BatchQueue: Sendable {
-    private let state: Mutex<(batches: [[OutboundMessage]], next: Int)>
-
-    init(_ batches: [[OutboundMessage]]) { state = Mutex((batches, 0)) }
-
-    func take() -> [OutboundMessage]? {
-        state.withLock { s in
-            guard s.next < s.batches.count else { return nil }
-            defer { s.next += 1 }
-            return s.batches[s.next]
-        }
+        let result = try await dispatcher.deliver(outbound.map { .init(message: $0, number: 1) }, campaignID: id, acceptedAt: acceptedAt)
+        return (rows + result.rows, result.deadLetters)
     }
 }

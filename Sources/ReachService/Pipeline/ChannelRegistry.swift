@@ -8,10 +8,16 @@ import ReachRedis
 public struct ChannelRegistry: Sendable {
     public let channels: [String: any Channel]
     public let addressFields: [String: AddressField]
+    public let retryPolicies: [String: RetryPolicy]
 
-    public init(channels: [String: any Channel], addressFields: [String: AddressField] = [:]) {
+    public init(channels: [String: any Channel], addressFields: [String: AddressField] = [:], retryPolicies: [String: RetryPolicy] = [:]) {
         self.channels = channels
         self.addressFields = addressFields
+        self.retryPolicies = retryPolicies
+    }
+
+    public func retryPolicy(_ channel: String) -> RetryPolicy {
+        retryPolicies[channel] ?? RetryPolicy(maxAttempts: 4, base: .milliseconds(500), max: .seconds(60))
     }
 
     public struct Unsupported: Error, CustomStringConvertible {
@@ -22,7 +28,10 @@ public struct ChannelRegistry: Sendable {
                             secrets: Secrets = Secrets()) throws -> ChannelRegistry {
         var channels: [String: any Channel] = [:]
         var fields: [String: AddressField] = [:]
+        var policies: [String: RetryPolicy] = [:]
         for (name, settings) in configuration.channels {
+            policies[name] = RetryPolicy(maxAttempts: settings.retry.maxAttempts, base: .milliseconds(settings.retry.baseMs),
+                                         max: .milliseconds(settings.retry.maxMs))
             fields[name] = settings.address.flatMap(AddressField.init(rawValue:)) ?? AddressField.defaultField(forChannel: name)
             switch settings.provider {
             case "http":
@@ -51,7 +60,7 @@ public struct ChannelRegistry: Sendable {
                 throw Unsupported(description: "channels.\(name): unknown provider '\(settings.provider)'")
             }
         }
-        return ChannelRegistry(channels: channels, addressFields: fields)
+        return ChannelRegistry(channels: channels, addressFields: fields, retryPolicies: policies)
     }
 
     public func shutdown() async {

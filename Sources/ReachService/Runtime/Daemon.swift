@@ -25,6 +25,9 @@ public struct Daemon: Sendable {
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
         let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, metrics: metrics.pipeline, logger: logger, wake: wake)
         let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger)
+        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, metrics: metrics.pipeline, logger: logger,
+                                       owner: runner.owner)
+        let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let http = HTTPServer.makeApplication(
             settings: configuration.http, readiness: readiness, metrics: metrics, logger: logger,
             onRunning: { port in
@@ -32,7 +35,8 @@ public struct Daemon: Sendable {
                 await onListening(port)
             })
         var group = ServiceGroupConfiguration(
-            services: [.init(service: http), .init(service: intake), .init(service: runner), .init(service: sampler)],
+            services: [.init(service: http), .init(service: intake), .init(service: runner), .init(service: scheduler),
+                       .init(service: publisher), .init(service: sampler)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         group.maximumGracefulShutdownDuration = .milliseconds(configuration.shutdown.gracePeriodMs)

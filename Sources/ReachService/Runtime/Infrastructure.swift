@@ -13,6 +13,8 @@ public final class Infrastructure: Sendable {
     public let producer: KafkaProducer
     public let postgres: PostgresClient
     public let redis: RedisClient
+    public let delayQueue: DelayQueue
+    public let idempotency: IdempotencyStore
 
     public init(configuration: ReachConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -36,6 +38,10 @@ public final class Infrastructure: Sendable {
         var redisConfiguration = try RedisConfiguration(url: configuration.redis.url, poolSize: configuration.redis.poolSize)
         redisConfiguration.commandTimeout = .milliseconds(configuration.redis.timeoutMs)
         self.redis = RedisClient(configuration: redisConfiguration)
+        self.delayQueue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
+        self.idempotency = IdempotencyStore(
+            redis: redis, prefix: configuration.redis.prefix,
+            inFlightTTL: .milliseconds(configuration.pipeline.inFlightTTLMs), sentTTL: .seconds(configuration.pipeline.sentTTLHours * 3600))
     }
 
     /// A consumer in the configured group, on the configured brokers.

@@ -37,6 +37,7 @@ public struct MetricsSampler: Service {
                 metrics.campaigns(state: state, count: counts[state] ?? 0)
             }
         }
+        if let depth = try? await infrastructure.delayQueue.depth() { metrics.delayQueueDepth(depth) }
         var partitions: [TopicPartition] = []
         for topic in topics { partitions += (try? await observer.partitions(of: topic)) ?? [] }
         guard let committed = try? await observer.committedOffsets(partitions, timeout: .seconds(2)) else { return }

@@ -1,0 +1,164 @@
+import Foundation
+import Logging
+import ReachCore
+import ReachPostgres
+import ReachRedis
+import ServiceLifecycle
+
+/// Fires due items of the Redis delay queue: today, delivery retries. Items are
+/// claimed under a lease, their outcome written to PostgreSQL, then acknowledged;
+/// an instance that dies mid-way leaves its items to the next claimer.
+public final class DelayScheduler: Service, Sendable {
+    let infrastructure: Infrastructure
+    let registry: ChannelRegistry
+    let metrics: PipelineMetrics
+    let logger: Logger
+    let owner: String
+    let lease: Duration
+    private let dispatcher: Dispatcher
+    private let campaigns: CampaignStore
+    private let deliveries: DeliveryStore
+    private let segments: SegmentSource
+    private let parser: TaskParser
+
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, metrics: PipelineMetrics, logger: Logger, owner: String) {
+        self.infrastructure = infrastructure
+        self.registry = registry
+        self.metrics = metrics
+        self.logger = logger
+        self.owner = owner
+        self.lease = .milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000))
+        self.dispatcher = Dispatcher(registry: registry, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+                                     metrics: metrics, logger: logger, owner: owner)
+        self.campaigns = CampaignStore(client: infrastructure.postgres)
+        self.deliveries = DeliveryStore(client: infrastructure.postgres)
+        self.segments = SegmentSource(client: infrastructure.postgres)
+        self.parser = TaskParser(channels: Set(infrastructure.configuration.channels.keys))
+    }
+
+    var queue: DelayQueue { infrastructure.delayQueue }
+
+    public func run() async throws {
+        var attempt = 0
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                var fired = 0
+                for shard in 0..<queue.shards {
+                    let items = try await queue.claim(shard: shard, nowMs: Self.nowMs(), limit: 500, lease: lease, owner: owner)
+                    guard !items.isEmpty else { continue }
+                    try await handle(items)
+                    try await queue.ack(items)
+                    fired += items.count
+                }
+                attempt = 0
+                if fired == 0 { try? await Task.sleep(for: .milliseconds(50)) }
+            } catch {
+                attempt += 1
+                logger.warning("delay queue: will retry", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: Backoff(base: .milliseconds(100), max: .seconds(5)).delay(afterAttempt: attempt))
+            }
+        }
+    }
+
+    static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+    func handle(_ items: [DelayQueue.Item]) async throws {
+        var retries: [Dispatcher.RetryPayload] = []
+        for item in items {
+            guard let payload = try? JSONDecoder().decode(Dispatcher.RetryPayload.self, from: Data(item.payload.utf8)),
+                  payload.kind == "retry" else {
+                logger.error("delay queue item not understood; dropped", metadata: ["id": "\(item.id)"])
+                continue
+            }
+            retries.append(payload)
+        }
+        for (campaignID, group) in Dictionary(grouping: retries, by: \.campaign_id) {
+            try await retry(campaignID: campaignID, group)
+        }
+    }
+
+    func reschedule(_ retries: [Dispatcher.RetryPayload], campaignID: String, in delay: Duration) async throws {
+        guard !retries.isEmpty else { return }
+        let due = Self.nowMs() + delay.milliseconds
+        try await queue.schedule(try retries.map { r in
+            (Dispatcher.retryID(campaignID: campaignID, userID: r.user_id), String(decoding: try JSONEncoder().encode(r), as: UTF8.self), due)
+        })
+    }
+
+    /// One more attempt for each retry of a campaign, on the channel first chosen.
+    func retry(campaignID: String, _ retries: [Dispatcher.RetryPayload]) async throws {
+        guard let stored = try await campaigns.spec(campaignID),
+              case .campaign(let task) = try parser.parse(Array(stored.specJSON.utf8)) else { return }
+        // Only rows still waiting for a retry; anything else was settled meanwhile.
+        // A retry is queued just before its row is written: a row not there yet
+        // is looked at again shortly (if its page is redone after a crash, the
+        // row ends up settled and the retry is then dropped).
+        let current = try await deliveries.existing(campaignID: campaignID, userIDs: retries.map(\.user_id))
+        let notYetWritten = retries.filter { current[$0.user_id] == nil }
+        var waiting = retries.filter { current[$0.user_id] == "scheduled" }
+        if stored.state == "paused" {
+            try await reschedule(waiting + notYetWritten, campaignID: campaignID, in: .seconds(5))
+            return
+        }
+        try await reschedule(notYetWritten, campaignID: campaignID, in: .milliseconds(500))
+        guard !waiting.isEmpty else { return }
+        waiting.sort { $0.user_id < $1.user_id }
+        let expired = task.expiresAt.map { Date() >= $0 } ?? false
+        if stored.state == "cancelled" || expired {
+            let reason = stored.state == "cancelled" ? "cancelled" : "expired"
+            let rows = waiting.map { r in
+                DeliveryStore.Row(userID: r.user_id, channel: r.channel, status: "skipped", reason: reason, attempts: r.attempts,
+                                  messageID: MessageID.make(campaignID: campaignID, userID: r.user_id))
+            }
+            try await deliveries.record(campaignID: campaignID, rows: rows, checkpoint: nil)
+            return
+        }
+        let planner = try DeliveryPlanner(task: task, addressFields: registry.addressFields)
+        let recipients = Dictionary(
+            try await segments.page(.userIDs(waiting.map(\.user_id)), after: nil, limit: waiting.count).map { ($0.userID, $0) },
+            uniquingKeysWith: { a, _ in a })
+        var attempts: [Dispatcher.Attempt] = []
+        var rows: [DeliveryStore.Row] = []
+        for r in waiting {
+            if let recipient = recipients[r.user_id], !recipient.isOptedOut(of: r.channel),
+               let message = planner.message(for: recipient, channel: r.channel) {
+                attempts.append(.init(message: message, number: r.attempts + 1))
+            } else {
+                let reason = recipients[r.user_id]?.isOptedOut(of: r.channel) == true ? "opted_out" : "no_address"
+                rows.append(.init(userID: r.user_id, channel: r.channel, status: "skipped", reason: reason, attempts: r.attempts,
+                                  messageID: MessageID.make(campaignID: campaignID, userID: r.user_id)))
+            }
+        }
+        let result = try await dispatcher.deliver(attempts, campaignID: campaignID,
+                                                  acceptedAt: Date(timeIntervalSince1970: stored.createdAt))
+        try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
+    }
+}
+
+/// Puts delivery dead letters on `reach.dlq`, from the PostgreSQL outbox.
+public struct DeadLetterPublisher: Service {
+    let infrastructure: Infrastructure
+    let logger: Logger
+
+    public init(infrastructure: Infrastructure, logger: Logger) {
+        self.infrastructure = infrastructure
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let store = DeadLetterStore(client: infrastructure.postgres)
+        let producer = infrastructure.producer
+        let topic = infrastructure.configuration.kafka.topics.dlq
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let published = try await store.publishPending { letter in
+                    try await producer.send(topic: topic, key: letter.key, value: letter.json)
+                }
+                if published == 0 { try? await Task.sleep(for: .milliseconds(250)) }
+            } catch {
+                logger.warning("dead letters not published yet; will retry", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}

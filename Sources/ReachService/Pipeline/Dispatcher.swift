@@ -1,0 +1,161 @@
+import Foundation
+import Logging
+import ReachChannels
+import ReachCore
+import ReachPostgres
+import ReachRedis
+import Synchronization
+
+/// Sends a batch of messages and turns every outcome into a delivery row:
+/// claims the idempotency keys (one Lua call), sends per channel in batches,
+/// marks accepted batches in Redis at once, and applies each channel's retry
+/// policy to failures: a retry goes into the delay queue (row `scheduled`),
+/// a permanent or exhausted failure becomes `dead` plus a dead letter.
+/// The caller writes the returned rows and dead letters in one transaction.
+struct Dispatcher: Sendable {
+    struct Attempt: Sendable {
+        var message: OutboundMessage
+        /// The number of this attempt, counting from 1.
+        var number: Int
+    }
+
+    struct Result: Sendable {
+        var rows: [DeliveryStore.Row] = []
+        var deadLetters: [DeliveryStore.DeadLetter] = []
+    }
+
+    /// What a retry item in the delay queue carries.
+    struct RetryPayload: Codable, Sendable {
+        var kind = "retry"
+        var campaign_id: String
+        var user_id: String
+        var channel: String
+        var attempts: Int
+    }
+
+    let registry: ChannelRegistry
+    let idempotency: IdempotencyStore
+    let queue: DelayQueue
+    let metrics: PipelineMetrics
+    let logger: Logger
+    let owner: String
+
+    static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
+
+    func deliver(_ attempts: [Attempt], campaignID: String, acceptedAt: Date) async throws -> Result {
+        var result = Result()
+        guard !attempts.isEmpty else { return result }
+        let claims = try await idempotency.claim(campaignID: campaignID, userIDs: attempts.map(\.message.userID), owner: owner)
+        var toSend: [Attempt] = []
+        for (attempt, claim) in zip(attempts, claims) {
+            if claim == .alreadySent {
+                // Sent by a runner that died before recording it: record, do not resend.
+                result.rows.append(.init(userID: attempt.message.userID, channel: attempt.message.channel, status: "sent",
+                                         attempts: attempt.number, messageID: attempt.message.messageID))
+            } else {
+                toSend.append(attempt)
+            }
+        }
+        let outcomes = await dispatch(toSend.map(\.message), campaignID: campaignID)
+        var retries: [(id: String, payload: String, dueMs: Int64)] = []
+        var released: [String] = []
+        var sentCount = 0
+        let now = Date()
+        for attempt in toSend {
+            let m = attempt.message
+            let outcome = outcomes[m.messageID] ?? .retryable("no outcome")
+            if outcome.status == .sent {
+                sentCount += 1
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "sent", attempts: attempt.number,
+                                         messageID: m.messageID, providerRef: outcome.providerRef))
+                metrics.message(channel: m.channel, status: "sent")
+                continue
+            }
+            released.append(m.userID)
+            let error = outcome.error ?? "failed"
+            switch registry.retryPolicy(m.channel).decide(attempts: attempt.number, retryable: outcome.status == .retryable,
+                                                          retryAfter: outcome.retryAfter) {
+            case .retry(let after):
+                let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number)
+                let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
+                retries.append((Self.retryID(campaignID: campaignID, userID: m.userID), json,
+                                Int64((now.timeIntervalSince1970 * 1000).rounded()) + after.milliseconds))
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "retry",
+                                         attempts: attempt.number, messageID: m.messageID, lastError: error))
+                metrics.message(channel: m.channel, status: "retried")
+            case .dead(let reason):
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
+                                         attempts: attempt.number, messageID: m.messageID, lastError: error))
+                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error,
+                                                attempts: attempt.number, payloadJSON: m.json(maskAddress: true)))
+                metrics.message(channel: m.channel, status: "dead")
+            }
+        }
+        // Retries are queued before their rows are written: a crash in between
+        // leaves a queue item whose row is missing, which the retry worker skips.
+        try await queue.schedule(retries)
+        try await idempotency.release(campaignID: campaignID, userIDs: released, owner: owner)
+        metrics.endToEnd(kind: "task", .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
+        return result
+    }
+
+    /// Sends per channel in batches of its `batch_size`, at most `concurrency`
+    /// batches in flight per channel, all channels at once. Each accepted batch
+    /// is marked sent in Redis as soon as the provider answers, so a crash
+    /// resends at most the batches that were in flight.
+    func dispatch(_ messages: [OutboundMessage], campaignID: String) async -> [String: SendOutcome] {
+        guard !messages.isEmpty else { return [:] }
+        let metrics = self.metrics
+        let idempotency = self.idempotency
+        let logger = self.logger
+        return await withTaskGroup(of: [(String, SendOutcome)].self) { group in
+            for (name, list) in Dictionary(grouping: messages, by: \.channel) {
+                guard let channel = registry.channels[name] else {
+                    group.addTask { list.map { ($0.messageID, .permanent("channel \(name) is not configured")) } }
+                    continue
+                }
+                let batches = stride(from: 0, to: list.count, by: channel.batchSize).map {
+                    Array(list[$0..<min($0 + channel.batchSize, list.count)])
+                }
+                let queue = BatchQueue(batches)
+                for _ in 0..<min(channel.concurrency, batches.count) {
+                    group.addTask {
+                        var results: [(String, SendOutcome)] = []
+                        while let batch = queue.take() {
+                            let start = ContinuousClock.now
+                            let outcomes = await channel.send(batch)
+                            metrics.sendDuration(channel: name, ContinuousClock.now - start)
+                            let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map(\.0.userID)
+                            do {
+                                try await idempotency.markSent(campaignID: campaignID, userIDs: accepted)
+                            } catch {
+                                // The delivery rows still record the send; only the crash window widens.
+                                logger.warning("could not mark sends in Redis", metadata: ["error": "\(error)"])
+                            }
+                            for (message, outcome) in zip(batch, outcomes) { results.append((message.messageID, outcome)) }
+                        }
+                        return results
+                    }
+                }
+            }
+            var all: [String: SendOutcome] = [:]
+            for await part in group { for (id, outcome) in part { all[id] = outcome } }
+            return all
+        }
+    }
+}
+
+/// Batches handed out to a channel's workers one at a time.
+final class BatchQueue: Sendable {
+    private let state: Mutex<(batches: [[OutboundMessage]], next: Int)>
+
+    init(_ batches: [[OutboundMessage]]) { state = Mutex((batches, 0)) }
+
+    func take() -> [OutboundMessage]? {
+        state.withLock { s in
+            guard s.next < s.batches.count else { return nil }
+            defer { s.next += 1 }
+            return s.batches[s.next]
+        }
+    }
+}

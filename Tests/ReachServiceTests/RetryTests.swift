@@ -1,0 +1,81 @@
+import Foundation
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ReachService
+import Testing
+import TestSupport
+
+@Suite("retries through the delay queue, dead letters")
+struct RetryTests {
+    @Test("a provider failing 30% of requests with 500 and 5% with 400: every user ends sent or dead, none lost, none sent twice")
+    func flakyProvider() async throws {
+        let kafka = try embeddedKafka()
+        // Deterministic per request: requests 0-29 of every 100 (scrambled) fail with 500, 30-34 with 400.
+        let provider = DevProvider(behaviour: { n in
+            let bucket = Int((UInt64(n) &* 0x9E37_79B9_7F4A_7C15) >> 32) % 100
+            if bucket < 30 { return (500, nil) }
+            if bucket < 35 { return (400, nil) }
+            return nil
+        })
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 1_000)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        for name in ["sms", "push"] {
+            configuration.channels[name]?.batchSize = 20
+            configuration.channels[name]?.retry = RetrySettings()
+            configuration.channels[name]?.retry.maxAttempts = 10
+            configuration.channels[name]?.retry.baseMs = 20
+            configuration.channels[name]?.retry.maxMs = 100
+        }
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        try await publish(kafka, """
+            {"kind":"campaign","campaign_id":"flaky-1","segment":{"id":"all"},"channels":{"sms":1,"push":1},
+             "template":{"body":"hi {{name}}"}}
+            """)
+        #expect(try await waitForCampaign(pg, "flaky-1", timeout: .seconds(90)))
+
+        var byStatus: [String: Int] = [:]
+        for row in try await pg.query("SELECT status, count(*) FROM reach.deliveries WHERE campaign_id = 'flaky-1' GROUP BY 1") {
+            byStatus[row[0]!] = row.int(1)
+        }
+        let sent = byStatus["sent"] ?? 0, dead = byStatus["dead"] ?? 0, skipped = byStatus["skipped"] ?? 0
+        #expect(sent + dead + skipped == 1_000, "\(byStatus)")
+        #expect(Set(byStatus.keys).isSubset(of: ["sent", "dead", "skipped"]), "nothing left failed or scheduled: \(byStatus)")
+        #expect(dead > 0 && sent > dead, "\(byStatus)")
+        let retried = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'flaky-1' AND status = 'sent' AND attempts > 1").first?.int(0) ?? 0
+        #expect(retried > 0, "some users were sent only after a retry")
+
+        // The provider accepted each sent message exactly once and nothing else.
+        let sentIDs = Set(try await pg.query("SELECT message_id FROM reach.deliveries WHERE campaign_id = 'flaky-1' AND status = 'sent'").compactMap { $0[0] })
+        let received = provider.received
+        #expect(Set(received.keys) == sentIDs)
+        #expect(received.values.allSatisfy { $0 == 1 })
+
+        // Every dead delivery is a dead letter, in PostgreSQL and on reach.dlq.
+        let letters = try await pg.query("SELECT reason, count(*) FROM reach.dead_letters WHERE source = 'delivery' AND campaign_id = 'flaky-1' GROUP BY 1")
+        #expect(letters.reduce(0) { $0 + ($1.int(1) ?? 0) } == dead)
+        #expect(letters.allSatisfy { ["provider_rejected", "retries_exhausted"].contains($0[0] ?? "") })
+        let counters = try await CampaignStore(client: pg).status("flaky-1")?.counters
+        #expect(counters?.sent == sent && counters?.dead == dead && counters?.targeted == 1_000)
+
+        let dlq = try KafkaConsumer(configuration: .init(bootstrapServers: kafka.bootstrapServers, groupID: TestEnvironment.unique("dlq"),
+                                                          topics: ["reach.dlq"]))
+        var onTopic = 0
+        let deadline = ContinuousClock.now + .seconds(30)
+        for try await message in dlq.messages {
+            let text = String(decoding: message.value, as: UTF8.self)
+            #expect(text.contains("\"source\" : \"delivery\"") || text.contains("\"source\":\"delivery\""), "\(text)")
+            onTopic += 1
+            if onTopic == dead || ContinuousClock.now > deadline { break }
+        }
+        await dlq.close()
+        #expect(onTopic == dead)
+        #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE published_at IS NULL").first?.int(0) == 0)
+    }
+}
