@@ -1,0 +1,114 @@
+import Foundation
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ReachService
+import Testing
+import TestSupport
+
+func rows(_ pg: PostgresClient, _ id: String) async throws -> Int {
+    try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = $1", [id]).first?.int(0) ?? 0
+}
+
+@Suite("timed campaigns and control: schedule, expiry, pause, resume, cancel")
+struct CampaignControlTests {
+    func daemon(users: Int, providerDelay: Duration = .zero, pageSize: Int = 500) async throws
+        -> (kafka: EmbeddedKafka, provider: DevProvider, pg: PostgresClient, stop: @Sendable () -> Void) {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider(delay: providerDelay)
+        let (providerPort, providerTask) = try await startProvider(provider)
+        let url = try await seededDatabase(count: users)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        configuration.pipeline.pageSize = pageSize
+        let (_, daemon) = try await startDaemon(configuration)
+        return (kafka, provider, PostgresClient(url: url, poolSize: 1), { daemon.cancel(); providerTask.cancel() })
+    }
+
+    @Test("delay_seconds and schedule.at start the campaign at its due time, not before")
+    func delayedAndTimed() async throws {
+        let (kafka, _, pg, stop) = try await daemon(users: 50)
+        defer { stop() }
+        let published = Date()
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"later","segment":{"id":"all"},"channels":{"inapp":1},"template":{"body":"x"},"schedule":{"delay_seconds":3}}"#)
+        let at = RFC3339.format(Date().addingTimeInterval(4))
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"at","segment":{"id":"all"},"channels":{"inapp":1},"template":{"body":"x"},"schedule":{"at":"\#(at)"}}"#)
+        #expect(try await eventually(timeout: .seconds(10)) { try await campaignState(pg, "later") == "scheduled" })
+        #expect(try await rows(pg, "later") == 0)
+        #expect(try await waitForCampaign(pg, "later", timeout: .seconds(20)))
+        #expect(try await waitForCampaign(pg, "at", timeout: .seconds(20)))
+        let started = try await pg.query("""
+            SELECT id, extract(epoch FROM started_at - scheduled_at)::float8 FROM reach.campaigns WHERE id IN ('later', 'at') ORDER BY id
+            """)
+        for row in started {
+            let late = Double(row[1] ?? "") ?? 99
+            #expect(late >= 0 && late < 1.5, "\(row[0] ?? "") started \(late) s after its due time")
+        }
+        #expect(Date().timeIntervalSince(published) >= 3)
+    }
+
+    @Test("expires_at: nothing is sent after it; the rest are skipped/expired")
+    func expired() async throws {
+        let (kafka, provider, pg, stop) = try await daemon(users: 300)
+        defer { stop() }
+        let past = RFC3339.format(Date().addingTimeInterval(-1))
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"old","segment":{"id":"all"},"channels":{"sms":1},"template":{"body":"x"},"expires_at":"\#(past)"}"#)
+        #expect(try await waitForCampaign(pg, "old"))
+        let counts = try await pg.query("SELECT status, reason, count(*) FROM reach.deliveries WHERE campaign_id = 'old' GROUP BY 1, 2")
+        #expect(counts.count == 1 && counts.first?[0] == "skipped" && counts.first?[1] == "expired" && counts.first?.int(2) == 300)
+        #expect(provider.stats.messages == 0)
+    }
+
+    @Test("pause stops sends within 2 s and keeps the checkpoint; resume finishes with no duplicate; counters exact")
+    func pauseResume() async throws {
+        let (kafka, provider, pg, stop) = try await daemon(users: 6_000, providerDelay: .milliseconds(20), pageSize: 200)
+        defer { stop() }
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"pr","segment":{"id":"all"},"channels":{"sms":1,"push":1},"fallback":["email"],"template":{"body":"x"}}"#, key: "pr")
+        #expect(try await eventually(timeout: .seconds(30)) { try await rows(pg, "pr") >= 1_000 })
+        try await publish(kafka, #"{"kind":"pause","campaign_id":"pr"}"#, key: "pr")
+        #expect(try await eventually(timeout: .seconds(10)) { try await campaignState(pg, "pr") == "paused" })
+        try await Task.sleep(for: .seconds(2))
+        let requestsAfterPause = provider.stats.requests
+        let rowsAfterPause = try await rows(pg, "pr")
+        try await Task.sleep(for: .seconds(1))
+        #expect(provider.stats.requests == requestsAfterPause, "no provider request more than 2 s after pause")
+        #expect(try await rows(pg, "pr") == rowsAfterPause)
+        #expect(rowsAfterPause < 6_000)
+        let checkpoint = try await pg.query("SELECT checkpoint FROM reach.campaigns WHERE id = 'pr'").first?[0]
+        #expect(checkpoint != nil)
+
+        try await publish(kafka, #"{"kind":"resume","campaign_id":"pr"}"#, key: "pr")
+        #expect(try await waitForCampaign(pg, "pr", timeout: .seconds(60)))
+        #expect(try await rows(pg, "pr") == 6_000)
+        #expect(provider.stats.duplicates == 0)
+        let status = try await CampaignStore(client: pg).status("pr")
+        let sent = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'pr' AND status = 'sent'").first?.int(0)
+        #expect(status?.counters.targeted == 6_000 && status?.counters.sent == sent)
+        let viaProvider = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'pr' AND status = 'sent' AND channel IN ('sms', 'push')").first?.int(0)
+        #expect(provider.stats.distinct == viaProvider)
+    }
+
+    @Test("cancel marks every remaining user skipped/cancelled")
+    func cancel() async throws {
+        let (kafka, provider, pg, stop) = try await daemon(users: 5_000, providerDelay: .milliseconds(20), pageSize: 200)
+        defer { stop() }
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"cx","segment":{"id":"all"},"channels":{"sms":1},"fallback":["email"],"template":{"body":"x"}}"#, key: "cx")
+        #expect(try await eventually(timeout: .seconds(30)) { try await rows(pg, "cx") >= 600 })
+        try await publish(kafka, #"{"kind":"cancel","campaign_id":"cx"}"#, key: "cx")
+        // The state turns `cancelled` at once; the campaign is over when the runner marked the rest.
+        #expect(try await eventually(timeout: .seconds(60)) {
+            try await pg.query("SELECT finished_at IS NOT NULL FROM reach.campaigns WHERE id = 'cx'").first?[0] == "t"
+        })
+        #expect(try await campaignState(pg, "cx") == "cancelled")
+        var byStatus: [String: Int] = [:]
+        for row in try await pg.query("SELECT status || '/' || coalesce(reason, ''), count(*) FROM reach.deliveries WHERE campaign_id = 'cx' GROUP BY 1") {
+            byStatus[row[0]!] = row.int(1)
+        }
+        #expect(byStatus.values.reduce(0, +) == 5_000)
+        #expect((byStatus["skipped/cancelled"] ?? 0) > 1_000, "\(byStatus)")
+        let viaProvider = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'cx' AND status = 'sent' AND channel = 'sms'").first?.int(0)
+        #expect(provider.stats.distinct == viaProvider, "only recorded sends reached the provider")
+        let counters = try await CampaignStore(client: pg).status("cx")?.counters
+        #expect(counters?.targeted == 5_000 && counters?.sent == byStatus["sent/"])
+    }
+}
