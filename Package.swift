@@ -66,7 +66,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "reachd", dependencies: [
-            "ReachService", "ReachCore", "ReachKafka", "ReachPostgres",
+            "ReachService", "ReachCore", "ReachKafka", "ReachPostgres", "ReachRedis",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

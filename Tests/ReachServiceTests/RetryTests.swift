@@ -2,7 +2,9 @@ import Foundation
 import ReachCore
 import ReachKafka
 import ReachPostgres
+import ReachRedis
 import ReachService
+import Synchronization
 import Testing
 import TestSupport
 
@@ -77,5 +79,53 @@ struct RetryTests {
         await dlq.close()
         #expect(onTopic == dead)
         #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE published_at IS NULL").first?.int(0) == 0)
+    }
+}
+
+final class Switch: Sendable {
+    private let on = Mutex(true)
+    var isOn: Bool { on.withLock { $0 } }
+    func set(_ value: Bool) { on.withLock { $0 = value } }
+}
+
+@Suite("dead-letter replay")
+struct ReplayTests {
+    @Test("replayed dead deliveries are sent once with their original message ids; a second replay does nothing")
+    func replay() async throws {
+        let kafka = try embeddedKafka()
+        let rejecting = Switch()
+        let provider = DevProvider(behaviour: { _ in rejecting.isOn ? (400, nil) : nil })
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 200)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"rp","segment":{"id":"all"},"channels":{"push":1},"template":{"body":"x"}}"#)
+        #expect(try await waitForCampaign(pg, "rp"))
+        let dead = try await pg.query("SELECT message_id FROM reach.deliveries WHERE campaign_id = 'rp' AND status = 'dead'").compactMap { $0[0] }
+        #expect(dead.count > 100, "push is rejected for everyone who has a token")
+        #expect(provider.stats.distinct == 0)
+
+        rejecting.set(false)
+        let redis = try RedisClient(url: configuration.redis.url, poolSize: 1)
+        let replay = DeadLetterReplay(postgres: pg, queue: DelayQueue(redis: redis, prefix: configuration.redis.prefix,
+                                                                      shards: configuration.pipeline.delayQueueShards))
+        #expect(try await replay.replay(.init(campaignID: "rp", channel: "push")) == dead.count)
+        #expect(try await eventually(timeout: .seconds(30)) {
+            try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'rp' AND status = 'sent'").first?.int(0) == dead.count
+        })
+        #expect(Set(provider.received.keys) == Set(dead), "the same message ids")
+        #expect(provider.received.values.allSatisfy { $0 == 1 })
+        #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE campaign_id = 'rp' AND replayed_at IS NULL").first?.int(0) == 0)
+        let counters = try await CampaignStore(client: pg).status("rp")?.counters
+        #expect(counters?.dead == 0 && counters?.sent == dead.count)
+
+        #expect(try await replay.replay(.init(campaignID: "rp")) == 0)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(provider.stats.messages == dead.count, "nothing sent twice")
     }
 }

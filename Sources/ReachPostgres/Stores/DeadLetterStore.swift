@@ -55,3 +55,68 @@ public struct DeadLetterStore: Sendable {
         }
     }
 }
+
+extension DeadLetterStore {
+    /// Which delivery dead letters to replay (all filters optional, combined with AND).
+    public struct ReplayFilter: Sendable {
+        public var campaignID: String?
+        public var channel: String?
+        /// RFC 3339; dead letters that failed at or after it.
+        public var since: String?
+        public var ids: [Int]?
+        public var limit: Int
+
+        public init(campaignID: String? = nil, channel: String? = nil, since: String? = nil, ids: [Int]? = nil, limit: Int = 10_000) {
+            self.campaignID = campaignID
+            self.channel = channel
+            self.since = since
+            self.ids = ids
+            self.limit = limit
+        }
+    }
+
+    public struct Replayable: Sendable, Equatable {
+        public var id: Int
+        public var campaignID: String
+        public var userID: String
+        public var channel: String
+    }
+
+    /// The delivery dead letters a filter selects, not yet replayed.
+    public func replayable(_ filter: ReplayFilter) async throws -> [Replayable] {
+        try await client.query("""
+            SELECT id, campaign_id, user_id, channel FROM reach.dead_letters
+            WHERE source = 'delivery' AND replayed_at IS NULL
+              AND ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR channel = $2)
+              AND ($3::timestamptz IS NULL OR failed_at >= $3::timestamptz) AND ($4::bigint[] IS NULL OR id = ANY($4::bigint[]))
+            ORDER BY id LIMIT $5
+            """, [filter.campaignID, filter.channel, filter.since, filter.ids, filter.limit]).map { row in
+            Replayable(id: row.int(0) ?? 0, campaignID: row[1] ?? "", userID: row[2] ?? "", channel: row[3] ?? "")
+        }
+    }
+
+    /// Marks the dead letters replayed and puts their deliveries back to
+    /// `scheduled` (attempts start again), moving the campaigns' `dead`
+    /// counters; only rows still `dead` change. Returns the ids that changed.
+    public func markReplayed(_ letters: [Replayable]) async throws -> [Int] {
+        guard !letters.isEmpty else { return [] }
+        return try await client.withTransaction { conn in
+            let changed = try await conn.query("""
+                WITH picked AS (
+                    UPDATE reach.dead_letters SET replayed_at = now()
+                    WHERE id = ANY($1::bigint[]) AND replayed_at IS NULL RETURNING id, campaign_id, user_id),
+                reopened AS (
+                    UPDATE reach.deliveries d SET status = 'scheduled', reason = 'replay', attempts = 0, updated_at = now()
+                    FROM picked WHERE d.campaign_id = picked.campaign_id AND d.user_id = picked.user_id AND d.status = 'dead'
+                    RETURNING picked.id, d.campaign_id)
+                SELECT id, campaign_id FROM reopened
+                """, [letters.map(\.id)])
+            var byCampaign: [String: Int] = [:]
+            for row in changed { byCampaign[row[1] ?? "", default: 0] += 1 }
+            for (campaign, count) in byCampaign {
+                try await conn.query("UPDATE reach.campaigns SET dead = dead - $2, updated_at = now() WHERE id = $1", [campaign, count])
+            }
+            return changed.compactMap { $0.int(0) }
+        }
+    }
+}

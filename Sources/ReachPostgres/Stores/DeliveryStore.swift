@@ -48,6 +48,16 @@ public struct DeliveryStore: Sendable {
         }
     }
 
+    /// `scheduled` rows untouched for longer than `olderThan`: their queue item
+    /// may have been lost in a crash between writing the row and queueing it.
+    public func staleScheduled(olderThan: Duration, limit: Int = 1_000) async throws -> [(campaignID: String, userID: String, channel: String, attempts: Int)] {
+        try await client.query("""
+            SELECT campaign_id, user_id, coalesce(channel, ''), attempts FROM reach.deliveries
+            WHERE status = 'scheduled' AND updated_at < now() - make_interval(secs => $1::double precision)
+            LIMIT $2
+            """, [olderThan.seconds, limit]).map { ($0[0] ?? "", $0[1] ?? "", $0[2] ?? "", $0.int(3) ?? 0) }
+    }
+
     /// Rows waiting in the delay queue for another attempt.
     public func pendingRetries(campaignID: String) async throws -> Int {
         try await client.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = $1 AND status = 'scheduled'",

@@ -40,8 +40,13 @@ public final class DelayScheduler: Service, Sendable {
 
     public func run() async throws {
         var attempt = 0
+        var lastSweep = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
+                if ContinuousClock.now - lastSweep > .seconds(30) {
+                    try await sweep()
+                    lastSweep = ContinuousClock.now
+                }
                 var fired = 0
                 for shard in 0..<queue.shards {
                     let items = try await queue.claim(shard: shard, nowMs: Self.nowMs(), limit: 500, lease: lease, owner: owner)
@@ -58,6 +63,21 @@ public final class DelayScheduler: Service, Sendable {
                 try? await Task.sleep(for: Backoff(base: .milliseconds(100), max: .seconds(5)).delay(afterAttempt: attempt))
             }
         }
+    }
+
+    /// Re-queues `scheduled` rows that have waited far longer than any backoff
+    /// allows (their queue item was lost in a crash). Re-queueing an id that is
+    /// still queued only replaces it, so this is safe to run anywhere.
+    func sweep() async throws {
+        let longestBackoff = registry.retryPolicies.values.map(\.backoff.max).max() ?? .seconds(60)
+        let stale = try await deliveries.staleScheduled(olderThan: longestBackoff + .seconds(300))
+        guard !stale.isEmpty else { return }
+        logger.warning("re-queueing retries that lost their queue item", metadata: ["count": "\(stale.count)"])
+        try await queue.schedule(try stale.map { row in
+            let payload = Dispatcher.RetryPayload(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
+            return (Dispatcher.retryID(campaignID: row.campaignID, userID: row.userID),
+                    String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), Self.nowMs())
+        })
     }
 
     static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
