@@ -8,6 +8,9 @@ public struct SendOutcome: Sendable, Equatable {
         case retryable
         /// Any other refusal: trying again will not help.
         case permanent
+        /// Not attempted: the channel's circuit breaker is open. Retry after
+        /// `retryAfter` without counting an attempt.
+        case deferred
     }
 
     public var status: Status
@@ -21,6 +24,9 @@ public struct SendOutcome: Sendable, Equatable {
         SendOutcome(status: .retryable, error: error, retryAfter: after)
     }
     public static func permanent(_ error: String) -> SendOutcome { SendOutcome(status: .permanent, error: error) }
+    public static func deferred(after: Duration) -> SendOutcome {
+        SendOutcome(status: .deferred, error: "circuit open", retryAfter: after)
+    }
 }
 
 /// A delivery channel: one strategy per provider kind. Adding a channel is one

@@ -129,3 +129,53 @@ struct ReplayTests {
         #expect(provider.stats.messages == dead.count, "nothing sent twice")
     }
 }
+
+@Suite("circuit breaker per channel")
+struct CircuitBreakerIntegrationTests {
+    @Test("a provider down for 20 s trips the breaker; sends are deferred, not failed, and all go out after it recovers")
+    func outage() async throws {
+        let kafka = try embeddedKafka()
+        let down = Switch()
+        let provider = DevProvider(behaviour: { _ in down.isOn ? (503, nil) : nil })
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 1_000)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        configuration.channels["push"]?.batchSize = 20
+        configuration.channels["push"]?.concurrency = 2
+        configuration.channels["push"]?.retry.maxAttempts = 3
+        configuration.channels["push"]?.retry.baseMs = 50
+        configuration.channels["push"]?.retry.maxMs = 200
+        configuration.channels["push"]?.circuitBreaker.failureRate = 0.5
+        configuration.channels["push"]?.circuitBreaker.windowSeconds = 10
+        configuration.channels["push"]?.circuitBreaker.minimumCalls = 4
+        configuration.channels["push"]?.circuitBreaker.coolDownMs = 2_000
+        let (httpPort, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        let started = ContinuousClock.now
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"cb","segment":{"id":"all"},"channels":{"push":1},"template":{"body":"x"}}"#)
+        #expect(try await eventually(timeout: .seconds(15)) {
+            try await get("http://127.0.0.1:\(httpPort)/metrics").body.contains("reach_circuit_open{channel=\"push\"} 1")
+        }, "the breaker opened")
+        #expect(try await eventually(timeout: .seconds(15)) {
+            try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'cb' AND reason = 'circuit_open'").first?.int(0) ?? 0 > 0
+        }, "sends were deferred")
+        let wait = started + .seconds(20) - ContinuousClock.now
+        if wait > .zero { try await Task.sleep(for: wait) }
+        #expect(try await campaignState(pg, "cb") == "running", "still waiting for the provider")
+        down.set(false)
+        #expect(try await waitForCampaign(pg, "cb", timeout: .seconds(60)))
+        var byStatus: [String: Int] = [:]
+        for row in try await pg.query("SELECT status, count(*) FROM reach.deliveries WHERE campaign_id = 'cb' GROUP BY 1") {
+            byStatus[row[0]!] = row.int(1)
+        }
+        #expect(byStatus["dead"] == nil, "nothing died during the outage: \(byStatus)")
+        let withToken = try await pg.query("SELECT count(*) FROM reach.recipients WHERE push_token IS NOT NULL AND substr(user_id, 2)::int % 50 <> 0").first?.int(0)
+        #expect(byStatus["sent"] == withToken)
+        #expect(provider.received.count == withToken && provider.received.values.allSatisfy { $0 == 1 })
+        #expect(try await get("http://127.0.0.1:\(httpPort)/metrics").body.contains("reach_circuit_open{channel=\"push\"} 0"))
+    }
+}

@@ -87,6 +87,14 @@ public final class PipelineMetrics: Sendable {
         }.set(to: Double(depth))
     }
 
+    public func circuitOpen(channel: String, _ open: Bool) {
+        gauge("b|\(channel)") {
+            registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "circuit_open", unitName: "",
+                                                 helpText: "1 while the channel's circuit breaker is open or half-open."),
+                               labels: [("channel", channel)])
+        }.set(to: open ? 1 : 0)
+    }
+
     public func consumerLag(topic: String, partition: Int32, lag: Int64) {
         gauge("l|\(topic)|\(partition)") {
             registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "kafka_consumer_lag", unitName: "",

@@ -27,7 +27,7 @@ public final class CampaignRunner: Service, Sendable {
     private let segments: SegmentSource
     private let dispatcher: Dispatcher
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, metrics: PipelineMetrics, logger: Logger, wake: WakeSignal) {
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
@@ -41,7 +41,7 @@ public final class CampaignRunner: Service, Sendable {
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.dispatcher = Dispatcher(
-            registry: registry, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+            registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
             metrics: metrics, logger: logger, owner: owner)
     }
 

@@ -21,14 +21,14 @@ public final class DelayScheduler: Service, Sendable {
     private let segments: SegmentSource
     private let parser: TaskParser
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, metrics: PipelineMetrics, logger: Logger, owner: String) {
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, owner: String) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
         self.owner = owner
         self.lease = .milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000))
-        self.dispatcher = Dispatcher(registry: registry, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+        self.dispatcher = Dispatcher(registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
                                      metrics: metrics, logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)

@@ -34,6 +34,7 @@ struct Dispatcher: Sendable {
     }
 
     let registry: ChannelRegistry
+    let breakers: ChannelBreakers
     let idempotency: IdempotencyStore
     let queue: DelayQueue
     let metrics: PipelineMetrics
@@ -73,15 +74,21 @@ struct Dispatcher: Sendable {
             }
             released.append(m.userID)
             let error = outcome.error ?? "failed"
-            switch registry.retryPolicy(m.channel).decide(attempts: attempt.number, retryable: outcome.status == .retryable,
-                                                          retryAfter: outcome.retryAfter) {
+            // A deferral (open breaker) was no attempt: the next one keeps this number.
+            let decision: RetryPolicy.Decision = outcome.status == .deferred
+                ? .retry(after: outcome.retryAfter ?? .seconds(1))
+                : registry.retryPolicy(m.channel).decide(attempts: attempt.number, retryable: outcome.status == .retryable,
+                                                         retryAfter: outcome.retryAfter)
+            let attemptsMade = outcome.status == .deferred ? attempt.number - 1 : attempt.number
+            switch decision {
             case .retry(let after):
-                let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number)
+                let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade)
                 let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
                 retries.append((Self.retryID(campaignID: campaignID, userID: m.userID), json,
                                 Int64((now.timeIntervalSince1970 * 1000).rounded()) + after.milliseconds))
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "retry",
-                                         attempts: attempt.number, messageID: m.messageID, lastError: error))
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
+                                         reason: outcome.status == .deferred ? "circuit_open" : "retry",
+                                         attempts: attemptsMade, messageID: m.messageID, lastError: error))
                 metrics.message(channel: m.channel, status: "retried")
             case .dead(let reason):
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
@@ -108,6 +115,7 @@ struct Dispatcher: Sendable {
         let metrics = self.metrics
         let idempotency = self.idempotency
         let logger = self.logger
+        let breakers = self.breakers
         return await withTaskGroup(of: [(String, SendOutcome)].self) { group in
             for (name, list) in Dictionary(grouping: messages, by: \.channel) {
                 guard let channel = registry.channels[name] else {
@@ -122,9 +130,21 @@ struct Dispatcher: Sendable {
                     group.addTask {
                         var results: [(String, SendOutcome)] = []
                         while let batch = queue.take() {
+                            let gate = breakers.gate(name)
+                            if case .wait(let wait) = gate {
+                                // Open breaker: defer through the delay queue, do not fail.
+                                for message in batch { results.append((message.messageID, .deferred(after: wait))) }
+                                continue
+                            }
                             let start = ContinuousClock.now
-                            let outcomes = await channel.send(batch)
+                            var outcomes = await channel.send(batch)
                             metrics.sendDuration(channel: name, ContinuousClock.now - start)
+                            let healthy = outcomes.contains { $0.status == .sent || $0.status == .permanent }
+                            breakers.record(name, success: healthy)
+                            if case .probe(let coolDown) = gate, !healthy {
+                                // The provider is still down: that says nothing about these messages.
+                                outcomes = outcomes.map { $0.status == .retryable ? .deferred(after: coolDown) : $0 }
+                            }
                             let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map(\.0.userID)
                             do {
                                 try await idempotency.markSent(campaignID: campaignID, userIDs: accepted)

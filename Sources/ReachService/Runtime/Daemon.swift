@@ -22,10 +22,11 @@ public struct Daemon: Sendable {
         try await Migrator(client: infrastructure.postgres, logger: logger).ensureCurrent()
         let registry = try ChannelRegistry.make(configuration: configuration, postgres: infrastructure.postgres, redis: infrastructure.redis)
         let wake = WakeSignal()
+        let breakers = ChannelBreakers(configuration: configuration, metrics: metrics.pipeline)
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
-        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, metrics: metrics.pipeline, logger: logger, wake: wake)
+        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger, wake: wake)
         let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger)
-        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, metrics: metrics.pipeline, logger: logger,
+        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger,
                                        owner: runner.owner)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let http = HTTPServer.makeApplication(
