@@ -2,6 +2,7 @@ import Foundation
 import ReachCore
 import ReachKafka
 import ReachPostgres
+import ReachRedis
 import ReachService
 import Testing
 import TestSupport
@@ -110,5 +111,60 @@ struct CampaignControlTests {
         #expect(provider.stats.distinct == viaProvider, "only recorded sends reached the provider")
         let counters = try await CampaignStore(client: pg).status("cx")?.counters
         #expect(counters?.targeted == 5_000 && counters?.sent == byStatus["sent/"])
+    }
+}
+
+@Suite("quiet hours through the pipeline")
+struct QuietHoursPipelineTests {
+    @Test("users in UTC+8 inside quiet hours are deferred to the window's end; others and opted-out campaigns go now")
+    func deferred() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 300)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        // A window around Shanghai's present minute: UTC users (8 h earlier) are outside it.
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
+        let now = Date()
+        let from = calendar.date(byAdding: .minute, value: -30, to: now)!
+        let to = calendar.date(byAdding: .minute, value: 30, to: now)!
+        func clock(_ d: Date) -> String { String(format: "%02d:%02d", calendar.component(.hour, from: d), calendar.component(.minute, from: d)) }
+        configuration.quietHours.start = clock(from)
+        configuration.quietHours.end = clock(to)
+        configuration.quietHours.defaultTimezone = "UTC"
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"qh","segment":{"id":"all"},"channels":{"inapp":1},"template":{"body":"x"}}"#)
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"qh-off","segment":{"id":"all"},"channels":{"inapp":1},"template":{"body":"x"},"quiet_hours":false}"#)
+        #expect(try await waitForCampaign(pg, "qh-off"))
+        #expect(try await eventually(timeout: .seconds(20)) {
+            try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'qh'").first?.int(0) == 300
+        })
+        let deferred = try await pg.query("""
+            SELECT d.user_id FROM reach.deliveries d JOIN reach.recipients r USING (user_id)
+            WHERE d.campaign_id = 'qh' AND d.status = 'scheduled' AND d.reason = 'quiet_hours' ORDER BY 1
+            """).compactMap { $0[0] }
+        let shanghai = try await pg.query("""
+            SELECT user_id FROM reach.recipients WHERE timezone = 'Asia/Shanghai' AND substr(user_id, 2)::int % 50 <> 0 ORDER BY 1
+            """).compactMap { $0[0] }
+        #expect(deferred == shanghai, "exactly the Shanghai users wait")
+        let sentNow = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'qh' AND status = 'sent'").first?.int(0)
+        #expect(sentNow == 300 - shanghai.count - 6, "the rest went now (6 opted out of everything)")
+        #expect(try await campaignState(pg, "qh") == "running", "the campaign waits for its deferred users")
+
+        // The deferred sends wait in the delay queue until the window's end, to the minute.
+        let redis = try RedisClient(url: configuration.redis.url, poolSize: 1)
+        let queue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
+        let id = "retry:qh:\(shanghai[0])"
+        let due = try await redis.send("ZSCORE", "\(configuration.redis.prefix){dq:\(queue.shard(of: id))}:due", id).string.flatMap(Double.init)
+        let end = calendar.nextDate(after: now, matching: DateComponents(hour: calendar.component(.hour, from: to),
+                                                                           minute: calendar.component(.minute, from: to), second: 0),
+                                    matchingPolicy: .nextTime)!
+        #expect(due.map { abs($0 / 1000 - end.timeIntervalSince1970) < 1 } == true, "due \(String(describing: due)), window ends \(end)")
     }
 }

@@ -24,6 +24,7 @@ struct CrashRecoveryTests {
             redis: {url: "\(try TestEnvironment.redisURL())", prefix: "\(prefix)"}
             http: {host: 127.0.0.1, port: 0}
             pipeline: {page_size: 1000, lease_ms: 1500, poll_interval_ms: 200}
+            quiet_hours: {start: "00:00", end: "00:00"}
             log: {level: info, format: json}
             channels:
               sms:  {provider: http, url: "http://127.0.0.1:\(providerPort)/sms", batch_size: 100, concurrency: 4}

@@ -57,6 +57,9 @@ func pipelineConfiguration(kafka: EmbeddedKafka, postgresURL: String, providerPo
     c.http.port = 0
     c.pipeline.pageSize = 500
     c.pipeline.pollIntervalMs = 200
+    // start == end: no quiet hours, so tests behave the same at any hour of the day.
+    c.quietHours.start = "00:00"
+    c.quietHours.end = "00:00"
     var sms = ChannelSettings()
     sms.provider = "http"
     sms.url = "http://127.0.0.1:\(providerPort)/sms"

@@ -199,6 +199,8 @@ public struct TokenSettings: Decodable, Sendable {
     }
 }
 
+/// The daily window in which sends are deferred, in each user's time zone;
+/// `start` equal to `end` turns quiet hours off.
 public struct QuietHoursSettings: Decodable, Sendable {
     public var start = "21:00"
     public var end = "08:00"

@@ -42,6 +42,7 @@ public final class CampaignRunner: Service, Sendable {
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.dispatcher = Dispatcher(
             registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+            quietHours: infrastructure.quietHours,
             metrics: metrics, logger: logger, owner: owner)
     }
 
@@ -182,7 +183,7 @@ public final class CampaignRunner: Service, Sendable {
             metrics.message(channel: "none", status: "skipped", count: rows.count)
             return (rows, [])
         }
-        var outbound: [OutboundMessage] = []
+        var outbound: [Dispatcher.Attempt] = []
         for r in todo {
             switch planner.plan(r) {
             case .skip(let reason, let channel):
@@ -190,10 +191,10 @@ public final class CampaignRunner: Service, Sendable {
                                   messageID: MessageID.make(campaignID: id, userID: r.userID)))
                 metrics.message(channel: channel ?? "none", status: "skipped")
             case .send(let message):
-                outbound.append(message)
+                outbound.append(.init(message: message, number: 1, timezone: r.timezone, quietHours: task.quietHours))
             }
         }
-        let result = try await dispatcher.deliver(outbound.map { .init(message: $0, number: 1) }, campaignID: id, acceptedAt: acceptedAt)
+        let result = try await dispatcher.deliver(outbound, campaignID: id, acceptedAt: acceptedAt)
         return (rows + result.rows, result.deadLetters)
     }
 }

@@ -29,6 +29,7 @@ public final class DelayScheduler: Service, Sendable {
         self.owner = owner
         self.lease = .milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000))
         self.dispatcher = Dispatcher(registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+                                     quietHours: infrastructure.quietHours,
                                      metrics: metrics, logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
@@ -142,7 +143,7 @@ public final class DelayScheduler: Service, Sendable {
         for r in waiting {
             if let recipient = recipients[r.user_id], !recipient.isOptedOut(of: r.channel),
                let message = planner.message(for: recipient, channel: r.channel) {
-                attempts.append(.init(message: message, number: r.attempts + 1))
+                attempts.append(.init(message: message, number: r.attempts + 1, timezone: recipient.timezone, quietHours: task.quietHours))
             } else {
                 let reason = recipients[r.user_id]?.isOptedOut(of: r.channel) == true ? "opted_out" : "no_address"
                 rows.append(.init(userID: r.user_id, channel: r.channel, status: "skipped", reason: reason, attempts: r.attempts,

@@ -17,6 +17,9 @@ struct Dispatcher: Sendable {
         var message: OutboundMessage
         /// The number of this attempt, counting from 1.
         var number: Int
+        /// The recipient's time zone, and whether the campaign honours quiet hours.
+        var timezone: String? = nil
+        var quietHours = false
     }
 
     struct Result: Sendable {
@@ -37,14 +40,35 @@ struct Dispatcher: Sendable {
     let breakers: ChannelBreakers
     let idempotency: IdempotencyStore
     let queue: DelayQueue
+    let quietHours: QuietHours?
     let metrics: PipelineMetrics
     let logger: Logger
     let owner: String
 
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
 
-    func deliver(_ attempts: [Attempt], campaignID: String, acceptedAt: Date) async throws -> Result {
+    func deliver(_ all: [Attempt], campaignID: String, acceptedAt: Date) async throws -> Result {
         var result = Result()
+        guard !all.isEmpty else { return result }
+        // Quiet hours: defer to the end of the user's window, without spending an attempt.
+        var attempts: [Attempt] = []
+        var deferred: [(id: String, payload: String, dueMs: Int64)] = []
+        let wallNow = Date()
+        for attempt in all {
+            guard attempt.quietHours, let quiet = quietHours, let end = quiet.deferral(now: wallNow, timezone: attempt.timezone) else {
+                attempts.append(attempt)
+                continue
+            }
+            let m = attempt.message
+            let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1)
+            deferred.append((Self.retryID(campaignID: campaignID, userID: m.userID),
+                             String(decoding: try JSONEncoder().encode(payload), as: UTF8.self),
+                             Int64((end.timeIntervalSince1970 * 1000).rounded())))
+            result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
+                                     attempts: attempt.number - 1, messageID: m.messageID))
+            metrics.message(channel: m.channel, status: "retried")
+        }
+        try await queue.schedule(deferred)
         guard !attempts.isEmpty else { return result }
         let claims = try await idempotency.claim(campaignID: campaignID, userIDs: attempts.map(\.message.userID), owner: owner)
         var toSend: [Attempt] = []

@@ -15,6 +15,7 @@ public final class Infrastructure: Sendable {
     public let redis: RedisClient
     public let delayQueue: DelayQueue
     public let idempotency: IdempotencyStore
+    public let quietHours: QuietHours?
 
     public init(configuration: ReachConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -39,6 +40,8 @@ public final class Infrastructure: Sendable {
         redisConfiguration.commandTimeout = .milliseconds(configuration.redis.timeoutMs)
         self.redis = RedisClient(configuration: redisConfiguration)
         self.delayQueue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
+        self.quietHours = QuietHours(start: configuration.quietHours.start, end: configuration.quietHours.end,
+                                     defaultTimeZone: configuration.quietHours.defaultTimezone)
         self.idempotency = IdempotencyStore(
             redis: redis, prefix: configuration.redis.prefix,
             inFlightTTL: .milliseconds(configuration.pipeline.inFlightTTLMs), sentTTL: .seconds(configuration.pipeline.sentTTLHours * 3600))
