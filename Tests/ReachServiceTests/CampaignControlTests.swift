@@ -168,3 +168,38 @@ struct QuietHoursPipelineTests {
         #expect(due.map { abs($0 / 1000 - end.timeIntervalSince1970) < 1 } == true, "due \(String(describing: due)), window ends \(end)")
     }
 }
+
+@Suite("frequency caps and rate limits through the pipeline")
+struct CapsPipelineTests {
+    @Test("with a cap of one message a day, a second campaign skips everyone with frequency_cap")
+    func dailyCap() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 200)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        configuration.frequencyCap.perDay = 1
+        configuration.channels["sms"]?.ratePerSecond = 400
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        let started = ContinuousClock.now
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"cap-1","segment":{"id":"all"},"channels":{"sms":1},"fallback":["inapp"],"template":{"body":"x"}}"#)
+        #expect(try await waitForCampaign(pg, "cap-1"))
+        let smsSent = try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'cap-1' AND channel = 'sms' AND status = 'sent'").first?.int(0) ?? 0
+        #expect(smsSent > 100)
+        // 400 sms/s with a 0.2 s burst: the sms sends cannot finish faster than that.
+        #expect(ContinuousClock.now - started >= .milliseconds(Int64(max(0, smsSent - 80) * 1000 / 400)))
+
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"cap-2","segment":{"id":"all"},"channels":{"inapp":1},"template":{"body":"x"}}"#)
+        #expect(try await waitForCampaign(pg, "cap-2"))
+        let second = try await pg.query("SELECT status, reason, count(*) FROM reach.deliveries WHERE campaign_id = 'cap-2' GROUP BY 1, 2")
+        var byStatus: [String: Int] = [:]
+        for row in second { byStatus["\(row[0] ?? "")/\(row[1] ?? "")"] = row.int(2) }
+        #expect(byStatus["skipped/frequency_cap"] == 196, "\(byStatus)")
+        #expect(byStatus["skipped/opted_out"] == 4, "\(byStatus)")
+    }
+}

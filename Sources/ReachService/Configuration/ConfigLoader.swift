@@ -162,6 +162,7 @@ struct ConfigValidator {
             check((1...1024).contains(ch.concurrency), "\(path).concurrency", "must be 1-1024")
             if let rate = ch.ratePerSecond { check(rate > 0, "\(path).rate_per_second", "must be positive") }
             check(ch.timeoutMs > 0, "\(path).timeout_ms", "must be positive")
+            check(ch.frequencyCapPerDay >= 0, "\(path).frequency_cap_per_day", "must be 0 (none) or more")
             check(ch.retry.maxAttempts >= 1, "\(path).retry.max_attempts", "must be at least 1 (it counts the first attempt)")
             check(ch.retry.baseMs > 0 && ch.retry.baseMs <= ch.retry.maxMs, "\(path).retry", "needs 0 < base_ms <= max_ms")
             check(ch.circuitBreaker.failureRate > 0 && ch.circuitBreaker.failureRate <= 1,
@@ -176,6 +177,7 @@ struct ConfigValidator {
         check(c.pipeline.pollIntervalMs > 0, "pipeline.poll_interval_ms", "must be positive")
         check((1...64).contains(c.pipeline.maxCampaigns), "pipeline.max_campaigns", "must be 1-64")
         check(c.pipeline.inFlightTTLMs >= 1_000, "pipeline.in_flight_ttl_ms", "must be at least 1000")
+        check(c.frequencyCap.perDay >= 0, "frequency_cap.per_day", "must be 0 (none) or more")
         check((1...256).contains(c.pipeline.delayQueueShards), "pipeline.delay_queue_shards", "must be 1-256")
         check(c.pipeline.sentTTLHours >= 1, "pipeline.sent_ttl_hours", "must be at least 1")
         check(c.shutdown.gracePeriodMs > 0, "shutdown.grace_period_ms", "must be positive")

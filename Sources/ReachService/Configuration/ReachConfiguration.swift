@@ -11,11 +11,13 @@ public struct ReachConfiguration: Decodable, Sendable {
     public var shutdown = ShutdownSettings()
     public var log = LogSettings()
     public var pipeline = PipelineSettings()
+    public var frequencyCap = FrequencyCapSettings()
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case kafka, postgres, redis, http, auth, channels, shutdown, log, pipeline
+        case frequencyCap = "frequency_cap"
         case quietHours = "quiet_hours"
     }
 
@@ -32,6 +34,20 @@ public struct ReachConfiguration: Decodable, Sendable {
         shutdown = try c.value(.shutdown, d.shutdown)
         log = try c.value(.log, d.log)
         pipeline = try c.value(.pipeline, d.pipeline)
+        frequencyCap = try c.value(.frequencyCap, d.frequencyCap)
+    }
+}
+
+/// At most `per_day` messages per user over any rolling 24 hours, all channels
+/// together (0: no cap). Channels may add their own `frequency_cap_per_day`.
+public struct FrequencyCapSettings: Decodable, Sendable {
+    public var perDay = 0
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        perDay = try c.value(AnyKey("per_day"), 0)
     }
 }
 
@@ -267,6 +283,8 @@ public struct ChannelSettings: Decodable, Sendable {
     public var batchSize = 100
     public var concurrency = 4
     public var ratePerSecond: Int?
+    /// At most this many messages per user per rolling day on this channel (0: none).
+    public var frequencyCapPerDay = 0
     public var timeoutMs = 3_000
     public var retry = RetrySettings()
     public var circuitBreaker = CircuitBreakerSettings()
@@ -293,6 +311,7 @@ public struct ChannelSettings: Decodable, Sendable {
         batchSize = try c.value(AnyKey("batch_size"), d.batchSize)
         concurrency = try c.value(AnyKey("concurrency"), d.concurrency)
         ratePerSecond = try c.decodeIfPresent(Int.self, forKey: AnyKey("rate_per_second"))
+        frequencyCapPerDay = try c.value(AnyKey("frequency_cap_per_day"), d.frequencyCapPerDay)
         timeoutMs = try c.value(AnyKey("timeout_ms"), d.timeoutMs)
         retry = try c.value(AnyKey("retry"), d.retry)
         circuitBreaker = try c.value(AnyKey("circuit_breaker"), d.circuitBreaker)

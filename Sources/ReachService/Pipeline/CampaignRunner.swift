@@ -42,7 +42,8 @@ public final class CampaignRunner: Service, Sendable {
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.dispatcher = Dispatcher(
             registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
-            quietHours: infrastructure.quietHours,
+            quietHours: infrastructure.quietHours, rateLimiter: infrastructure.rateLimiter,
+            frequencyCap: infrastructure.frequencyCap,
             metrics: metrics, logger: logger, owner: owner)
     }
 

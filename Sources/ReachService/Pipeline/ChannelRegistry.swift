@@ -9,12 +9,23 @@ public struct ChannelRegistry: Sendable {
     public let channels: [String: any Channel]
     public let addressFields: [String: AddressField]
     public let retryPolicies: [String: RetryPolicy]
+    /// Messages per second, cluster-wide, for channels that have a limit.
+    public let rates: [String: Int]
+    /// Per-user daily caps: per channel, and over all channels (0: none).
+    public let capsPerChannel: [String: Int]
+    public let capOverall: Int
 
-    public init(channels: [String: any Channel], addressFields: [String: AddressField] = [:], retryPolicies: [String: RetryPolicy] = [:]) {
+    public init(channels: [String: any Channel], addressFields: [String: AddressField] = [:], retryPolicies: [String: RetryPolicy] = [:],
+                rates: [String: Int] = [:], capsPerChannel: [String: Int] = [:], capOverall: Int = 0) {
         self.channels = channels
         self.addressFields = addressFields
         self.retryPolicies = retryPolicies
+        self.rates = rates
+        self.capsPerChannel = capsPerChannel
+        self.capOverall = capOverall
     }
+
+    var hasCaps: Bool { capOverall > 0 || capsPerChannel.values.contains { $0 > 0 } }
 
     public func retryPolicy(_ channel: String) -> RetryPolicy {
         retryPolicies[channel] ?? RetryPolicy(maxAttempts: 4, base: .milliseconds(500), max: .seconds(60))
@@ -60,7 +71,11 @@ public struct ChannelRegistry: Sendable {
                 throw Unsupported(description: "channels.\(name): unknown provider '\(settings.provider)'")
             }
         }
-        return ChannelRegistry(channels: channels, addressFields: fields, retryPolicies: policies)
+        return ChannelRegistry(
+            channels: channels, addressFields: fields, retryPolicies: policies,
+            rates: configuration.channels.compactMapValues(\.ratePerSecond),
+            capsPerChannel: configuration.channels.mapValues(\.frequencyCapPerDay).filter { $0.value > 0 },
+            capOverall: configuration.frequencyCap.perDay)
     }
 
     public func shutdown() async {

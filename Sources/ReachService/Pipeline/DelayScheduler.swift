@@ -29,7 +29,8 @@ public final class DelayScheduler: Service, Sendable {
         self.owner = owner
         self.lease = .milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000))
         self.dispatcher = Dispatcher(registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
-                                     quietHours: infrastructure.quietHours,
+                                     quietHours: infrastructure.quietHours, rateLimiter: infrastructure.rateLimiter,
+            frequencyCap: infrastructure.frequencyCap,
                                      metrics: metrics, logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)

@@ -41,6 +41,8 @@ struct Dispatcher: Sendable {
     let idempotency: IdempotencyStore
     let queue: DelayQueue
     let quietHours: QuietHours?
+    let rateLimiter: RateLimiter
+    let frequencyCap: FrequencyCap
     let metrics: PipelineMetrics
     let logger: Logger
     let owner: String
@@ -69,6 +71,20 @@ struct Dispatcher: Sendable {
             metrics.message(channel: m.channel, status: "retried")
         }
         try await queue.schedule(deferred)
+        if registry.hasCaps, !attempts.isEmpty {
+            let admitted = try await frequencyCap.admit(
+                attempts.map { ($0.message.userID, $0.message.channel, $0.message.messageID) },
+                maxOverall: registry.capOverall, maxPerChannel: registry.capsPerChannel, nowMs: Int64((wallNow.timeIntervalSince1970 * 1000).rounded()))
+            var kept: [Attempt] = []
+            for (attempt, ok) in zip(attempts, admitted) {
+                if ok { kept.append(attempt); continue }
+                let m = attempt.message
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: "frequency_cap",
+                                         attempts: attempt.number - 1, messageID: m.messageID))
+                metrics.message(channel: m.channel, status: "skipped")
+            }
+            attempts = kept
+        }
         guard !attempts.isEmpty else { return result }
         let claims = try await idempotency.claim(campaignID: campaignID, userIDs: attempts.map(\.message.userID), owner: owner)
         var toSend: [Attempt] = []
@@ -126,6 +142,12 @@ struct Dispatcher: Sendable {
         // leaves a queue item whose row is missing, which the retry worker skips.
         try await queue.schedule(retries)
         try await idempotency.release(campaignID: campaignID, userIDs: released, owner: owner)
+        if registry.hasCaps {
+            // A message that will never be sent gives its place under the cap back.
+            try await frequencyCap.release(result.deadLetters.map { d in
+                (d.userID, d.channel, MessageID.make(campaignID: campaignID, userID: d.userID))
+            })
+        }
         metrics.endToEnd(kind: "task", .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
         return result
     }
@@ -140,6 +162,8 @@ struct Dispatcher: Sendable {
         let idempotency = self.idempotency
         let logger = self.logger
         let breakers = self.breakers
+        let rateLimiter = self.rateLimiter
+        let rates = registry.rates
         return await withTaskGroup(of: [(String, SendOutcome)].self) { group in
             for (name, list) in Dictionary(grouping: messages, by: \.channel) {
                 guard let channel = registry.channels[name] else {
@@ -159,6 +183,20 @@ struct Dispatcher: Sendable {
                                 // Open breaker: defer through the delay queue, do not fail.
                                 for message in batch { results.append((message.messageID, .deferred(after: wait))) }
                                 continue
+                            }
+                            if let rate = rates[name] {
+                                // Cluster-wide rate limit: wait for this batch's tokens. If Redis
+                                // cannot be asked, defer the batch rather than exceed the limit.
+                                do {
+                                    let wait = try await rateLimiter.acquire(
+                                        name, count: batch.count, ratePerSecond: rate,
+                                        nowMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()))
+                                    if wait > .zero { try await Task.sleep(for: wait) }
+                                } catch {
+                                    logger.warning("rate limiter unavailable; batch deferred", metadata: ["error": "\(error)"])
+                                    for message in batch { results.append((message.messageID, .deferred(after: .seconds(1)))) }
+                                    continue
+                                }
                             }
                             let start = ContinuousClock.now
                             var outcomes = await channel.send(batch)

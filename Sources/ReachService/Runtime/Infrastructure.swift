@@ -16,6 +16,8 @@ public final class Infrastructure: Sendable {
     public let delayQueue: DelayQueue
     public let idempotency: IdempotencyStore
     public let quietHours: QuietHours?
+    public let rateLimiter: RateLimiter
+    public let frequencyCap: FrequencyCap
 
     public init(configuration: ReachConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -40,6 +42,8 @@ public final class Infrastructure: Sendable {
         redisConfiguration.commandTimeout = .milliseconds(configuration.redis.timeoutMs)
         self.redis = RedisClient(configuration: redisConfiguration)
         self.delayQueue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
+        self.rateLimiter = RateLimiter(redis: redis, prefix: configuration.redis.prefix)
+        self.frequencyCap = FrequencyCap(redis: redis, prefix: configuration.redis.prefix)
         self.quietHours = QuietHours(start: configuration.quietHours.start, end: configuration.quietHours.end,
                                      defaultTimeZone: configuration.quietHours.defaultTimezone)
         self.idempotency = IdempotencyStore(
