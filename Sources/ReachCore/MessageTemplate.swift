@@ -63,14 +63,17 @@ public struct DeliveryPlanner: Sendable {
     public let campaignID: String
     public let router: ChannelRouter
     public let data: [String: JSONValue]
+    /// A trigger event's `properties`, for `{{properties.*}}`.
+    public let properties: [String: JSONValue]?
     private let templates: [String: MessageTemplate]
     private let addressFields: [String: AddressField]
 
     /// Compiles the template once per channel the campaign may use.
-    public init(task: CampaignTask, addressFields: [String: AddressField]) throws {
+    public init(task: CampaignTask, addressFields: [String: AddressField], properties: [String: JSONValue]? = nil) throws {
         self.campaignID = task.campaignID
         self.router = task.router
         self.data = task.data
+        self.properties = properties
         var templates: [String: MessageTemplate] = [:]
         for channel in Set(task.weights.map(\.channel) + task.fallback) {
             let (title, body) = task.template.sources(for: channel)
@@ -90,7 +93,7 @@ public struct DeliveryPlanner: Sendable {
         case .skip(let reason):
             return .skip(reason: reason, channel: nil)
         case .send(let channel):
-            let (title, body) = templates[channel]!.render(recipient: recipient, data: data)
+            let (title, body) = templates[channel]!.render(recipient: recipient, data: data, properties: properties)
             return .send(OutboundMessage(
                 messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
                 campaignID: campaignID, userID: recipient.userID, channel: channel,
@@ -102,7 +105,7 @@ public struct DeliveryPlanner: Sendable {
     /// nil when the recipient has no address for it any more.
     public func message(for recipient: Recipient, channel: String) -> OutboundMessage? {
         guard let template = templates[channel], let to = recipient.field(addressField(channel)) else { return nil }
-        let (title, body) = template.render(recipient: recipient, data: data)
+        let (title, body) = template.render(recipient: recipient, data: data, properties: properties)
         return OutboundMessage(messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
                                campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
     }

@@ -20,8 +20,11 @@ public final class DelayScheduler: Service, Sendable {
     private let deliveries: DeliveryStore
     private let segments: SegmentSource
     private let parser: TaskParser
+    let triggerRules: TriggerRules
+    let triggerSender: TriggerSender
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, owner: String) {
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, owner: String,
+                triggerRules: TriggerRules) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
@@ -36,7 +39,11 @@ public final class DelayScheduler: Service, Sendable {
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.parser = TaskParser(channels: Set(infrastructure.configuration.channels.keys))
+        self.triggerRules = triggerRules
+        self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, dispatcher: dispatcher, metrics: metrics)
     }
+
+    var sender: TriggerSender { triggerSender }
 
     var queue: DelayQueue { infrastructure.delayQueue }
 
@@ -87,9 +94,17 @@ public final class DelayScheduler: Service, Sendable {
     func handle(_ items: [DelayQueue.Item]) async throws {
         var retries: [Dispatcher.RetryPayload] = []
         for item in items {
-            guard let payload = try? JSONDecoder().decode(Dispatcher.RetryPayload.self, from: Data(item.payload.utf8)),
-                  payload.kind == "retry" else {
+            let data = Data(item.payload.utf8)
+            if let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: data), delayed.kind == "trigger" {
+                try await fireTrigger(delayed, attempt: 1, channel: nil)
+                continue
+            }
+            guard let payload = try? JSONDecoder().decode(Dispatcher.RetryPayload.self, from: data), payload.kind == "retry" else {
                 logger.error("delay queue item not understood; dropped", metadata: ["id": "\(item.id)"])
+                continue
+            }
+            if let context = payload.trigger, let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: Data(context.utf8)) {
+                try await fireTrigger(delayed, attempt: payload.attempts + 1, channel: payload.channel)
                 continue
             }
             retries.append(payload)
@@ -105,6 +120,17 @@ public final class DelayScheduler: Service, Sendable {
         try await queue.schedule(try retries.map { r in
             (Dispatcher.retryID(campaignID: campaignID, userID: r.user_id), String(decoding: try JSONEncoder().encode(r), as: UTF8.self), due)
         })
+    }
+
+    /// A delayed trigger send, or a retry of one.
+    func fireTrigger(_ delayed: TriggerSender.Delayed, attempt: Int, channel: String?) async throws {
+        guard let event = try? TriggerEvent.parse(Array(delayed.event.utf8)) else { return }
+        guard let rule = try await triggerRules.rule(id: delayed.rule_id) else {
+            // The rule was disabled or deleted meanwhile: its pending send is dropped.
+            logger.info("trigger rule gone; delayed send dropped", metadata: ["rule": "\(delayed.rule_id)"])
+            return
+        }
+        try await triggerSender.send(rule: rule, event: event, attempt: attempt, channel: channel)
     }
 
     /// One more attempt for each retry of a campaign, on the channel first chosen.

@@ -20,6 +20,8 @@ struct Dispatcher: Sendable {
         /// The recipient's time zone, and whether the campaign honours quiet hours.
         var timezone: String? = nil
         var quietHours = false
+        /// For trigger sends: the rule and event, so a retry can rebuild the message.
+        var context: String? = nil
     }
 
     struct Result: Sendable {
@@ -34,6 +36,7 @@ struct Dispatcher: Sendable {
         var user_id: String
         var channel: String
         var attempts: Int
+        var trigger: String? = nil
     }
 
     let registry: ChannelRegistry
@@ -49,7 +52,7 @@ struct Dispatcher: Sendable {
 
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
 
-    func deliver(_ all: [Attempt], campaignID: String, acceptedAt: Date) async throws -> Result {
+    func deliver(_ all: [Attempt], campaignID: String, acceptedAt: Date, kind: String = "task") async throws -> Result {
         var result = Result()
         guard !all.isEmpty else { return result }
         // Quiet hours: defer to the end of the user's window, without spending an attempt.
@@ -62,7 +65,8 @@ struct Dispatcher: Sendable {
                 continue
             }
             let m = attempt.message
-            let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1)
+            let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
+                                       trigger: attempt.context)
             deferred.append((Self.retryID(campaignID: campaignID, userID: m.userID),
                              String(decoding: try JSONEncoder().encode(payload), as: UTF8.self),
                              Int64((end.timeIntervalSince1970 * 1000).rounded())))
@@ -122,7 +126,8 @@ struct Dispatcher: Sendable {
             let attemptsMade = outcome.status == .deferred ? attempt.number - 1 : attempt.number
             switch decision {
             case .retry(let after):
-                let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade)
+                let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
+                                           trigger: attempt.context)
                 let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
                 retries.append((Self.retryID(campaignID: campaignID, userID: m.userID), json,
                                 Int64((now.timeIntervalSince1970 * 1000).rounded()) + after.milliseconds))
@@ -148,7 +153,7 @@ struct Dispatcher: Sendable {
                 (d.userID, d.channel, MessageID.make(campaignID: campaignID, userID: d.userID))
             })
         }
-        metrics.endToEnd(kind: "task", .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
+        metrics.endToEnd(kind: kind, .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
         return result
     }
 

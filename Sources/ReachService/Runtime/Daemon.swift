@@ -26,8 +26,10 @@ public struct Daemon: Sendable {
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
         let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger, wake: wake)
         let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger)
+        let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
         let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger,
-                                       owner: runner.owner)
+                                       owner: runner.owner, triggerRules: rules)
+        let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.sender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let http = HTTPServer.makeApplication(
             settings: configuration.http, readiness: readiness, metrics: metrics, logger: logger,
@@ -36,7 +38,7 @@ public struct Daemon: Sendable {
                 await onListening(port)
             })
         var group = ServiceGroupConfiguration(
-            services: [.init(service: http), .init(service: intake), .init(service: runner), .init(service: scheduler),
+            services: [.init(service: http), .init(service: intake), .init(service: triggers), .init(service: runner), .init(service: scheduler),
                        .init(service: publisher), .init(service: sampler)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

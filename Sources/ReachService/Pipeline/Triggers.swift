@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ServiceLifecycle
+import Synchronization
+
+/// The enabled rules of `reach.triggers`, re-read every `refresh` so plain-SQL
+/// changes take effect within 5 s. A rule that does not validate is logged and left out.
+public final class TriggerRules: Sendable {
+    private let rules = Mutex<(byEvent: [String: [TriggerRule]], byID: [String: TriggerRule], loadedAt: ContinuousClock.Instant?)>(([:], [:], nil))
+    let postgres: PostgresClient
+    let channels: Set<String>
+    let logger: Logger
+    let refresh: Duration
+
+    public init(postgres: PostgresClient, channels: Set<String>, logger: Logger, refresh: Duration = .seconds(2)) {
+        self.postgres = postgres
+        self.channels = channels
+        self.logger = logger
+        self.refresh = refresh
+    }
+
+    public func reload() async throws {
+        var byEvent: [String: [TriggerRule]] = [:]
+        var byID: [String: TriggerRule] = [:]
+        for row in try await postgres.query("""
+            SELECT id, event, channels::text, fallback::text, template::text, delay_seconds, quiet_hours
+            FROM reach.triggers WHERE enabled ORDER BY id
+            """) {
+            do {
+                let rule = try TriggerRule(id: row[0] ?? "", event: row[1] ?? "", channelsJSON: row[2] ?? "{}", fallbackJSON: row[3] ?? "[]",
+                                           templateJSON: row[4] ?? "{}", delaySeconds: row.int(5) ?? 0, quietHours: row.bool("quiet_hours") ?? true,
+                                           channels: channels)
+                byEvent[rule.event, default: []].append(rule)
+                byID[rule.id] = rule
+            } catch {
+                logger.error("trigger rule ignored", metadata: ["rule": "\(row[0] ?? "")", "error": "\(error)"])
+            }
+        }
+        rules.withLock { $0 = (byEvent, byID, .now) }
+    }
+
+    func fresh() async throws {
+        let loadedAt = rules.withLock { $0.loadedAt }
+        if loadedAt.map({ ContinuousClock.now - $0 >= refresh }) ?? true { try await reload() }
+    }
+
+    public func rules(for event: String) async throws -> [TriggerRule] {
+        try await fresh()
+        return rules.withLock { $0.byEvent[event] ?? [] }
+    }
+
+    public func rule(id: String) async throws -> TriggerRule? {
+        try await fresh()
+        return rules.withLock { $0.byID[id] }
+    }
+}
+
+/// Sends one rule's message for one event (now, from a delayed queue item, or as a retry).
+struct TriggerSender: Sendable {
+    struct Delayed: Codable, Sendable {
+        var kind = "trigger"
+        var rule_id: String
+        var event: String
+    }
+
+    let infrastructure: Infrastructure
+    let registry: ChannelRegistry
+    let dispatcher: Dispatcher
+    let metrics: PipelineMetrics
+
+    static func delayedID(_ campaignID: String) -> String { "trigger:\(campaignID)" }
+
+    /// `attempt`: the attempt number; `channel`: the channel of an earlier attempt (retries keep it).
+    func send(rule: TriggerRule, event: TriggerEvent, attempt: Int = 1, channel: String? = nil) async throws {
+        let campaignID = rule.campaignID(for: event)
+        let deliveries = DeliveryStore(client: infrastructure.postgres)
+        let current = try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID]
+        // Idempotent per (event_id, rule): a redelivered event finds its row and stops.
+        if attempt == 1, current != nil { return }
+        if attempt > 1, current != "scheduled" { return }
+        let task = rule.task(for: event)
+        let planner = try DeliveryPlanner(task: task, addressFields: registry.addressFields, properties: event.properties)
+        let recipient = try await SegmentSource(client: infrastructure.postgres).page(.userIDs([event.userID]), after: nil, limit: 1).first
+            ?? Recipient(userID: event.userID)
+        let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
+        var rows: [DeliveryStore.Row] = []
+        var attempts: [Dispatcher.Attempt] = []
+        let messageID = MessageID.make(campaignID: campaignID, userID: event.userID)
+        if let channel {
+            if !recipient.isOptedOut(of: channel), let message = planner.message(for: recipient, channel: channel) {
+                attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
+            } else {
+                rows.append(.init(userID: event.userID, channel: channel, status: "skipped",
+                                  reason: recipient.isOptedOut(of: channel) ? "opted_out" : "no_address", attempts: attempt - 1, messageID: messageID))
+            }
+        } else {
+            switch planner.plan(recipient) {
+            case .skip(let reason, let channel):
+                rows.append(.init(userID: event.userID, channel: channel, status: "skipped", reason: reason, attempts: 0, messageID: messageID))
+                metrics.message(channel: channel ?? "none", status: "skipped")
+            case .send(let message):
+                attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
+            }
+        }
+        let result = try await dispatcher.deliver(attempts, campaignID: campaignID, acceptedAt: Date(), kind: "event")
+        try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
+    }
+}
+
+/// Consumes `reach.events`: every enabled rule for the event sends one message
+/// to the user, now or after the rule's delay (through the delay queue). The
+/// offset is committed once every rule's outcome is durable.
+public struct TriggerIntake: Service {
+    let infrastructure: Infrastructure
+    let rules: TriggerRules
+    let sender: TriggerSender
+    let metrics: PipelineMetrics
+    let logger: Logger
+
+    init(infrastructure: Infrastructure, rules: TriggerRules, sender: TriggerSender, metrics: PipelineMetrics, logger: Logger) {
+        self.infrastructure = infrastructure
+        self.rules = rules
+        self.sender = sender
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let topic = infrastructure.configuration.kafka.topics.events
+        let consumer = try infrastructure.makeConsumer(topics: [topic], logger: logger)
+        let rejects = InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger)
+        do {
+            for try await message in consumer.messages.cancelOnGracefulShutdown() {
+                guard try await untilDone(logger, { try await handle(message, rejects) }) else { break }
+                guard try await untilDone(logger, { try await consumer.commit(message) }) else { break }
+            }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
+    func handle(_ message: KafkaMessage, _ rejects: InputDeadLetters) async throws {
+        let event: TriggerEvent
+        do {
+            event = try TriggerEvent.parse(message.value)
+        } catch let error as ValidationError {
+            try await rejects.record(message, error)
+            return
+        }
+        for rule in try await rules.rules(for: event.event) {
+            if rule.delaySeconds > 0 {
+                let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
+                let due = Int64((Date().timeIntervalSince1970 * 1000).rounded()) + Int64(rule.delaySeconds) * 1000
+                try await infrastructure.delayQueue.schedule(
+                    id: TriggerSender.delayedID(rule.campaignID(for: event)),
+                    payload: String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), dueMs: due)
+            } else {
+                try await sender.send(rule: rule, event: event)
+            }
+        }
+    }
+}
+
+/// Retries infrastructure failures with backoff until they succeed; false when
+/// the service is shutting down first (the Kafka offset then stays uncommitted).
+func untilDone(_ logger: Logger, _ body: () async throws -> Void) async throws -> Bool {
+    let backoff = Backoff(base: .milliseconds(100), max: .seconds(5))
+    var attempt = 0
+    while true {
+        do {
+            try await body()
+            return true
+        } catch {
+            attempt += 1
+            if Task.isCancelled || Task.isShuttingDownGracefully { return false }
+            logger.warning("will retry", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
+        }
+    }
+}
+
+/// Dead letters for invalid Kafka input: a `reach.dead_letters` row (once per
+/// topic/partition/offset) and a message on `reach.dlq`.
+struct InputDeadLetters: Sendable {
+    let infrastructure: Infrastructure
+    let metrics: PipelineMetrics
+    let logger: Logger
+
+    func record(_ message: KafkaMessage, _ error: ValidationError) async throws {
+        let topic = message.topic
+        let reason = error.path.isEmpty && error.message == "not valid JSON" ? "unparseable" : "invalid"
+        let raw = String(decoding: message.value, as: UTF8.self)
+        try await DeadLetterStore(client: infrastructure.postgres).recordInput(
+            topic: topic, partition: message.partition, offset: message.offset, reason: reason,
+            error: error.description, payloadJSON: JSONText.quote(raw))
+        var dlq = JSONObjectWriter()
+        dlq.add("reason", reason)
+        dlq.add("error", error.description)
+        dlq.add("source", "input")
+        dlq.add("topic", topic)
+        dlq.add("partition", Int(message.partition))
+        dlq.add("offset", Int(message.offset))
+        dlq.add("failed_at", RFC3339.format(Date()))
+        dlq.add("payload", raw)
+        try await infrastructure.producer.send(topic: infrastructure.configuration.kafka.topics.dlq, key: message.keyString, value: dlq.finish())
+        metrics.inputRejected(topic: topic, reason: reason)
+        logger.warning("input rejected", metadata: [
+            "topic": "\(topic)", "partition": "\(message.partition)", "offset": "\(message.offset)", "error": "\(error)",
+        ])
+    }
+}
