@@ -37,21 +37,19 @@ public struct CampaignStore: Sendable {
     }
 
     /// Inserts the campaign; false when the id already existed (a no-op).
-    public func create(_ task: CampaignTask, specJSON: String) async throws -> Bool {
+    public func create(_ task: CampaignTask, specJSON: String, acceptedAt: Date = Date()) async throws -> Bool {
         let rows = try await client.query("""
             INSERT INTO reach.campaigns (id, name, spec, state, scheduled_at, expires_at)
             VALUES ($1, $2, $3::jsonb, 'scheduled', $4::timestamptz, $5::timestamptz)
             ON CONFLICT (id) DO NOTHING RETURNING id
-            """, [task.campaignID, task.name, specJSON, Self.scheduledAt(task.schedule), task.expiresAt.map(RFC3339.format)])
+            """, [task.campaignID, task.name, specJSON, Self.scheduledAt(task.schedule, acceptedAt: acceptedAt),
+                  task.expiresAt.map(RFC3339.format)])
         return rows.count == 1
     }
 
-    static func scheduledAt(_ schedule: CampaignSchedule) -> String? {
-        switch schedule {
-        case .now: nil
-        case .at(let date): RFC3339.format(date)
-        case .delay(let seconds): RFC3339.format(Date().addingTimeInterval(TimeInterval(seconds)))
-        }
+    static func scheduledAt(_ schedule: CampaignSchedule, acceptedAt: Date) -> String? {
+        if case .now = schedule { return nil }
+        return RFC3339.format(schedule.dueDate(acceptedAt: acceptedAt))
     }
 
     /// Ids of campaigns with work for a runner, whose lease is free or expired:

@@ -59,7 +59,7 @@ public struct PipelineSettings: Decodable, Sendable {
     /// whose lease ran out (its runner died).
     public var leaseMs = 15_000
     /// How often an idle instance looks for due or orphaned campaigns.
-    public var pollIntervalMs = 1_000
+    public var pollIntervalMs = 500
     /// Campaigns one instance runs at once.
     public var maxCampaigns = 2
     /// Idempotency keys: in-flight claim and after-send lifetimes.

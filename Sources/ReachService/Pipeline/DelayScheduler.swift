@@ -22,9 +22,10 @@ public final class DelayScheduler: Service, Sendable {
     private let parser: TaskParser
     let triggerRules: TriggerRules
     let triggerSender: TriggerSender
+    let wake: WakeSignal
 
     public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, owner: String,
-                triggerRules: TriggerRules) {
+                triggerRules: TriggerRules, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
@@ -40,6 +41,7 @@ public final class DelayScheduler: Service, Sendable {
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.parser = TaskParser(channels: Set(infrastructure.configuration.channels.keys))
         self.triggerRules = triggerRules
+        self.wake = wake
         self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, dispatcher: dispatcher, metrics: metrics)
     }
 
@@ -95,6 +97,11 @@ public final class DelayScheduler: Service, Sendable {
         var retries: [Dispatcher.RetryPayload] = []
         for item in items {
             let data = Data(item.payload.utf8)
+            if item.payload.contains("\"campaign_start\"") {
+                // A timed campaign is due: the runner claims it from PostgreSQL now.
+                wake.signal()
+                continue
+            }
             if let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: data), delayed.kind == "trigger" {
                 try await fireTrigger(delayed, attempt: 1, channel: nil)
                 continue

@@ -51,8 +51,16 @@ public struct TaskIntake: Service {
         switch task {
         case .campaign(let campaign):
             let specJSON = String(decoding: message.value, as: UTF8.self)
-            if try await campaigns.create(campaign, specJSON: specJSON) {
+            let acceptedAt = Date()
+            if try await campaigns.create(campaign, specJSON: specJSON, acceptedAt: acceptedAt) {
                 logger.info("campaign created", metadata: ["campaign": "\(campaign.campaignID)", "offset": "\(message.offset)"])
+                let due = campaign.schedule.dueDate(acceptedAt: acceptedAt)
+                if due > Date() {
+                    // The start waits in the delay queue; the runner's poll of scheduled_at is the safety net.
+                    try await infrastructure.delayQueue.schedule(
+                        id: "campaign:\(campaign.campaignID)", payload: #"{"kind":"campaign_start"}"#,
+                        dueMs: Int64((due.timeIntervalSince1970 * 1000).rounded()) + 20)
+                }
                 wake()
             } else {
                 logger.info("campaign already exists; task ignored", metadata: ["campaign": "\(campaign.campaignID)"])

@@ -25,10 +25,11 @@ public struct Daemon: Sendable {
         let breakers = ChannelBreakers(configuration: configuration, metrics: metrics.pipeline)
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
         let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger, wake: wake)
-        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger)
+        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger,
+                                     dependencyUp: { metrics.dependencyUp($0, $1) })
         let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
         let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger,
-                                       owner: runner.owner, triggerRules: rules)
+                                       owner: runner.owner, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.sender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let http = HTTPServer.makeApplication(

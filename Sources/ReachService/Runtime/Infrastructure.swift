@@ -51,10 +51,12 @@ public final class Infrastructure: Sendable {
             inFlightTTL: .milliseconds(configuration.pipeline.inFlightTTLMs), sentTTL: .seconds(configuration.pipeline.sentTTLHours * 3600))
     }
 
-    /// A consumer in the configured group, on the configured brokers.
-    public func makeConsumer(topics: [String], logger: Logger) throws -> KafkaConsumer {
+    /// A consumer in the configured group (plus `groupSuffix`), on the configured brokers.
+    /// Tasks and events use separate groups, so a rebalance or a slow handler on
+    /// one topic never holds up the other.
+    public func makeConsumer(topics: [String], groupSuffix: String = "", logger: Logger) throws -> KafkaConsumer {
         try KafkaConsumer(
-            configuration: .init(bootstrapServers: kafkaBootstrap, groupID: configuration.kafka.groupID,
+            configuration: .init(bootstrapServers: kafkaBootstrap, groupID: configuration.kafka.groupID + groupSuffix,
                                  topics: topics, properties: configuration.kafka.properties),
             logger: logger)
     }

@@ -10,12 +10,15 @@ public struct MetricsSampler: Service {
     let metrics: PipelineMetrics
     let logger: Logger
     let interval: Duration
+    let dependencyUp: (@Sendable (String, Bool) -> Void)?
 
-    public init(infrastructure: Infrastructure, metrics: PipelineMetrics, logger: Logger, interval: Duration = .seconds(5)) {
+    public init(infrastructure: Infrastructure, metrics: PipelineMetrics, logger: Logger, interval: Duration = .seconds(5),
+                dependencyUp: (@Sendable (String, Bool) -> Void)? = nil) {
         self.infrastructure = infrastructure
         self.metrics = metrics
         self.logger = logger
         self.interval = interval
+        self.dependencyUp = dependencyUp
     }
 
     public func run() async throws {
@@ -37,7 +40,13 @@ public struct MetricsSampler: Service {
                 metrics.campaigns(state: state, count: counts[state] ?? 0)
             }
         }
-        if let depth = try? await infrastructure.delayQueue.depth() { metrics.delayQueueDepth(depth) }
+        // Depth doubles as the Redis health sample: a stall shows as reach_dependency_up{dependency="redis"} 0.
+        if let depth = try? await infrastructure.delayQueue.depth() {
+            metrics.delayQueueDepth(depth)
+            dependencyUp?("redis", true)
+        } else {
+            dependencyUp?("redis", false)
+        }
         var partitions: [TopicPartition] = []
         for topic in topics { partitions += (try? await observer.partitions(of: topic)) ?? [] }
         guard let committed = try? await observer.committedOffsets(partitions, timeout: .seconds(2)) else { return }
