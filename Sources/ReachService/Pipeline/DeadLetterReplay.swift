@@ -22,11 +22,10 @@ public struct DeadLetterReplay: Sendable {
         // Rows first, then the queue: a crash in between leaves `scheduled`
         // rows without a queue item, which the delay scheduler's sweep re-queues.
         let changed = Set(try await store.markReplayed(letters))
-        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        let now = Dispatcher.epochMs()
         try await queue.schedule(try letters.filter { changed.contains($0.id) }.map { letter in
-            let payload = Dispatcher.RetryPayload(campaign_id: letter.campaignID, user_id: letter.userID, channel: letter.channel, attempts: 0)
-            return (Dispatcher.retryID(campaignID: letter.campaignID, userID: letter.userID),
-                    String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), now)
+            try Dispatcher.RetryPayload(campaign_id: letter.campaignID, user_id: letter.userID, channel: letter.channel, attempts: 0)
+                .queueItem(dueMs: now)
         })
         return changed.count
     }

@@ -85,13 +85,12 @@ public final class DelayScheduler: Service, Sendable {
         guard !stale.isEmpty else { return }
         logger.warning("re-queueing retries that lost their queue item", metadata: ["count": "\(stale.count)"])
         try await queue.schedule(try stale.map { row in
-            let payload = Dispatcher.RetryPayload(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
-            return (Dispatcher.retryID(campaignID: row.campaignID, userID: row.userID),
-                    String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), Self.nowMs())
+            try Dispatcher.RetryPayload(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
+                .queueItem(dueMs: Self.nowMs())
         })
     }
 
-    static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+    static func nowMs() -> Int64 { Dispatcher.epochMs() }
 
     func handle(_ items: [DelayQueue.Item]) async throws {
         var retries: [Dispatcher.RetryPayload] = []
@@ -124,9 +123,7 @@ public final class DelayScheduler: Service, Sendable {
     func reschedule(_ retries: [Dispatcher.RetryPayload], campaignID: String, in delay: Duration) async throws {
         guard !retries.isEmpty else { return }
         let due = Self.nowMs() + delay.milliseconds
-        try await queue.schedule(try retries.map { r in
-            (Dispatcher.retryID(campaignID: campaignID, userID: r.user_id), String(decoding: try JSONEncoder().encode(r), as: UTF8.self), due)
-        })
+        try await queue.schedule(try retries.map { try $0.queueItem(dueMs: due) })
     }
 
     /// A delayed trigger send, or a retry of one.

@@ -37,7 +37,15 @@ struct Dispatcher: Sendable {
         var channel: String
         var attempts: Int
         var trigger: String? = nil
+
+        /// The delay-queue item for this retry, due at `dueMs` (ms since the epoch).
+        func queueItem(dueMs: Int64) throws -> (id: String, payload: String, dueMs: Int64) {
+            (Dispatcher.retryID(campaignID: campaign_id, userID: user_id),
+             String(decoding: try JSONEncoder().encode(self), as: UTF8.self), dueMs)
+        }
     }
+
+    static func epochMs(_ date: Date = Date()) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
 
     let registry: ChannelRegistry
     let breakers: ChannelBreakers
@@ -65,11 +73,8 @@ struct Dispatcher: Sendable {
                 continue
             }
             let m = attempt.message
-            let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
-                                       trigger: attempt.context)
-            deferred.append((Self.retryID(campaignID: campaignID, userID: m.userID),
-                             String(decoding: try JSONEncoder().encode(payload), as: UTF8.self),
-                             Int64((end.timeIntervalSince1970 * 1000).rounded())))
+            deferred.append(try RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
+                                             trigger: attempt.context).queueItem(dueMs: Self.epochMs(end)))
             result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
                                      attempts: attempt.number - 1, messageID: m.messageID))
             metrics.message(channel: m.channel, status: "retried")
@@ -126,11 +131,8 @@ struct Dispatcher: Sendable {
             let attemptsMade = outcome.status == .deferred ? attempt.number - 1 : attempt.number
             switch decision {
             case .retry(let after):
-                let payload = RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
-                                           trigger: attempt.context)
-                let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
-                retries.append((Self.retryID(campaignID: campaignID, userID: m.userID), json,
-                                Int64((now.timeIntervalSince1970 * 1000).rounded()) + after.milliseconds))
+                retries.append(try RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
+                                                trigger: attempt.context).queueItem(dueMs: Self.epochMs(now) + after.milliseconds))
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
                                          reason: outcome.status == .deferred ? "circuit_open" : "retry",
                                          attempts: attemptsMade, messageID: m.messageID, lastError: error))
