@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""reachd's benchmark (work in progress, see README "Performance").
+
+Builds reachd in release mode, starts its own stack on free loopback ports
+(PostgreSQL, Redis, embedded Kafka, the dev HTTP provider), and measures through
+the public doors: a campaign task published on Kafka to N recipients, answered
+by a local batching HTTP provider. Then the delay queue, then the machine's
+ceilings from ../shared/bench/limits.sh, printed as ratios. Writes
+bench-results.json. Scenarios still missing: trigger latency, the arq peer.
+"""
+import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REACHD = os.path.join(ROOT, ".build", "release", "reachd")
+
+
+def say(text):
+    print(f"\033[1m==> {text}\033[0m", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sh(script, **env):
+    """Runs bash with scripts/lib.sh sourced."""
+    full = dict(os.environ, **{k: str(v) for k, v in env.items()})
+    subprocess.run(["bash", "-c", f"source '{ROOT}/scripts/lib.sh'; {script}"], check=True, env=full)
+
+
+def psql(port, sql):
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "reach", "-d", "reach", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def proc_stats(pid):
+    """Peak RSS (MB) and CPU seconds of a live process."""
+    with open(f"/proc/{pid}/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Stack:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="reach-bench-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.pg, self.redis, self.provider, self.http = free_port(), free_port(), free_port(), free_port()
+        self.procs = []
+
+    def start(self):
+        say(f"starting PostgreSQL :{self.pg}, Redis :{self.redis}, embedded Kafka, dev provider :{self.provider}")
+        sh(f"start_postgres '{self.dir}/pg' {self.pg}")
+        sh(f"start_redis '{self.dir}/redis' {self.redis}")
+        kafka_out = open(f"{self.dir}/kafka.out", "w+")
+        self.procs.append(subprocess.Popen([REACHD, "dev-kafka", "--partitions", "4"], stdout=kafka_out, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            kafka_out.seek(0)
+            line = kafka_out.readline().strip()
+            if line:
+                self.kafka = line
+                break
+            time.sleep(0.1)
+        self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(self.provider)],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.env = dict(os.environ, REACH_KAFKA_BROKERS=self.kafka, REACH_POSTGRES_URL=f"postgresql://reach@127.0.0.1:{self.pg}/reach",
+                        REACH_REDIS_URL=f"redis://127.0.0.1:{self.redis}/0", REACH_HTTP_PORT=str(self.http))
+        with open(f"{self.dir}/bench.yaml", "w") as f:
+            f.write(f"""
+kafka: {{brokers: "{self.kafka}", group_id: bench}}
+http: {{host: 127.0.0.1, port: {self.http}}}
+quiet_hours: {{start: "00:00", end: "00:00"}}
+log: {{level: notice, format: json}}
+pipeline: {{page_size: 5000}}
+channels:
+  sms:   {{provider: http, url: "http://127.0.0.1:{self.provider}/sms", batch_size: 500, concurrency: 4}}
+  push:  {{provider: http, url: "http://127.0.0.1:{self.provider}/push", batch_size: 500, concurrency: 4}}
+  email: {{provider: http, url: "http://127.0.0.1:{self.provider}/email", batch_size: 500, concurrency: 4}}
+""")
+        subprocess.run([REACHD, "migrate", "--config", f"{self.dir}/bench.yaml"], check=True, env=self.env, stdout=subprocess.DEVNULL)
+
+    def seed(self, n):
+        say(f"seeding {n} recipients")
+        psql(self.pg, "TRUNCATE reach.recipients, reach.segment_members, reach.deliveries, reach.campaigns, reach.inbox CASCADE")
+        psql(self.pg, f"""
+            INSERT INTO reach.recipients (user_id, name, phone, email, push_token, timezone, attrs)
+            SELECT 'u' || lpad(g::text, 8, '0'), 'User ' || g, '138' || lpad(g::text, 8, '0'), 'user' || g || '@example.com',
+                   'push-' || g, 'UTC', jsonb_build_object('level', g % 6)
+            FROM generate_series(1, {n}) g""")
+        psql(self.pg, "INSERT INTO reach.segments (id, name) VALUES ('bench', 'bench') ON CONFLICT DO NOTHING")
+        psql(self.pg, "INSERT INTO reach.segment_members SELECT 'bench', user_id FROM reach.recipients")
+        psql(self.pg, "VACUUM ANALYZE reach.recipients")
+        psql(self.pg, "VACUUM ANALYZE reach.segment_members")
+        subprocess.run(["redis-cli", "-p", str(self.redis), "flushall"], check=True, stdout=subprocess.DEVNULL)
+
+    def campaign(self, n):
+        reachd = subprocess.Popen([REACHD, "serve", "--config", f"{self.dir}/bench.yaml"], env=self.env,
+                                  stdout=open(f"{self.dir}/reachd-{n}.log", "w"), stderr=subprocess.STDOUT)
+        try:
+            for _ in range(300):
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=2).status == 200:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.1)
+            cid = f"bench-{n}-{int(time.time())}"
+            task = {"kind": "campaign", "campaign_id": cid, "segment": {"id": "bench"},
+                    "channels": {"sms": 60, "push": 30, "email": 10}, "template": {"title": "Hi {{name}}", "body": "{{name}}: level {{attrs.level}}"},
+                    "quiet_hours": False}
+            path = f"{self.dir}/{cid}.json"
+            with open(path, "w") as f:
+                json.dump(task, f)
+            say(f"campaign to {n} recipients")
+            published = time.time()
+            subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
+                           stdout=subprocess.DEVNULL)
+            peak = 0.0
+            while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "done":
+                peak = max(peak, proc_stats(reachd.pid)[0])
+                time.sleep(0.2)
+            wall = time.time() - published
+            rss, cpu = proc_stats(reachd.pid)
+            rows = int(psql(self.pg, f"SELECT count(*) FROM reach.deliveries WHERE campaign_id = '{cid}'"))
+            run = float(psql(self.pg, f"SELECT extract(epoch FROM finished_at - created_at) FROM reach.campaigns WHERE id = '{cid}'"))
+            stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.provider}/stats"))
+            return {"recipients": n, "rows": rows, "wall_seconds_publish_to_done": round(wall, 2),
+                    "seconds_task_accepted_to_last_row": round(run, 2), "messages_per_second": round(rows / run),
+                    "peak_rss_mb": round(max(peak, rss), 1), "cpu_seconds": round(cpu, 1),
+                    "provider_duplicates": stats["duplicates"]}
+        finally:
+            reachd.send_signal(signal.SIGTERM)
+            reachd.wait(timeout=30)
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except Exception:
+                p.kill()
+        sh(f"stop_redis '{self.dir}/redis'; stop_postgres '{self.dir}/pg'")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def delay_queue(redis_port):
+    say("delay queue: 100 000 items due at once, two schedulers")
+    out = subprocess.run([REACHD, "bench", "delay-queue", "--items", "100000", "--schedulers", "2"], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, REACH_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")).stdout
+    m = re.search(r"all fired ([\d.]+) s after the due time: (\d+) items/s\s+lateness p50 (\d+) ms, p99 (\d+) ms, max (\d+) ms", out)
+    return {"items": 100000, "all_fired_after_due_seconds": float(m[1]), "items_per_second": int(m[2]),
+            "lateness_p50_ms": int(m[3]), "lateness_p99_ms": int(m[4]), "lateness_max_ms": int(m[5])}
+
+
+def limits(n):
+    say(f"machine ceilings (../shared/bench/limits.sh {n})")
+    script = os.path.join(os.path.dirname(ROOT), "shared", "bench", "limits.sh")
+    out = subprocess.run(["bash", script, str(n)], check=True, capture_output=True, text=True).stdout
+    result = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and re.match(r"^[\d.]+$", parts[1]):
+            result[parts[0]] = float(parts[1])
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100000,1000000", help="campaign sizes, comma-separated")
+    parser.add_argument("--limits-rows", type=int, default=1000000, help="N for limits.sh")
+    args = parser.parse_args()
+    say("building reachd (release)")
+    subprocess.run(["swift", "build", "-c", "release", "--product", "reachd"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {"campaigns": [], "machine": {"cores": os.cpu_count()}}
+    stack = Stack()
+    try:
+        stack.start()
+        for n in [int(s) for s in args.sizes.split(",") if s]:
+            stack.seed(n)
+            results["campaigns"].append(stack.campaign(n))
+        results["delay_queue"] = delay_queue(stack.redis)
+    finally:
+        stack.stop()
+    ceilings = limits(args.limits_rows)
+    results["ceilings"] = ceilings
+    print()
+    print(f"{'figure':46} {'value':>12}  ratio to ceiling")
+    for c in results["campaigns"]:
+        ratio = c["messages_per_second"] / ceilings.get("pg_copy_in_pk", float("nan"))
+        print(f"{'campaign ' + str(c['recipients']) + ': messages/s':46} {c['messages_per_second']:>12}  {ratio:.2f} of pg_copy_in_pk")
+        print(f"{'  task accepted → last row, s':46} {c['seconds_task_accepted_to_last_row']:>12}")
+        print(f"{'  peak RSS, MB':46} {c['peak_rss_mb']:>12}")
+        print(f"{'  CPU seconds':46} {c['cpu_seconds']:>12}")
+        print(f"{'  provider duplicates':46} {c['provider_duplicates']:>12}")
+    dq = results["delay_queue"]
+    print(f"{'delay queue: items/s':46} {dq['items_per_second']:>12}  {dq['items_per_second'] / ceilings.get('redis_zadd_pipelined', float('nan')):.2f} of redis_zadd_pipelined")
+    print(f"{'  all fired after due, s':46} {dq['all_fired_after_due_seconds']:>12}")
+    print(f"{'  lateness p99, ms':46} {dq['lateness_p99_ms']:>12}")
+    for name, value in ceilings.items():
+        print(f"{'ceiling ' + name:46} {value:>12.0f}")
+    with open(os.path.join(ROOT, "bench-results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print("\nwrote bench-results.json")
+
+
+if __name__ == "__main__":
+    main()
