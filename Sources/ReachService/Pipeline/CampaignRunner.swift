@@ -40,11 +40,7 @@ public final class CampaignRunner: Service, Sendable {
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
-        self.dispatcher = Dispatcher(
-            registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
-            quietHours: infrastructure.quietHours, rateLimiter: infrastructure.rateLimiter,
-            frequencyCap: infrastructure.frequencyCap,
-            metrics: metrics, logger: logger, owner: owner)
+        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics, logger: logger, owner: owner)
     }
 
     var lease: Duration { .milliseconds(settings.leaseMs) }
@@ -185,12 +181,14 @@ public final class CampaignRunner: Service, Sendable {
             return (rows, [])
         }
         var outbound: [Dispatcher.Attempt] = []
+        var skippedByChannel: [String: Int] = [:]
+        defer { for (channel, n) in skippedByChannel { metrics.message(channel: channel, status: "skipped", count: n) } }
         for r in todo {
             switch planner.plan(r) {
             case .skip(let reason, let channel):
                 rows.append(.init(userID: r.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
                                   messageID: MessageID.make(campaignID: id, userID: r.userID)))
-                metrics.message(channel: channel ?? "none", status: "skipped")
+                skippedByChannel[channel ?? "none", default: 0] += 1
             case .send(let message):
                 outbound.append(.init(message: message, number: 1, timezone: r.timezone, quietHours: task.quietHours))
             }

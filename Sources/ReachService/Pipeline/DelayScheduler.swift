@@ -32,10 +32,7 @@ public final class DelayScheduler: Service, Sendable {
         self.logger = logger
         self.owner = owner
         self.lease = .milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000))
-        self.dispatcher = Dispatcher(registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
-                                     quietHours: infrastructure.quietHours, rateLimiter: infrastructure.rateLimiter,
-            frequencyCap: infrastructure.frequencyCap,
-                                     metrics: metrics, logger: logger, owner: owner)
+        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics, logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
@@ -45,7 +42,6 @@ public final class DelayScheduler: Service, Sendable {
         self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, dispatcher: dispatcher, metrics: metrics)
     }
 
-    var sender: TriggerSender { triggerSender }
 
     var queue: DelayQueue { infrastructure.delayQueue }
 

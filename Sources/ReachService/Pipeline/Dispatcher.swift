@@ -58,11 +58,40 @@ struct Dispatcher: Sendable {
     let logger: Logger
     let owner: String
 
+    /// The dispatcher of this process's pipeline: queue, limits and caps from `infrastructure`.
+    init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics,
+         logger: Logger, owner: String) {
+        self.init(registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+                  quietHours: infrastructure.quietHours, rateLimiter: infrastructure.rateLimiter, frequencyCap: infrastructure.frequencyCap,
+                  metrics: metrics, logger: logger, owner: owner)
+    }
+
+    init(registry: ChannelRegistry, breakers: ChannelBreakers, idempotency: IdempotencyStore, queue: DelayQueue, quietHours: QuietHours?,
+         rateLimiter: RateLimiter, frequencyCap: FrequencyCap, metrics: PipelineMetrics, logger: Logger, owner: String) {
+        self.registry = registry
+        self.breakers = breakers
+        self.idempotency = idempotency
+        self.queue = queue
+        self.quietHours = quietHours
+        self.rateLimiter = rateLimiter
+        self.frequencyCap = frequencyCap
+        self.metrics = metrics
+        self.logger = logger
+        self.owner = owner
+    }
+
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
 
     func deliver(_ all: [Attempt], campaignID: String, acceptedAt: Date, kind: String = "task") async throws -> Result {
         var result = Result()
         guard !all.isEmpty else { return result }
+        // Counted per (channel, status) and reported once per call, not per message.
+        var counts: [String: [String: Int]] = [:]
+        defer {
+            for (channel, byStatus) in counts {
+                for (status, n) in byStatus { metrics.message(channel: channel, status: status, count: n) }
+            }
+        }
         // Quiet hours: defer to the end of the user's window, without spending an attempt.
         var attempts: [Attempt] = []
         var deferred: [(id: String, payload: String, dueMs: Int64)] = []
@@ -77,7 +106,7 @@ struct Dispatcher: Sendable {
                                              trigger: attempt.context).queueItem(dueMs: Self.epochMs(end)))
             result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
                                      attempts: attempt.number - 1, messageID: m.messageID))
-            metrics.message(channel: m.channel, status: "retried")
+            counts[m.channel, default: [:]]["retried", default: 0] += 1
         }
         try await queue.schedule(deferred)
         if registry.hasCaps, !attempts.isEmpty {
@@ -90,7 +119,7 @@ struct Dispatcher: Sendable {
                 let m = attempt.message
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: "frequency_cap",
                                          attempts: attempt.number - 1, messageID: m.messageID))
-                metrics.message(channel: m.channel, status: "skipped")
+                counts[m.channel, default: [:]]["skipped", default: 0] += 1
             }
             attempts = kept
         }
@@ -118,7 +147,7 @@ struct Dispatcher: Sendable {
                 sentCount += 1
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "sent", attempts: attempt.number,
                                          messageID: m.messageID, providerRef: outcome.providerRef))
-                metrics.message(channel: m.channel, status: "sent")
+                counts[m.channel, default: [:]]["sent", default: 0] += 1
                 continue
             }
             released.append(m.userID)
@@ -136,13 +165,13 @@ struct Dispatcher: Sendable {
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
                                          reason: outcome.status == .deferred ? "circuit_open" : "retry",
                                          attempts: attemptsMade, messageID: m.messageID, lastError: error))
-                metrics.message(channel: m.channel, status: "retried")
+                counts[m.channel, default: [:]]["retried", default: 0] += 1
             case .dead(let reason):
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
                                          attempts: attempt.number, messageID: m.messageID, lastError: error))
                 result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error,
                                                 attempts: attempt.number, payloadJSON: m.json(maskAddress: true)))
-                metrics.message(channel: m.channel, status: "dead")
+                counts[m.channel, default: [:]]["dead", default: 0] += 1
             }
         }
         // Retries are queued before their rows are written: a crash in between

@@ -30,7 +30,7 @@ public struct Daemon: Sendable {
         let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
         let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger,
                                        owner: runner.owner, triggerRules: rules, wake: wake)
-        let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.sender, metrics: metrics.pipeline, logger: logger)
+        let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let http = HTTPServer.makeApplication(
             settings: configuration.http, readiness: readiness, metrics: metrics, logger: logger,
