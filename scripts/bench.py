@@ -48,6 +48,31 @@ def proc_stats(pid):
     return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def machine_busy():
+    """(busy, total) jiffies of all cores from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu(pattern):
+    """CPU seconds used so far by every process whose command line contains `pattern`."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if pattern.encode() not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except OSError:
+            pass
+    return total
+
+
 class Stack:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="reach-bench-", dir="/tmp")
@@ -100,7 +125,7 @@ channels:
         psql(self.pg, "VACUUM ANALYZE reach.segment_members")
         subprocess.run(["redis-cli", "-p", str(self.redis), "flushall"], check=True, stdout=subprocess.DEVNULL)
 
-    def campaign(self, n):
+    def campaign(self, n, profile=False):
         reachd = subprocess.Popen([REACHD, "serve", "--config", f"{self.dir}/bench.yaml"], env=self.env,
                                   stdout=open(f"{self.dir}/reachd-{n}.log", "w"), stderr=subprocess.STDOUT)
         try:
@@ -119,6 +144,12 @@ channels:
             with open(path, "w") as f:
                 json.dump(task, f)
             say(f"campaign to {n} recipients")
+            perf = None
+            if profile:
+                perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(reachd.pid), "-o", f"/tmp/reach-perf-{n}.data"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            busy0 = machine_busy()
+            others0 = {name: process_cpu(pat) for name, pat in self.cpu_patterns().items()}
             published = time.time()
             subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
                            stdout=subprocess.DEVNULL)
@@ -127,6 +158,19 @@ channels:
                 peak = max(peak, proc_stats(reachd.pid)[0])
                 time.sleep(0.2)
             wall = time.time() - published
+            busy1 = machine_busy()
+            others = {name: round(process_cpu(pat) - others0[name], 1) for name, pat in self.cpu_patterns().items()}
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait(timeout=60)
+                report = ""
+                for mode in ["--no-children", "--children"]:
+                    report += subprocess.run(["perf", "report", "-i", f"/tmp/reach-perf-{n}.data", mode, "--sort", "dso,symbol",
+                                              "--stdio", "-g", "none", "--percent-limit", "1"], capture_output=True, text=True).stdout
+                out = os.path.join(ROOT, f"bench-profile-{n}.txt")
+                with open(out, "w") as f:
+                    f.write(report)
+                say(f"profile of reachd written to {out}")
             rss, cpu = proc_stats(reachd.pid)
             rows = int(psql(self.pg, f"SELECT count(*) FROM reach.deliveries WHERE campaign_id = '{cid}'"))
             run = float(psql(self.pg, f"SELECT extract(epoch FROM finished_at - created_at) FROM reach.campaigns WHERE id = '{cid}'"))
@@ -134,10 +178,15 @@ channels:
             return {"recipients": n, "rows": rows, "wall_seconds_publish_to_done": round(wall, 2),
                     "seconds_task_accepted_to_last_row": round(run, 2), "messages_per_second": round(rows / run),
                     "peak_rss_mb": round(max(peak, rss), 1), "cpu_seconds": round(cpu, 1),
-                    "provider_duplicates": stats["duplicates"]}
+                    "provider_duplicates": stats["duplicates"],
+                    "machine_cpu_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 2),
+                    "cpu_seconds_others": others}
         finally:
             reachd.send_signal(signal.SIGTERM)
             reachd.wait(timeout=30)
+
+    def cpu_patterns(self):
+        return {"postgres": "postgres:", "redis": f"redis-server 127.0.0.1:{self.redis}", "provider": "dev-provider"}
 
     def stop(self):
         for p in self.procs:
@@ -175,8 +224,11 @@ def limits(n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="campaign sizes, comma-separated")
+    parser.add_argument("--profile", action="store_true", help="perf-record reachd during each campaign (bench-profile-N.txt)")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (campaign,trigger,delay,peer,limits); default all")
     parser.add_argument("--limits-rows", type=int, default=1000000, help="N for limits.sh")
     args = parser.parse_args()
+    wanted = set(filter(None, args.only.split(","))) or {"campaign", "trigger", "delay", "peer", "limits"}
     say("building reachd (release)")
     subprocess.run(["swift", "build", "-c", "release", "--product", "reachd"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -184,27 +236,42 @@ def main():
     stack = Stack()
     try:
         stack.start()
-        for n in [int(s) for s in args.sizes.split(",") if s]:
-            stack.seed(n)
-            results["campaigns"].append(stack.campaign(n))
-        results["delay_queue"] = delay_queue(stack.redis)
+        if "campaign" in wanted:
+            for n in [int(s) for s in args.sizes.split(",") if s]:
+                stack.seed(n)
+                results["campaigns"].append(stack.campaign(n, profile=args.profile))
+        if "delay" in wanted:
+            results["delay_queue"] = delay_queue(stack.redis)
     finally:
         stack.stop()
-    ceilings = limits(args.limits_rows)
+    ceilings = limits(args.limits_rows) if "limits" in wanted else {}
     results["ceilings"] = ceilings
+    report(results)
+
+
+def ratio(value, ceilings, name):
+    ceiling = ceilings.get(name)
+    return f"{value / ceiling:.2f} of {name}" if ceiling else ""
+
+
+def report(results):
+    ceilings = results["ceilings"]
     print()
     print(f"{'figure':46} {'value':>12}  ratio to ceiling")
     for c in results["campaigns"]:
-        ratio = c["messages_per_second"] / ceilings.get("pg_copy_in_pk", float("nan"))
-        print(f"{'campaign ' + str(c['recipients']) + ': messages/s':46} {c['messages_per_second']:>12}  {ratio:.2f} of pg_copy_in_pk")
+        print(f"{'campaign ' + str(c['recipients']) + ': messages/s':46} {c['messages_per_second']:>12}  {ratio(c['messages_per_second'], ceilings, 'pg_copy_in_pk')}")
         print(f"{'  task accepted → last row, s':46} {c['seconds_task_accepted_to_last_row']:>12}")
         print(f"{'  peak RSS, MB':46} {c['peak_rss_mb']:>12}")
         print(f"{'  CPU seconds':46} {c['cpu_seconds']:>12}")
         print(f"{'  provider duplicates':46} {c['provider_duplicates']:>12}")
-    dq = results["delay_queue"]
-    print(f"{'delay queue: items/s':46} {dq['items_per_second']:>12}  {dq['items_per_second'] / ceilings.get('redis_zadd_pipelined', float('nan')):.2f} of redis_zadd_pipelined")
-    print(f"{'  all fired after due, s':46} {dq['all_fired_after_due_seconds']:>12}")
-    print(f"{'  lateness p99, ms':46} {dq['lateness_p99_ms']:>12}")
+        print(f"{'  machine CPU busy (both cores)':46} {c['machine_cpu_busy']:>12}")
+        for name, value in c["cpu_seconds_others"].items():
+            print(f"{'  CPU seconds of ' + name:46} {value:>12}")
+    if "delay_queue" in results:
+        dq = results["delay_queue"]
+        print(f"{'delay queue: items/s':46} {dq['items_per_second']:>12}  {ratio(dq['items_per_second'], ceilings, 'redis_zadd_pipelined')}")
+        print(f"{'  all fired after due, s':46} {dq['all_fired_after_due_seconds']:>12}")
+        print(f"{'  lateness p99, ms':46} {dq['lateness_p99_ms']:>12}")
     for name, value in ceilings.items():
         print(f"{'ceiling ' + name:46} {value:>12.0f}")
     with open(os.path.join(ROOT, "bench-results.json"), "w") as f:

@@ -87,9 +87,9 @@ public struct TaskParser: Sendable {
     public func parse(_ bytes: [UInt8]) throws -> TaskMessage {
         let json: JSONValue
         do {
-            json = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+            json = try JSONParser.parse(bytes)
         } catch {
-            throw ValidationError("", "not valid JSON")
+            throw ValidationError("", "not valid JSON (\(error))")
         }
         return try parse(json)
     }

@@ -2,6 +2,12 @@
 public enum JSONText {
     public static func quote(_ s: String, into out: inout String) {
         out.append("\"")
+        // Most values need no escaping: append them whole.
+        guard s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
+            out.append(s)
+            out.append("\"")
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out.append("\\\"")

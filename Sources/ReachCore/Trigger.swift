@@ -20,8 +20,11 @@ public struct TriggerEvent: Sendable, Equatable {
     }
 
     public static func parse(_ bytes: [UInt8]) throws -> TriggerEvent {
-        guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
-            throw ValidationError("", "not valid JSON")
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw ValidationError("", "not valid JSON (\(error))")
         }
         guard let o = json.object else { throw ValidationError("", "an event must be a JSON object") }
         func id(_ key: String) throws -> String {
@@ -59,8 +62,11 @@ public struct TriggerRule: Sendable, Equatable {
                 delaySeconds: Int, quietHours: Bool, channels: Set<String>) throws {
         let parser = TaskParser(channels: channels)
         func json(_ text: String, _ path: String) throws -> JSONValue {
-            guard let v = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { throw ValidationError(path, "not valid JSON") }
-            return v
+            do {
+                return try JSONParser.parse(text)
+            } catch {
+                throw ValidationError(path, "not valid JSON (\(error))")
+            }
         }
         self.id = id
         self.event = event

@@ -29,7 +29,7 @@ public struct SegmentSource: Sendable {
                 throw NotFound(segmentID: id)
             }
             guard let ruleText = row[0] else { return .members(segmentID: id) }
-            let json = try JSONDecoder().decode(JSONValue.self, from: Data(ruleText.utf8))
+            let json = try JSONParser.parse(ruleText)
             return .rule(try SegmentRule.parse(json, path: "segments[\(id)].rule"))
         }
     }
@@ -87,7 +87,7 @@ public struct SegmentSource: Sendable {
 
     static func recipient(_ row: PostgresRow) -> Recipient {
         var attrs: [String: JSONValue] = [:]
-        if let text = row[7], let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), let object = json.object {
+        if let text = row[7], let json = try? JSONParser.parse(text), let object = json.object {
             attrs = object
         }
         let optedOut = Set((row[8] ?? "").split(separator: ",").map(String.init))

@@ -173,6 +173,7 @@ struct ConfigValidator {
         }
 
         check((1...50_000).contains(c.pipeline.pageSize), "pipeline.page_size", "must be 1-50000")
+        check((1...16).contains(c.pipeline.pagesInFlight), "pipeline.pages_in_flight", "must be 1-16")
         check(c.pipeline.leaseMs >= 1_000, "pipeline.lease_ms", "must be at least 1000")
         check(c.pipeline.pollIntervalMs > 0, "pipeline.poll_interval_ms", "must be positive")
         check((1...64).contains(c.pipeline.maxCampaigns), "pipeline.max_campaigns", "must be 1-64")

@@ -55,6 +55,9 @@ public struct FrequencyCapSettings: Decodable, Sendable {
 public struct PipelineSettings: Decodable, Sendable {
     /// Recipients read from PostgreSQL per keyset page (and per checkpoint).
     public var pageSize = 5_000
+    /// Pages of one campaign being decided and sent at once; their rows and
+    /// checkpoints are still written strictly in page order.
+    public var pagesInFlight = 3
     /// A runner's hold on a campaign; another instance takes over a campaign
     /// whose lease ran out (its runner died).
     public var leaseMs = 15_000
@@ -74,6 +77,7 @@ public struct PipelineSettings: Decodable, Sendable {
         let c = try decoder.container(keyedBy: AnyKey.self)
         let d = PipelineSettings()
         pageSize = try c.value(AnyKey("page_size"), d.pageSize)
+        pagesInFlight = try c.value(AnyKey("pages_in_flight"), d.pagesInFlight)
         leaseMs = try c.value(AnyKey("lease_ms"), d.leaseMs)
         pollIntervalMs = try c.value(AnyKey("poll_interval_ms"), d.pollIntervalMs)
         maxCampaigns = try c.value(AnyKey("max_campaigns"), d.maxCampaigns)

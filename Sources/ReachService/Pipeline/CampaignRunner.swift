@@ -117,50 +117,97 @@ public final class CampaignRunner: Service, Sendable {
         let acceptedAt = Date(timeIntervalSince1970: claim.createdAt)
         var checkpoint = claim.checkpoint
         let started = ContinuousClock.now
-        var processed = 0
         logger.info("campaign running", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
-        while true {
-            if Task.isShuttingDownGracefully || Task.isCancelled {
-                try await campaigns.release(id, owner: owner)
-                logger.info("campaign handed back for shutdown", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
-                return
-            }
-            guard let state = try await campaigns.heartbeat(id, owner: owner, lease: lease) else {
-                logger.warning("campaign lease lost to another runner", metadata: ["campaign": "\(id)"])
-                return
-            }
-            if state == "paused" {
-                try await campaigns.release(id, owner: owner)
-                logger.info("campaign paused", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
-                return
-            }
-            let mode: Mode = if state == "cancelled" {
-                .skip(reason: "cancelled")
-            } else if let expiresAt = task.expiresAt, Date() >= expiresAt {
-                .skip(reason: "expired")
-            } else {
-                .send
-            }
-            let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
-            guard let last = page.last else {
-                // Every user has a row; the campaign ends when no retry is pending.
-                if try await deliveries.pendingRetries(campaignID: id) > 0 {
-                    try await Task.sleep(for: .milliseconds(250))
-                    continue
+        // Pages overlap: while up to `pagesInFlight` pages are being decided and
+        // sent, the next one is read. Each page's rows and checkpoint are written
+        // only after the previous page's, so the checkpoint never passes a user
+        // without a row, and a failure stops every later page before it writes.
+        var window = PageWindow()
+        do {
+            while true {
+                if Task.isShuttingDownGracefully || Task.isCancelled {
+                    try await window.drain()
+                    try await campaigns.release(id, owner: owner)
+                    logger.info("campaign handed back for shutdown", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+                    return
                 }
-                let final = state == "cancelled" ? "cancelled" : "done"
-                try await campaigns.finish(id, owner: owner, state: final)
-                let seconds = (ContinuousClock.now - started).seconds
-                logger.info("campaign finished", metadata: [
-                    "campaign": "\(id)", "state": "\(final)", "recipients_this_run": "\(processed)",
-                    "seconds": "\(String(format: "%.2f", seconds))",
-                ])
-                return
+                guard let state = try await campaigns.heartbeat(id, owner: owner, lease: lease) else {
+                    await window.cancel()
+                    logger.warning("campaign lease lost to another runner", metadata: ["campaign": "\(id)"])
+                    return
+                }
+                if state == "paused" {
+                    try await window.drain()
+                    try await campaigns.release(id, owner: owner)
+                    logger.info("campaign paused", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+                    return
+                }
+                let mode: Mode = if state == "cancelled" {
+                    .skip(reason: "cancelled")
+                } else if let expiresAt = task.expiresAt, Date() >= expiresAt {
+                    .skip(reason: "expired")
+                } else {
+                    .send
+                }
+                let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
+                guard let last = page.last else {
+                    try await window.drain()
+                    // Every user has a row; the campaign ends when no retry is pending.
+                    if try await deliveries.pendingRetries(campaignID: id) > 0 {
+                        try await Task.sleep(for: .milliseconds(250))
+                        continue
+                    }
+                    let final = state == "cancelled" ? "cancelled" : "done"
+                    try await campaigns.finish(id, owner: owner, state: final)
+                    let seconds = (ContinuousClock.now - started).seconds
+                    logger.info("campaign finished", metadata: [
+                        "campaign": "\(id)", "state": "\(final)", "recipients_this_run": "\(window.processed)",
+                        "seconds": "\(String(format: "%.2f", seconds))",
+                    ])
+                    return
+                }
+                let previous = window.last
+                try await window.add(Task {
+                    let (rows, deadLetters) = try await self.process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt)
+                    if let previous { _ = try await previous.value }
+                    try await self.deliveries.record(campaignID: id, rows: rows, checkpoint: last.userID, deadLetters: deadLetters)
+                    return page.count
+                }, limit: settings.pagesInFlight)
+                checkpoint = last.userID
             }
-            let (rows, deadLetters) = try await process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt)
-            try await deliveries.record(campaignID: id, rows: rows, checkpoint: last.userID, deadLetters: deadLetters)
-            checkpoint = last.userID
-            processed += page.count
+        } catch {
+            await window.cancel()
+            throw error
+        }
+    }
+
+    /// The pages of one campaign in flight, oldest first.
+    struct PageWindow {
+        private var tasks: [Task<Int, any Error>] = []
+        private(set) var processed = 0
+
+        var last: Task<Int, any Error>? { tasks.last }
+
+        /// Adds a page; waits for the oldest to be written when `limit` are in flight.
+        mutating func add(_ task: Task<Int, any Error>, limit: Int) async throws {
+            tasks.append(task)
+            while tasks.count >= limit {
+                processed += try await tasks.removeFirst().value
+            }
+        }
+
+        /// Waits until every page in flight is written.
+        mutating func drain() async throws {
+            while !tasks.isEmpty { processed += try await tasks.removeFirst().value }
+        }
+
+        /// Stops the pages in flight and waits for them to end, so nothing of this
+        /// run is still working once the runner lets go of the campaign. (A page
+        /// never writes before the one ahead of it, so a failed page stops the rest.)
+        mutating func cancel() async {
+            for t in tasks { t.cancel() }
+            for t in tasks { _ = try? await t.value }
+            tasks = []
         }
     }
 

@@ -1,0 +1,212 @@
+/// Parses JSON text (RFC 8259) straight into a `JSONValue`.
+///
+/// Foundation's `JSONDecoder` can only build a self-describing value by trying
+/// each type in turn, and every wrong guess throws: profiling the campaign path
+/// showed a third of its CPU there (recipient attrs, provider answers). This
+/// parser reads the bytes once. It is strict: one value, optional whitespace,
+/// nothing after it, valid UTF-8, no trailing commas, nesting at most
+/// `maxDepth` deep (hostile input cannot exhaust the stack).
+public struct JSONParser {
+    public struct Failure: Error, CustomStringConvertible, Equatable {
+        public let offset: Int
+        public let reason: String
+        public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+    }
+
+    public static let maxDepth = 256
+
+    public static func parse(_ text: String) throws(Failure) -> JSONValue {
+        var copy = text
+        return try copy.withUTF8 { bytes in Result { () throws(Failure) in try parse(bytes) } }.get()
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
+        try bytes.withUnsafeBufferPointer { buffer in Result { () throws(Failure) in try parse(buffer) } }.get()
+    }
+
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> JSONValue {
+        var parser = JSONParser(bytes: bytes)
+        parser.skipSpace()
+        let value = try parser.value(depth: 0)
+        parser.skipSpace()
+        guard parser.at == bytes.count else { throw parser.fail("unexpected data after the value") }
+        return value
+    }
+
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var at = 0
+
+    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    private func fail(_ reason: String) -> Failure { Failure(offset: at, reason: reason) }
+
+    private var peek: UInt8? { at < bytes.count ? bytes[at] : nil }
+
+    private mutating func skipSpace() {
+        while at < bytes.count, bytes[at] == 0x20 || bytes[at] == 0x0A || bytes[at] == 0x0D || bytes[at] == 0x09 { at += 1 }
+    }
+
+    private mutating func value(depth: Int) throws(Failure) -> JSONValue {
+        guard let c = peek else { throw fail("unexpected end") }
+        switch c {
+        case UInt8(ascii: "{"): return try object(depth: depth + 1)
+        case UInt8(ascii: "["): return try array(depth: depth + 1)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        default: throw fail("unexpected character")
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) throws(Failure) {
+        let n = word.utf8CodeUnitCount
+        guard at + n <= bytes.count else { throw fail("unexpected end") }
+        for i in 0..<n where bytes[at + i] != word.utf8Start[i] { throw fail("unexpected character") }
+        at += n
+    }
+
+    private mutating func object(depth: Int) throws(Failure) -> JSONValue {
+        guard depth <= Self.maxDepth else { throw fail("nested too deeply") }
+        at += 1
+        var members: [String: JSONValue] = [:]
+        skipSpace()
+        if peek == UInt8(ascii: "}") { at += 1; return .object(members) }
+        while true {
+            skipSpace()
+            guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+            let key = try string()
+            skipSpace()
+            guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            at += 1
+            skipSpace()
+            members[key] = try value(depth: depth)
+            skipSpace()
+            switch peek {
+            case UInt8(ascii: ","): at += 1
+            case UInt8(ascii: "}"): at += 1; return .object(members)
+            default: throw fail("expected ',' or '}'")
+            }
+        }
+    }
+
+    private mutating func array(depth: Int) throws(Failure) -> JSONValue {
+        guard depth <= Self.maxDepth else { throw fail("nested too deeply") }
+        at += 1
+        var items: [JSONValue] = []
+        skipSpace()
+        if peek == UInt8(ascii: "]") { at += 1; return .array(items) }
+        while true {
+            skipSpace()
+            items.append(try value(depth: depth))
+            skipSpace()
+            switch peek {
+            case UInt8(ascii: ","): at += 1
+            case UInt8(ascii: "]"): at += 1; return .array(items)
+            default: throw fail("expected ',' or ']'")
+            }
+        }
+    }
+
+    private mutating func number() throws(Failure) -> Double {
+        let start = at
+        if peek == UInt8(ascii: "-") { at += 1 }
+        guard let first = peek, isDigit(first) else { throw fail("expected a digit") }
+        at += 1
+        if first != UInt8(ascii: "0") { while let c = peek, isDigit(c) { at += 1 } }
+        if peek == UInt8(ascii: ".") {
+            at += 1
+            guard let c = peek, isDigit(c) else { throw fail("expected a digit after '.'") }
+            while let c = peek, isDigit(c) { at += 1 }
+        }
+        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            at += 1
+            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { at += 1 }
+            guard let c = peek, isDigit(c) else { throw fail("expected a digit in the exponent") }
+            while let c = peek, isDigit(c) { at += 1 }
+        }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self)
+        guard let n = Double(text), n.isFinite else { at = start; throw fail("number out of range") }
+        return n
+    }
+
+    private func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+
+    private mutating func string() throws(Failure) -> String {
+        at += 1
+        let start = at
+        // Fast path: no escapes, one validated copy.
+        while at < bytes.count {
+            let c = bytes[at]
+            if c == UInt8(ascii: "\"") {
+                guard let s = String(validating: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self) else {
+                    throw fail("invalid UTF-8")
+                }
+                at += 1
+                return s
+            }
+            if c == UInt8(ascii: "\\") { break }
+            if c < 0x20 { throw fail("control character in a string") }
+            at += 1
+        }
+        var out = [UInt8](UnsafeBufferPointer(rebasing: bytes[start..<at]))
+        while true {
+            guard let c = peek else { throw fail("unterminated string") }
+            at += 1
+            switch c {
+            case UInt8(ascii: "\""):
+                guard let s = String(validating: out, as: UTF8.self) else { throw fail("invalid UTF-8") }
+                return s
+            case UInt8(ascii: "\\"):
+                guard let e = peek else { throw fail("unterminated string") }
+                at += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard peek == UInt8(ascii: "\\"), at + 1 < bytes.count, bytes[at + 1] == UInt8(ascii: "u") else {
+                            throw fail("lone surrogate")
+                        }
+                        at += 2
+                        let low = try hex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw fail("lone surrogate") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw fail("lone surrogate")
+                    }
+                    out.append(contentsOf: Array(String(Unicode.Scalar(scalar)!).utf8))
+                default:
+                    throw fail("unknown escape")
+                }
+            default:
+                if c < 0x20 { throw fail("control character in a string") }
+                out.append(c)
+            }
+        }
+    }
+
+    private mutating func hex4() throws(Failure) -> UInt32 {
+        guard at + 4 <= bytes.count else { throw fail("unterminated string") }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = bytes[at]
+            let d: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+            default: throw fail("bad \\u escape")
+            }
+            v = v << 4 | UInt32(d)
+            at += 1
+        }
+        return v
+    }
+}
