@@ -73,11 +73,30 @@ def process_cpu(pattern):
     return total
 
 
+def start_perf(pid, name):
+    return subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", f"/tmp/reach-perf-{name}.data"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(perf, name):
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=60)
+    report = ""
+    for mode in ["--no-children", "--children"]:
+        report += subprocess.run(["perf", "report", "-i", f"/tmp/reach-perf-{name}.data", mode, "--sort", "dso,symbol",
+                                  "--stdio", "-g", "none", "--percent-limit", "1"], capture_output=True, text=True).stdout
+    out = os.path.join(ROOT, f"bench-profile-{name}.txt")
+    with open(out, "w") as f:
+        f.write(report)
+    say(f"profile of reachd written to {out}")
+
+
 class Stack:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="reach-bench-", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.pg, self.redis, self.provider, self.http = free_port(), free_port(), free_port(), free_port()
+        self.latency_provider = free_port()
         self.procs = []
 
     def start(self):
@@ -95,11 +114,13 @@ class Stack:
             time.sleep(0.1)
         self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(self.provider)],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(self.latency_provider), "--latency-from-title"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.env = dict(os.environ, REACH_KAFKA_BROKERS=self.kafka, REACH_POSTGRES_URL=f"postgresql://reach@127.0.0.1:{self.pg}/reach",
                         REACH_REDIS_URL=f"redis://127.0.0.1:{self.redis}/0", REACH_HTTP_PORT=str(self.http))
         with open(f"{self.dir}/bench.yaml", "w") as f:
             f.write(f"""
-kafka: {{brokers: "{self.kafka}", group_id: bench}}
+kafka: {{brokers: "{self.kafka}", group_id: bench, properties: {{"fetch.wait.max.ms": "5"}}}}
 http: {{host: 127.0.0.1, port: {self.http}}}
 quiet_hours: {{start: "00:00", end: "00:00"}}
 log: {{level: notice, format: json}}
@@ -108,6 +129,7 @@ channels:
   sms:   {{provider: http, url: "http://127.0.0.1:{self.provider}/sms", batch_size: 500, concurrency: 4}}
   push:  {{provider: http, url: "http://127.0.0.1:{self.provider}/push", batch_size: 500, concurrency: 4}}
   email: {{provider: http, url: "http://127.0.0.1:{self.provider}/email", batch_size: 500, concurrency: 4}}
+  webhook: {{provider: http, url: "http://127.0.0.1:{self.latency_provider}/webhook", batch_size: 500, concurrency: 8}}
 """)
         subprocess.run([REACHD, "migrate", "--config", f"{self.dir}/bench.yaml"], check=True, env=self.env, stdout=subprocess.DEVNULL)
 
@@ -126,16 +148,9 @@ channels:
         subprocess.run(["redis-cli", "-p", str(self.redis), "flushall"], check=True, stdout=subprocess.DEVNULL)
 
     def campaign(self, n, profile=False):
-        reachd = subprocess.Popen([REACHD, "serve", "--config", f"{self.dir}/bench.yaml"], env=self.env,
-                                  stdout=open(f"{self.dir}/reachd-{n}.log", "w"), stderr=subprocess.STDOUT)
+        reachd = self.serve(f"campaign-{n}")
         try:
-            for _ in range(300):
-                try:
-                    if urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=2).status == 200:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.1)
+            self.warm_up(n)
             cid = f"bench-{n}-{int(time.time())}"
             task = {"kind": "campaign", "campaign_id": cid, "segment": {"id": "bench"},
                     "channels": {"sms": 60, "push": 30, "email": 10}, "template": {"title": "Hi {{name}}", "body": "{{name}}: level {{attrs.level}}"},
@@ -144,12 +159,7 @@ channels:
             with open(path, "w") as f:
                 json.dump(task, f)
             say(f"campaign to {n} recipients")
-            perf = None
-            if profile:
-                perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(reachd.pid), "-o", f"/tmp/reach-perf-{n}.data"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            busy0 = machine_busy()
-            others0 = {name: process_cpu(pat) for name, pat in self.cpu_patterns().items()}
+            perf = start_perf(reachd.pid, f"campaign-{n}") if profile else None
             published = time.time()
             subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
                            stdout=subprocess.DEVNULL)
@@ -161,16 +171,7 @@ channels:
             busy1 = machine_busy()
             others = {name: round(process_cpu(pat) - others0[name], 1) for name, pat in self.cpu_patterns().items()}
             if perf:
-                perf.send_signal(signal.SIGINT)
-                perf.wait(timeout=60)
-                report = ""
-                for mode in ["--no-children", "--children"]:
-                    report += subprocess.run(["perf", "report", "-i", f"/tmp/reach-perf-{n}.data", mode, "--sort", "dso,symbol",
-                                              "--stdio", "-g", "none", "--percent-limit", "1"], capture_output=True, text=True).stdout
-                out = os.path.join(ROOT, f"bench-profile-{n}.txt")
-                with open(out, "w") as f:
-                    f.write(report)
-                say(f"profile of reachd written to {out}")
+                stop_perf(perf, f"campaign-{n}")
             rss, cpu = proc_stats(reachd.pid)
             rows = int(psql(self.pg, f"SELECT count(*) FROM reach.deliveries WHERE campaign_id = '{cid}'"))
             run = float(psql(self.pg, f"SELECT extract(epoch FROM finished_at - created_at) FROM reach.campaigns WHERE id = '{cid}'"))
@@ -184,6 +185,84 @@ channels:
         finally:
             reachd.send_signal(signal.SIGTERM)
             reachd.wait(timeout=30)
+
+    def warm_up(self, n):
+        """Runs a one-user campaign first: the daemon's consumer has then joined
+        its group (the mock cluster takes ~3 s for the first join), so the
+        measured wall time starts with a daemon ready to read."""
+        cid = f"warm-up-{n}-{int(time.time())}"
+        path = f"{self.dir}/{cid}.json"
+        with open(path, "w") as f:
+            json.dump({"kind": "campaign", "campaign_id": cid, "segment": {"user_ids": ["warm-up"]}, "channels": {"sms": 100},
+                       "template": {"body": "warm-up"}, "quiet_hours": False}, f)
+        subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
+                       stdout=subprocess.DEVNULL)
+        for _ in range(300):
+            if psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") == "done":
+                return
+            time.sleep(0.1)
+        raise RuntimeError("reachd did not finish the warm-up campaign within 30 s")
+
+    def serve(self, name):
+        reachd = subprocess.Popen([REACHD, "serve", "--config", f"{self.dir}/bench.yaml"], env=self.env,
+                                  stdout=open(f"{self.dir}/reachd-{name}.log", "w"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=2).status == 200:
+                    return reachd
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("reachd did not become ready")
+
+    def triggers(self, rate, seconds, profile=False):
+        """Trigger latency: `rate` events/s for `seconds` on reach.events, one
+        rule sending each to the `webhook` channel, whose provider reads the
+        publish time from the title."""
+        psql(self.pg, """
+            INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES
+              ('bench-ping', 'bench.ping', '{"webhook": 100}', '{"title": "{{properties.published_us}}", "body": "ping"}', false),
+              ('bench-warm', 'bench.warm', '{"webhook": 100}', '{"title": "warm", "body": "warm"}', false)
+            ON CONFLICT (id) DO NOTHING""")
+        reachd = self.serve("triggers")
+        try:
+            say(f"trigger latency: {rate} events/s for {seconds} s")
+            subprocess.run([REACHD, "bench", "events", "--config", f"{self.dir}/bench.yaml", "--rate", "1", "--seconds", "1",
+                            "--event", "bench.warm", "--users", "1"], check=True, env=self.env, stdout=subprocess.DEVNULL)
+            for _ in range(300):
+                if self.latency_stats()["messages"] >= 1:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError("the warm-up event never reached the provider")
+            cpu0 = proc_stats(reachd.pid)[1]
+            perf = start_perf(reachd.pid, "triggers") if profile else None
+            out = subprocess.run([REACHD, "bench", "events", "--config", f"{self.dir}/bench.yaml", "--rate", str(rate),
+                                  "--seconds", str(seconds), "--event", "bench.ping", "--users", "100000"],
+                                 check=True, env=self.env, capture_output=True, text=True).stdout
+            m = re.search(r"events: (\d+) published in ([\d.]+) s \((\d+)/s\), (\d+) failed", out)
+            published = int(m[1])
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                stats = self.latency_stats()
+                if (stats.get("latency") or {}).get("count", 0) >= published:
+                    break
+                time.sleep(0.5)
+            latency = stats.get("latency") or {}
+            if perf:
+                stop_perf(perf, "triggers")
+            rss, cpu = proc_stats(reachd.pid)
+            return {"events_per_second_target": rate, "seconds": seconds, "published": published,
+                    "published_per_second": int(m[3]), "received": latency.get("count", 0),
+                    "received_per_second": round(latency.get("per_second", 0)),
+                    "latency_p50_ms": latency.get("p50_ms"), "latency_p99_ms": latency.get("p99_ms"), "latency_max_ms": latency.get("max_ms"),
+                    "provider_duplicates": stats["duplicates"], "reachd_cpu_seconds": round(cpu - cpu0, 1), "peak_rss_mb": round(rss, 1)}
+        finally:
+            reachd.send_signal(signal.SIGTERM)
+            reachd.wait(timeout=30)
+
+    def latency_stats(self):
+        return json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.latency_provider}/stats"))
 
     def cpu_patterns(self):
         return {"postgres": "postgres:", "redis": f"redis-server 127.0.0.1:{self.redis}", "provider": "dev-provider"}
@@ -224,8 +303,10 @@ def limits(n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="campaign sizes, comma-separated")
-    parser.add_argument("--profile", action="store_true", help="perf-record reachd during each campaign (bench-profile-N.txt)")
+    parser.add_argument("--profile", action="store_true", help="perf-record reachd during each campaign and the trigger load (bench-profile-*.txt)")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (campaign,trigger,delay,peer,limits); default all")
+    parser.add_argument("--event-rate", type=int, default=2000, help="trigger scenario: events per second")
+    parser.add_argument("--event-seconds", type=int, default=30, help="trigger scenario: seconds of load")
     parser.add_argument("--limits-rows", type=int, default=1000000, help="N for limits.sh")
     args = parser.parse_args()
     wanted = set(filter(None, args.only.split(","))) or {"campaign", "trigger", "delay", "peer", "limits"}
@@ -240,6 +321,10 @@ def main():
             for n in [int(s) for s in args.sizes.split(",") if s]:
                 stack.seed(n)
                 results["campaigns"].append(stack.campaign(n, profile=args.profile))
+        if "trigger" in wanted:
+            if not results["campaigns"]:
+                stack.seed(100000)
+            results["triggers"] = stack.triggers(args.event_rate, args.event_seconds, profile=args.profile)
         if "delay" in wanted:
             results["delay_queue"] = delay_queue(stack.redis)
     finally:
@@ -267,6 +352,15 @@ def report(results):
         print(f"{'  machine CPU busy (both cores)':46} {c['machine_cpu_busy']:>12}")
         for name, value in c["cpu_seconds_others"].items():
             print(f"{'  CPU seconds of ' + name:46} {value:>12}")
+    if "triggers" in results:
+        t = results["triggers"]
+        print(f"{'triggers: events/s published (target ' + str(t['events_per_second_target']) + ')':46} {t['published_per_second']:>12}")
+        print(f"{'  events/s reaching the provider':46} {t['received_per_second']:>12}")
+        print(f"{'  received / published':46} {str(t['received']) + '/' + str(t['published']):>12}")
+        print(f"{'  latency p50, ms':46} {t['latency_p50_ms']:>12}")
+        print(f"{'  latency p99, ms':46} {t['latency_p99_ms']:>12}")
+        print(f"{'  latency max, ms':46} {t['latency_max_ms']:>12}")
+        print(f"{'  reachd CPU seconds':46} {t['reachd_cpu_seconds']:>12}")
     if "delay_queue" in results:
         dq = results["delay_queue"]
         print(f"{'delay queue: items/s':46} {dq['items_per_second']:>12}  {ratio(dq['items_per_second'], ceilings, 'redis_zadd_pipelined')}")

@@ -18,7 +18,11 @@ public struct CircuitBreaker: Sendable {
     public let coolDown: Duration
     public let probes: Int
     public private(set) var state: State = .closed
+    /// Outcomes in the window from `head` on, and how many of them failed:
+    /// recording is O(1) amortised however many calls the window holds.
     private var outcomes: [(at: ContinuousClock.Instant, ok: Bool)] = []
+    private var head = 0
+    private var failures = 0
     private var probesInFlight = 0
 
     public init(failureRate: Double, window: Duration, minimumCalls: Int, coolDown: Duration, probes: Int = 1) {
@@ -57,7 +61,7 @@ public struct CircuitBreaker: Sendable {
             probesInFlight = max(0, probesInFlight - 1)
             if success {
                 state = .closed
-                outcomes.removeAll()
+                clearWindow()
             } else {
                 state = .open(until: now + coolDown)
             }
@@ -66,15 +70,27 @@ public struct CircuitBreaker: Sendable {
             break
         case .closed:
             outcomes.append((now, success))
+            if !success { failures += 1 }
             let horizon = now - window
-            if let firstKept = outcomes.firstIndex(where: { $0.at >= horizon }), firstKept > 0 {
-                outcomes.removeFirst(firstKept)
+            while head < outcomes.count, outcomes[head].at < horizon {
+                if !outcomes[head].ok { failures -= 1 }
+                head += 1
             }
-            let failures = outcomes.filter { !$0.ok }.count
-            if outcomes.count >= minimumCalls, Double(failures) / Double(outcomes.count) >= failureRate {
+            if head > 1_024, head * 2 > outcomes.count {
+                outcomes.removeFirst(head)
+                head = 0
+            }
+            let calls = outcomes.count - head
+            if calls >= minimumCalls, Double(failures) / Double(calls) >= failureRate {
                 state = .open(until: now + coolDown)
-                outcomes.removeAll()
+                clearWindow()
             }
         }
+    }
+
+    private mutating func clearWindow() {
+        outcomes.removeAll()
+        head = 0
+        failures = 0
     }
 }

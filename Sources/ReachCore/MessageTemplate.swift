@@ -22,28 +22,52 @@ public struct MessageTemplate: Sendable {
     /// Variables: the recipient's fields, `attrs.*`, `data.*` and, for trigger
     /// events, `properties.*`.
     public func render(recipient: Recipient, data: [String: JSONValue], properties: [String: JSONValue]? = nil) -> (title: String, body: String) {
-        var context: [String: Any] = [
-            "user_id": recipient.userID,
-            "attrs": Self.bridge(recipient.attrs),
-            "data": Self.bridge(data),
-        ]
-        if let v = recipient.name { context["name"] = v }
-        if let v = recipient.phone { context["phone"] = v }
-        if let v = recipient.email { context["email"] = v }
-        if let v = recipient.pushToken { context["push_token"] = v }
-        if let v = recipient.locale { context["locale"] = v }
-        if let v = recipient.timezone { context["timezone"] = v }
-        if let properties { context["properties"] = Self.bridge(properties) }
-        return (title?.render(context) ?? "", body.render(context))
+        render(recipient: recipient, data: JSONScope(data), properties: properties.map(JSONScope.init))
     }
 
-    static func bridge(_ object: [String: JSONValue]) -> [String: Any] {
-        object.mapValues(bridge)
+    /// Renders with `data` already wrapped (it is the same for a whole campaign).
+    public func render(recipient: Recipient, data: JSONScope, properties: JSONScope? = nil) -> (title: String, body: String) {
+        let scope = RecipientScope(recipient: recipient, data: data, properties: properties)
+        return (title?.render(scope) ?? "", body.render(scope))
     }
+}
+
+/// What a template sees for one recipient, looked up by name when a tag asks:
+/// no dictionary of every field is built per message.
+struct RecipientScope: MustacheParent {
+    let recipient: Recipient
+    let data: JSONScope
+    let properties: JSONScope?
+
+    func child(named name: String) -> Any? {
+        switch name {
+        case "user_id": recipient.userID
+        case "name": recipient.name
+        case "phone": recipient.phone
+        case "email": recipient.email
+        case "push_token": recipient.pushToken
+        case "locale": recipient.locale
+        case "timezone": recipient.timezone
+        case "attrs": JSONScope(recipient.attrs)
+        case "data": data
+        case "properties": properties
+        default: nil
+        }
+    }
+}
+
+/// A JSON object as a template sees it: strings and numbers as text, booleans
+/// for sections, arrays as lists, `null` as empty text, objects nested.
+public struct JSONScope: MustacheParent, Sendable {
+    let object: [String: JSONValue]
+
+    public init(_ object: [String: JSONValue]) { self.object = object }
+
+    public func child(named name: String) -> Any? { object[name].map(Self.bridge) }
 
     static func bridge(_ value: JSONValue) -> Any {
         switch value {
-        case .object(let o): bridge(o)
+        case .object(let o): JSONScope(o)
         case .array(let a): a.map(bridge)
         case .bool(let b): b
         case .null: ""
@@ -60,12 +84,14 @@ public struct DeliveryPlanner: Sendable {
         case skip(reason: String, channel: String?)
     }
 
-    public let campaignID: String
+    public private(set) var campaignID: String
     public let router: ChannelRouter
     public let data: [String: JSONValue]
     /// A trigger event's `properties`, for `{{properties.*}}`.
-    public let properties: [String: JSONValue]?
+    public private(set) var properties: [String: JSONValue]?
     private let templates: [String: MessageTemplate]
+    private let dataScope: JSONScope
+    private var propertiesScope: JSONScope?
     private let addressFields: [String: AddressField]
 
     /// Compiles the template once per channel the campaign may use.
@@ -74,6 +100,8 @@ public struct DeliveryPlanner: Sendable {
         self.router = task.router
         self.data = task.data
         self.properties = properties
+        self.dataScope = JSONScope(task.data)
+        self.propertiesScope = properties.map(JSONScope.init)
         var templates: [String: MessageTemplate] = [:]
         for channel in Set(task.weights.map(\.channel) + task.fallback) {
             let (title, body) = task.template.sources(for: channel)
@@ -82,6 +110,16 @@ public struct DeliveryPlanner: Sendable {
         }
         self.templates = templates
         self.addressFields = addressFields
+    }
+
+    /// The same compiled templates for another campaign id and event
+    /// properties (a trigger rule compiles once, then plans each event).
+    public func retargeted(campaignID: String, properties: [String: JSONValue]?) -> DeliveryPlanner {
+        var copy = self
+        copy.campaignID = campaignID
+        copy.properties = properties
+        copy.propertiesScope = properties.map(JSONScope.init)
+        return copy
     }
 
     public func plan(_ recipient: Recipient) -> Plan {
@@ -93,7 +131,7 @@ public struct DeliveryPlanner: Sendable {
         case .skip(let reason):
             return .skip(reason: reason, channel: nil)
         case .send(let channel):
-            let (title, body) = templates[channel]!.render(recipient: recipient, data: data, properties: properties)
+            let (title, body) = templates[channel]!.render(recipient: recipient, data: dataScope, properties: propertiesScope)
             return .send(OutboundMessage(
                 messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
                 campaignID: campaignID, userID: recipient.userID, channel: channel,
@@ -105,7 +143,7 @@ public struct DeliveryPlanner: Sendable {
     /// nil when the recipient has no address for it any more.
     public func message(for recipient: Recipient, channel: String) -> OutboundMessage? {
         guard let template = templates[channel], let to = recipient.field(addressField(channel)) else { return nil }
-        let (title, body) = template.render(recipient: recipient, data: data, properties: properties)
+        let (title, body) = template.render(recipient: recipient, data: dataScope, properties: propertiesScope)
         return OutboundMessage(messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
                                campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
     }

@@ -10,7 +10,8 @@ public enum StableHash {
         for part in parts {
             var length = UInt32(part.utf8.count).bigEndian
             withUnsafeBytes(of: &length) { hasher.update(bufferPointer: $0) }
-            hasher.update(data: Array(part.utf8))
+            var part = part
+            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         }
         return Array(hasher.finalize())
     }
@@ -25,10 +26,14 @@ public enum StableHash {
 /// always gives the same id, so a provider can drop a resend after a crash.
 public enum MessageID {
     public static func make(campaignID: String, userID: String) -> String {
-        let hex = StableHash.digest(["message", campaignID, userID]).prefix(16).map { byte in
-            let s = String(byte, radix: 16)
-            return byte < 16 ? "0" + s : s
+        let digest = StableHash.digest(["message", campaignID, userID])
+        let hex = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = [UInt8(ascii: "m"), UInt8(ascii: "-")]
+        text.reserveCapacity(34)
+        for byte in digest.prefix(16) {
+            text.append(hex[Int(byte >> 4)])
+            text.append(hex[Int(byte & 0x0F)])
         }
-        return "m-" + hex.joined()
+        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -202,6 +202,33 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// What is ready, up to `max` records at a time (never empty; waits for the
+    /// first record), in delivery order; ends when the consumer is closed or
+    /// the task is cancelled. For handling records together: one round trip
+    /// for many.
+    public func batches(max: Int = 256) -> Batches { Batches(consumer: self, max: max) }
+
+    public struct Batches: AsyncSequence, Sendable {
+        public typealias Element = [KafkaMessage]
+        let consumer: KafkaConsumer
+        let max: Int
+
+        public func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer, max: max) }
+
+        public struct Iterator: AsyncIteratorProtocol {
+            let consumer: KafkaConsumer
+            let max: Int
+
+            public mutating func next() async throws -> [KafkaMessage]? {
+                while true {
+                    if Task.isCancelled || consumer.closed.load(ordering: .acquiring) { return nil }
+                    let batch = try await consumer.pollBatch(max: max)
+                    if !batch.isEmpty { return batch }
+                }
+            }
+        }
+    }
+
     /// Records in the order librdkafka delivers them; ends when the consumer is
     /// closed or the task is cancelled.
     public struct Messages: AsyncSequence, Sendable {

@@ -20,13 +20,18 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
 extension Array: PostgresBindable where Element: PostgresBindable {
     public var postgresText: String? {
         var out = "{"
+        out.reserveCapacity(count * 40)
         for (i, element) in enumerated() {
             if i > 0 { out += "," }
             guard let text = element.postgresText else { out += "NULL"; continue }
             out += "\""
-            for c in text.unicodeScalars {
-                if c == "\"" || c == "\\" { out += "\\" }
-                out.unicodeScalars.append(c)
+            if text.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C }) {
+                for c in text.unicodeScalars {
+                    if c == "\"" || c == "\\" { out += "\\" }
+                    out.unicodeScalars.append(c)
+                }
+            } else {
+                out += text
             }
             out += "\""
         }

@@ -59,24 +59,57 @@ public struct IdempotencyStore: Sendable {
 
     /// Claims every user of the batch for `owner`; one round trip.
     public func claim(campaignID: String, userIDs: [String], owner: String) async throws -> [Claim] {
-        guard !userIDs.isEmpty else { return [] }
-        let keys = userIDs.map { key(campaignID: campaignID, userID: $0) }
-        let reply = try await redis.run(Self.claimScript, keys: keys, arguments: [owner, Int(inFlightTTL.milliseconds)])
-        guard let values = reply.array, values.count == keys.count else {
-            throw RedisError(.unexpectedReply, "claim script answered \(reply)")
-        }
-        return values.map { $0.int == 2 ? .alreadySent : .claimed }
+        try await claim(userIDs.map { (campaignID, $0) }, owner: owner)
     }
 
     public func markSent(campaignID: String, userIDs: [String]) async throws {
-        guard !userIDs.isEmpty else { return }
-        try await redis.run(Self.markSentScript, keys: userIDs.map { key(campaignID: campaignID, userID: $0) },
-                            arguments: [Int(sentTTL.milliseconds)])
+        try await markSent(userIDs.map { (campaignID, $0) })
     }
 
     /// Drops this owner's claims (the sends failed), so a later attempt can claim again.
     public func release(campaignID: String, userIDs: [String], owner: String) async throws {
-        guard !userIDs.isEmpty else { return }
-        try await redis.run(Self.releaseScript, keys: userIDs.map { key(campaignID: campaignID, userID: $0) }, arguments: [owner])
+        try await release(userIDs.map { (campaignID, $0) }, owner: owner)
+    }
+
+    /// Claims (campaign, user) pairs of any campaigns: one script call per
+    /// campaign (its own hash tag), all in one pipelined round trip.
+    public func claim(_ items: [(campaignID: String, userID: String)], owner: String) async throws -> [Claim] {
+        let replies = try await runGrouped(Self.claimScript, items, arguments: [owner, Int(inFlightTTL.milliseconds)])
+        var claims = [Claim](repeating: .claimed, count: items.count)
+        for (indices, reply) in replies {
+            guard let values = reply.array, values.count == indices.count else {
+                throw RedisError(.unexpectedReply, "claim script answered \(reply)")
+            }
+            for (index, value) in zip(indices, values) where value.int == 2 { claims[index] = .alreadySent }
+        }
+        return claims
+    }
+
+    public func markSent(_ items: [(campaignID: String, userID: String)]) async throws {
+        _ = try await runGrouped(Self.markSentScript, items, arguments: [Int(sentTTL.milliseconds)])
+    }
+
+    public func release(_ items: [(campaignID: String, userID: String)], owner: String) async throws {
+        _ = try await runGrouped(Self.releaseScript, items, arguments: [owner])
+    }
+
+    /// Runs `script` once per campaign of `items` (pipelined); returns each
+    /// call's positions in `items` with its reply.
+    func runGrouped(_ script: RedisScript, _ items: [(campaignID: String, userID: String)],
+                    arguments: [RedisArgument]) async throws -> [(indices: [Int], reply: RedisValue)] {
+        guard !items.isEmpty else { return [] }
+        var order: [String] = []
+        var groups: [String: [Int]] = [:]
+        for (index, item) in items.enumerated() {
+            if groups[item.campaignID] == nil { order.append(item.campaignID) }
+            groups[item.campaignID, default: []].append(index)
+        }
+        let calls = order.map { campaign in
+            (keys: groups[campaign]!.map { key(campaignID: campaign, userID: items[$0].userID) }, arguments: arguments)
+        }
+        let replies = calls.count == 1
+            ? [try await redis.run(script, keys: calls[0].keys, arguments: arguments)]
+            : try await redis.run(script, calls: calls)
+        return zip(order, replies).map { (groups[$0.0]!, $0.1) }
     }
 }

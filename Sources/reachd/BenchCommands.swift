@@ -1,9 +1,11 @@
+import Foundation
+import ReachKafka
 import ArgumentParser
 import ReachService
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure parts of reachd on this machine.",
-                                                    subcommands: [DelayQueueBench.self])
+                                                    subcommands: [DelayQueueBench.self, EventsBench.self])
 
     struct DelayQueueBench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "delay-queue",
@@ -16,6 +18,33 @@ struct BenchCommand: AsyncParsableCommand {
             let c = try options.load()
             let report = try await DelayQueueBenchmark(redisURL: c.redis.url, items: items, schedulers: schedulers,
                                                        shards: c.pipeline.delayQueueShards).run()
+            print(report)
+        }
+    }
+
+    struct EventsBench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "events",
+            abstract: "Publish trigger events on reach.events at a steady rate (the trigger-latency benchmark's load).",
+            discussion: """
+                Each event carries its publish time in properties.published_us; a rule whose title is
+                {{properties.published_us}} lets `reachd dev-provider --latency-from-title` measure publish → provider.
+                """)
+        @OptionGroup var options: ConfigOption
+        @Option(help: "Events per second.") var rate: Int = 2_000
+        @Option(help: "Seconds to publish for.") var seconds: Int = 30
+        @Option(help: "The event name.") var event: String = "bench.ping"
+        @Option(help: "Distinct user ids (u00000001…).") var users: Int = 100_000
+
+        func run() async throws {
+            let c = try options.load()
+            guard !c.kafka.isEmbedded else {
+                FileHandle.standardError.write(Data("reachd: set kafka.brokers (REACH_KAFKA_BROKERS) to a running broker\n".utf8))
+                throw ExitCode(1)
+            }
+            let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers, properties: c.kafka.properties))
+            let report = try await EventLoad(producer: producer, topic: c.kafka.topics.events, event: event, users: users)
+                .run(rate: rate, seconds: seconds)
             print(report)
         }
     }

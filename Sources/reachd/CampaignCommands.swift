@@ -91,11 +91,13 @@ struct DevProviderCommand: AsyncParsableCommand {
         discussion: "GET /stats returns what it received so far as JSON.")
     @Option(help: "Port to listen on (127.0.0.1).") var port: Int = 9090
     @Option(help: "Delay before answering each request, in milliseconds.") var delayMs: Int = 0
+    @Flag(help: "Read each message's title as its publish time (µs since the epoch) and report latency in /stats (trigger benchmark).")
+    var latencyFromTitle = false
 
     func run() async throws {
         ReachLogHandler.bootstrap(level: .info, format: .json)
         let logger = Logger(label: "reach.dev-provider")
-        let provider = DevProvider(delay: .milliseconds(delayMs))
+        let provider = DevProvider(delay: .milliseconds(delayMs), latencyFromTitle: latencyFromTitle)
         let app = provider.makeApplication(host: "127.0.0.1", port: port, logger: logger) { bound in
             print("dev provider on http://127.0.0.1:\(bound)")
             fflush(nil)

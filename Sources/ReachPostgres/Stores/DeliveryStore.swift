@@ -37,8 +37,11 @@ public struct DeliveryStore: Sendable {
         public var error: String
         public var attempts: Int
         public var payloadJSON: String
+        /// The message's id, when known (it ties the letter to its campaign).
+        public var messageID: String?
 
-        public init(userID: String, channel: String, reason: String, error: String, attempts: Int, payloadJSON: String) {
+        public init(userID: String, channel: String, reason: String, error: String, attempts: Int, payloadJSON: String, messageID: String? = nil) {
+            self.messageID = messageID
             self.userID = userID
             self.channel = channel
             self.reason = reason
@@ -62,6 +65,57 @@ public struct DeliveryStore: Sendable {
     public func pendingRetries(campaignID: String) async throws -> Int {
         try await client.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = $1 AND status = 'scheduled'",
                                [campaignID]).first?.int(0) ?? 0
+    }
+
+    /// Which of the (campaign, user) pairs already have a row, as `pairKey`s.
+    public func existing(_ pairs: [(campaignID: String, userID: String)]) async throws -> Set<String> {
+        guard !pairs.isEmpty else { return [] }
+        var result: Set<String> = []
+        for row in try await client.query("""
+            SELECT d.campaign_id || chr(31) || d.user_id FROM reach.deliveries d
+            JOIN unnest($1::text[], $2::text[]) AS p(campaign_id, user_id) ON d.campaign_id = p.campaign_id AND d.user_id = p.user_id
+            """, [pairs.map(\.campaignID), pairs.map(\.userID)]) {
+            result.insert(row[0] ?? "")
+        }
+        return result
+    }
+
+    public static func pairKey(campaignID: String, userID: String) -> String { campaignID + "\u{1F}" + userID }
+
+    /// Rows and dead letters of many one-user campaigns (trigger sends) in one
+    /// transaction. Same rule as `record`: `sent`, `skipped`, `dead` stay.
+    public func recordEach(rows: [(campaignID: String, row: Row)], deadLetters: [(campaignID: String, letter: DeadLetter)]) async throws {
+        guard !rows.isEmpty || !deadLetters.isEmpty else { return }
+        try await client.withTransaction { conn in
+            if !rows.isEmpty {
+                let r = rows.map(\.row)
+                try await conn.query("""
+                    INSERT INTO reach.deliveries AS d
+                        (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
+                    SELECT t.campaign_id, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
+                           CASE WHEN t.status = 'sent' THEN now() END
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
+                         AS t(campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error)
+                    ON CONFLICT (campaign_id, user_id) DO UPDATE SET
+                        channel = excluded.channel, status = excluded.status, reason = excluded.reason,
+                        attempts = excluded.attempts, provider_ref = excluded.provider_ref,
+                        last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
+                    WHERE d.status NOT IN ('sent', 'skipped', 'dead')
+                    """, [rows.map(\.campaignID), r.map(\.userID), r.map(\.channel), r.map(\.status), r.map(\.reason), r.map(\.attempts),
+                          r.map(\.messageID), r.map(\.providerRef), r.map(\.lastError)])
+            }
+            if !deadLetters.isEmpty {
+                let d = deadLetters.map(\.letter)
+                try await conn.query("""
+                    INSERT INTO reach.dead_letters (reason, error, source, campaign_id, user_id, channel, attempts, payload)
+                    SELECT t.reason, t.error, 'delivery', t.campaign_id, t.user_id, t.channel, t.attempts, t.payload::jsonb
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
+                         AS t(campaign_id, user_id, channel, reason, error, attempts, payload)
+                    ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
+                    """, [deadLetters.map(\.campaignID), d.map(\.userID), d.map(\.channel), d.map(\.reason), d.map(\.error),
+                          d.map(\.attempts), d.map(\.payloadJSON)])
+            }
+        }
     }
 
     /// The users of `userIDs` that already have a row, with its status.

@@ -14,6 +14,19 @@ public final class DevProvider: Sendable {
         public var distinct = 0
         public var duplicates = 0
         public var byChannel: [String: Int] = [:]
+        /// With `latencyFromTitle`: publish → receipt of messages whose title is
+        /// the publish time (µs since the epoch), as the trigger benchmark sends them.
+        public var latency: Latency?
+    }
+
+    public struct Latency: Sendable, Codable, Equatable {
+        public var count: Int
+        public var p50_ms: Double
+        public var p99_ms: Double
+        public var max_ms: Double
+        /// Seconds from the first to the last such message received, and their rate.
+        public var span_seconds: Double
+        public var per_second: Double
     }
 
     struct Batch: Decodable {
@@ -33,13 +46,34 @@ public final class DevProvider: Sendable {
     private let state = Mutex<(seen: [String: Int], stats: Stats, keys: [String: Int], last: [String: Batch.Message])>(([:], Stats(), [:], [:]))
     private let delay: Duration
     private let behaviour: Behaviour?
+    private let latencyFromTitle: Bool
+    /// (received, latency) in µs, for `latencyFromTitle`.
+    private let latencies = Mutex<[(Int64, Int64)]>([])
 
-    public init(delay: Duration = .zero, behaviour: Behaviour? = nil) {
+    public init(delay: Duration = .zero, behaviour: Behaviour? = nil, latencyFromTitle: Bool = false) {
         self.delay = delay
         self.behaviour = behaviour
+        self.latencyFromTitle = latencyFromTitle
     }
 
-    public var stats: Stats { state.withLock { $0.stats } }
+    public var stats: Stats {
+        var stats = state.withLock { $0.stats }
+        let samples = latencies.withLock { $0 }
+        if !samples.isEmpty {
+            let sorted = samples.map(\.1).sorted()
+            func ms(_ q: Double) -> Double { Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]) / 1000 }
+            let span = Double(samples.map(\.0).max()! - samples.map(\.0).min()!) / 1_000_000
+            stats.latency = Latency(count: sorted.count, p50_ms: ms(0.5), p99_ms: ms(0.99), max_ms: Double(sorted.last!) / 1000,
+                                    span_seconds: span, per_second: span > 0 ? Double(sorted.count - 1) / span : 0)
+        }
+        return stats
+    }
+
+    static func nowMicros() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
     /// How many times each message id arrived (accepted or not).
     public var received: [String: Int] { state.withLock { $0.seen } }
     /// How many requests carried each `Idempotency-Key`.
@@ -57,6 +91,7 @@ public final class DevProvider: Sendable {
         }
         router.post("**") { request, _ in
             let body = try await request.body.collect(upTo: 64 << 20)
+            let receivedAt = Self.nowMicros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
             guard let batch = try? JSONDecoder().decode(Batch.self, from: Data(buffer: body)) else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))
@@ -82,6 +117,10 @@ public final class DevProvider: Sendable {
                     if count == 1 { s.stats.distinct += 1 } else { s.stats.duplicates += 1 }
                     s.stats.byChannel[m.channel ?? "?", default: 0] += 1
                 }
+            }
+            if self.latencyFromTitle {
+                let samples = batch.messages.compactMap { m in m.title.flatMap { Int64($0) }.map { (receivedAt, receivedAt - $0) } }
+                if !samples.isEmpty { self.latencies.withLock { $0.append(contentsOf: samples) } }
             }
             var out = "{\"results\":["
             for (i, m) in batch.messages.enumerated() {

@@ -240,7 +240,7 @@ public final class CampaignRunner: Service, Sendable {
                 outbound.append(.init(message: message, number: 1, timezone: r.timezone, quietHours: task.quietHours))
             }
         }
-        let result = try await dispatcher.deliver(outbound, campaignID: id, acceptedAt: acceptedAt)
+        let result = try await dispatcher.deliver(outbound, acceptedAt: acceptedAt)
         return (rows + result.rows, result.deadLetters)
     }
 }

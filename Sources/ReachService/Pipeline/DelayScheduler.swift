@@ -177,8 +177,7 @@ public final class DelayScheduler: Service, Sendable {
                                   messageID: MessageID.make(campaignID: campaignID, userID: r.user_id)))
             }
         }
-        let result = try await dispatcher.deliver(attempts, campaignID: campaignID,
-                                                  acceptedAt: Date(timeIntervalSince1970: stored.createdAt))
+        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(timeIntervalSince1970: stored.createdAt))
         try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
     }
 }

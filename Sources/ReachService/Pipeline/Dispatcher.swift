@@ -82,7 +82,8 @@ struct Dispatcher: Sendable {
 
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
 
-    func deliver(_ all: [Attempt], campaignID: String, acceptedAt: Date, kind: String = "task") async throws -> Result {
+    /// Delivers attempts of any campaigns (each message carries its campaign id).
+    func deliver(_ all: [Attempt], acceptedAt: Date, kind: String = "task") async throws -> Result {
         var result = Result()
         guard !all.isEmpty else { return result }
         // Counted per (channel, status) and reported once per call, not per message.
@@ -102,7 +103,7 @@ struct Dispatcher: Sendable {
                 continue
             }
             let m = attempt.message
-            deferred.append(try RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
+            deferred.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
                                              trigger: attempt.context).queueItem(dueMs: Self.epochMs(end)))
             result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
                                      attempts: attempt.number - 1, messageID: m.messageID))
@@ -124,7 +125,7 @@ struct Dispatcher: Sendable {
             attempts = kept
         }
         guard !attempts.isEmpty else { return result }
-        let claims = try await idempotency.claim(campaignID: campaignID, userIDs: attempts.map(\.message.userID), owner: owner)
+        let claims = try await idempotency.claim(attempts.map { ($0.message.campaignID, $0.message.userID) }, owner: owner)
         var toSend: [Attempt] = []
         for (attempt, claim) in zip(attempts, claims) {
             if claim == .alreadySent {
@@ -135,9 +136,10 @@ struct Dispatcher: Sendable {
                 toSend.append(attempt)
             }
         }
-        let outcomes = await dispatch(toSend.map(\.message), campaignID: campaignID)
+        let outcomes = await dispatch(toSend.map(\.message))
         var retries: [(id: String, payload: String, dueMs: Int64)] = []
-        var released: [String] = []
+        var released: [(campaignID: String, userID: String)] = []
+        var dead: [OutboundMessage] = []
         var sentCount = 0
         let now = Date()
         for attempt in toSend {
@@ -150,7 +152,7 @@ struct Dispatcher: Sendable {
                 counts[m.channel, default: [:]]["sent", default: 0] += 1
                 continue
             }
-            released.append(m.userID)
+            released.append((m.campaignID, m.userID))
             let error = outcome.error ?? "failed"
             // A deferral (open breaker) was no attempt: the next one keeps this number.
             let decision: RetryPolicy.Decision = outcome.status == .deferred
@@ -160,7 +162,7 @@ struct Dispatcher: Sendable {
             let attemptsMade = outcome.status == .deferred ? attempt.number - 1 : attempt.number
             switch decision {
             case .retry(let after):
-                retries.append(try RetryPayload(campaign_id: campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
+                retries.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
                                                 trigger: attempt.context).queueItem(dueMs: Self.epochMs(now) + after.milliseconds))
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
                                          reason: outcome.status == .deferred ? "circuit_open" : "retry",
@@ -170,19 +172,18 @@ struct Dispatcher: Sendable {
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
                                          attempts: attempt.number, messageID: m.messageID, lastError: error))
                 result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error,
-                                                attempts: attempt.number, payloadJSON: m.json(maskAddress: true)))
+                                                attempts: attempt.number, payloadJSON: m.json(maskAddress: true), messageID: m.messageID))
+                dead.append(m)
                 counts[m.channel, default: [:]]["dead", default: 0] += 1
             }
         }
         // Retries are queued before their rows are written: a crash in between
         // leaves a queue item whose row is missing, which the retry worker skips.
         try await queue.schedule(retries)
-        try await idempotency.release(campaignID: campaignID, userIDs: released, owner: owner)
+        try await idempotency.release(released, owner: owner)
         if registry.hasCaps {
             // A message that will never be sent gives its place under the cap back.
-            try await frequencyCap.release(result.deadLetters.map { d in
-                (d.userID, d.channel, MessageID.make(campaignID: campaignID, userID: d.userID))
-            })
+            try await frequencyCap.release(dead.map { ($0.userID, $0.channel, $0.messageID) })
         }
         metrics.endToEnd(kind: kind, .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
         return result
@@ -192,7 +193,7 @@ struct Dispatcher: Sendable {
     /// batches in flight per channel, all channels at once. Each accepted batch
     /// is marked sent in Redis as soon as the provider answers, so a crash
     /// resends at most the batches that were in flight.
-    func dispatch(_ messages: [OutboundMessage], campaignID: String) async -> [String: SendOutcome] {
+    func dispatch(_ messages: [OutboundMessage]) async -> [String: SendOutcome] {
         guard !messages.isEmpty else { return [:] }
         let metrics = self.metrics
         let idempotency = self.idempotency
@@ -243,9 +244,9 @@ struct Dispatcher: Sendable {
                                 // The provider is still down: that says nothing about these messages.
                                 outcomes = outcomes.map { $0.status == .retryable ? .deferred(after: coolDown) : $0 }
                             }
-                            let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map(\.0.userID)
+                            let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map { ($0.0.campaignID, $0.0.userID) }
                             do {
-                                try await idempotency.markSent(campaignID: campaignID, userIDs: accepted)
+                                try await idempotency.markSent(accepted)
                             } catch {
                                 // The delivery rows still record the send; only the crash window widens.
                                 logger.warning("could not mark sends in Redis", metadata: ["error": "\(error)"])

@@ -58,6 +58,10 @@ public final class TriggerRules: Sendable {
     }
 }
 
+final class PlannerCache: Sendable {
+    let entries = Mutex<[String: (rule: TriggerRule, planner: DeliveryPlanner)]>([:])
+}
+
 /// Sends one rule's message for one event (now, from a delayed queue item, or as a retry).
 struct TriggerSender: Sendable {
     struct Delayed: Codable, Sendable {
@@ -70,8 +74,59 @@ struct TriggerSender: Sendable {
     let registry: ChannelRegistry
     let dispatcher: Dispatcher
     let metrics: PipelineMetrics
+    /// Each rule's templates, compiled once (per version of the rule).
+    let planners = PlannerCache()
+
+    func planner(for rule: TriggerRule, event: TriggerEvent) throws -> DeliveryPlanner {
+        let base: DeliveryPlanner
+        if let cached = planners.entries.withLock({ $0[rule.id] }), cached.rule == rule {
+            base = cached.planner
+        } else {
+            base = try DeliveryPlanner(task: rule.task(for: event), addressFields: registry.addressFields)
+            planners.entries.withLock { $0[rule.id] = (rule, base) }
+        }
+        return base.retargeted(campaignID: rule.campaignID(for: event), properties: event.properties)
+    }
 
     static func delayedID(_ campaignID: String) -> String { "trigger:\(campaignID)" }
+
+    /// First attempts for many (rule, event) pairs at once: one query for the
+    /// rows that exist (redelivered events), one for the recipients, one
+    /// idempotency round trip, provider batches across events, one transaction
+    /// for all rows. Pairs must be distinct.
+    func sendFirst(_ pairs: [(rule: TriggerRule, event: TriggerEvent)]) async throws {
+        guard !pairs.isEmpty else { return }
+        let deliveries = DeliveryStore(client: infrastructure.postgres)
+        let done = try await deliveries.existing(pairs.map { ($0.rule.campaignID(for: $0.event), $0.event.userID) })
+        let todo = pairs.filter { !done.contains(DeliveryStore.pairKey(campaignID: $0.rule.campaignID(for: $0.event), userID: $0.event.userID)) }
+        guard !todo.isEmpty else { return }
+        let userIDs = Array(Set(todo.map(\.event.userID)))
+        var recipients: [String: Recipient] = [:]
+        for r in try await SegmentSource(client: infrastructure.postgres).page(.userIDs(userIDs), after: nil, limit: userIDs.count) {
+            recipients[r.userID] = r
+        }
+        var rows: [(campaignID: String, row: DeliveryStore.Row)] = []
+        var attempts: [Dispatcher.Attempt] = []
+        var campaignOf: [String: String] = [:]
+        for (rule, event) in todo {
+            let campaignID = rule.campaignID(for: event)
+            let recipient = recipients[event.userID] ?? Recipient(userID: event.userID)
+            switch try planner(for: rule, event: event).plan(recipient) {
+            case .skip(let reason, let channel):
+                rows.append((campaignID, .init(userID: event.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
+                                               messageID: MessageID.make(campaignID: campaignID, userID: event.userID))))
+                metrics.message(channel: channel ?? "none", status: "skipped")
+            case .send(let message):
+                let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
+                campaignOf[message.messageID] = campaignID
+                attempts.append(.init(message: message, number: 1, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
+            }
+        }
+        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event")
+        rows += result.rows.map { (campaignOf[$0.messageID] ?? "", $0) }
+        let letters = result.deadLetters.map { (campaignOf[$0.messageID ?? ""] ?? "", $0) }
+        try await deliveries.recordEach(rows: rows, deadLetters: letters)
+    }
 
     /// `attempt`: the attempt number; `channel`: the channel of an earlier attempt (retries keep it).
     func send(rule: TriggerRule, event: TriggerEvent, attempt: Int = 1, channel: String? = nil) async throws {
@@ -81,8 +136,7 @@ struct TriggerSender: Sendable {
         // Idempotent per (event_id, rule): a redelivered event finds its row and stops.
         if attempt == 1, current != nil { return }
         if attempt > 1, current != "scheduled" { return }
-        let task = rule.task(for: event)
-        let planner = try DeliveryPlanner(task: task, addressFields: registry.addressFields, properties: event.properties)
+        let planner = try planner(for: rule, event: event)
         let recipient = try await SegmentSource(client: infrastructure.postgres).page(.userIDs([event.userID]), after: nil, limit: 1).first
             ?? Recipient(userID: event.userID)
         let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
@@ -105,7 +159,7 @@ struct TriggerSender: Sendable {
                 attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
             }
         }
-        let result = try await dispatcher.deliver(attempts, campaignID: campaignID, acceptedAt: Date(), kind: "event")
+        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event")
         try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
     }
 }
@@ -133,9 +187,11 @@ public struct TriggerIntake: Service {
         let consumer = try infrastructure.makeConsumer(topics: [topic], groupSuffix: ".events", logger: logger)
         let rejects = InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger)
         do {
-            for try await message in consumer.messages.cancelOnGracefulShutdown() {
-                guard try await untilDone(logger, { try await handle(message, rejects) }) else { break }
-                guard try await untilDone(logger, { try await consumer.commit(message) }) else { break }
+            for try await batch in consumer.batches(max: 256).cancelOnGracefulShutdown() {
+                guard try await handle(batch, rejects) else { break }
+                var next: [TopicPartition: Int64] = [:]
+                for m in batch { next[m.topicPartition] = max(next[m.topicPartition] ?? 0, m.offset + 1) }
+                guard try await untilDone(logger, { try await consumer.commit(next) }) else { break }
             }
         } catch {
             await consumer.close()
@@ -144,25 +200,39 @@ public struct TriggerIntake: Service {
         await consumer.close()
     }
 
-    func handle(_ message: KafkaMessage, _ rejects: InputDeadLetters) async throws {
-        let event: TriggerEvent
-        do {
-            event = try TriggerEvent.parse(message.value)
-        } catch let error as ValidationError {
-            try await rejects.record(message, error)
-            return
-        }
-        for rule in try await rules.rules(for: event.event) {
-            if rule.delaySeconds > 0 {
-                let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
-                let due = Int64((Date().timeIntervalSince1970 * 1000).rounded()) + Int64(rule.delaySeconds) * 1000
-                try await infrastructure.delayQueue.schedule(
-                    id: TriggerSender.delayedID(rule.campaignID(for: event)),
-                    payload: String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), dueMs: due)
-            } else {
-                try await sender.send(rule: rule, event: event)
+    /// Handles what the consumer had ready, together: invalid events are dead
+    /// letters, delayed rules go into the delay queue, and every immediate
+    /// (rule, event) send of the batch goes out through one `sendFirst` (a
+    /// redelivered or repeated event finds its row and sends nothing).
+    /// Retried until durable; false when shutdown came first (nothing of the
+    /// batch is committed then).
+    func handle(_ batch: [KafkaMessage], _ rejects: InputDeadLetters) async throws -> Bool {
+        var immediate: [(rule: TriggerRule, event: TriggerEvent)] = []
+        var seen: Set<String> = []
+        var delayed: [(id: String, payload: String, dueMs: Int64)] = []
+        for message in batch {
+            let event: TriggerEvent
+            do {
+                event = try TriggerEvent.parse(message.value)
+            } catch let error as ValidationError {
+                guard try await untilDone(logger, { try await rejects.record(message, error) }) else { return false }
+                continue
+            }
+            var rules: [TriggerRule] = []
+            guard try await untilDone(logger, { rules = try await self.rules.rules(for: event.event) }) else { return false }
+            for rule in rules where seen.insert(rule.campaignID(for: event)).inserted {
+                if rule.delaySeconds > 0 {
+                    let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
+                    let due = Int64((Date().timeIntervalSince1970 * 1000).rounded()) + Int64(rule.delaySeconds) * 1000
+                    delayed.append((TriggerSender.delayedID(rule.campaignID(for: event)),
+                                    String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), due))
+                } else {
+                    immediate.append((rule, event))
+                }
             }
         }
+        guard try await untilDone(logger, { try await infrastructure.delayQueue.schedule(delayed) }) else { return false }
+        return try await untilDone(logger, { try await sender.sendFirst(immediate) })
     }
 }
 
@@ -193,7 +263,7 @@ struct InputDeadLetters: Sendable {
 
     func record(_ message: KafkaMessage, _ error: ValidationError) async throws {
         let topic = message.topic
-        let reason = error.path.isEmpty && error.message == "not valid JSON" ? "unparseable" : "invalid"
+        let reason = error.path.isEmpty && error.message.hasPrefix("not valid JSON") ? "unparseable" : "invalid"
         let raw = String(decoding: message.value, as: UTF8.self)
         try await DeadLetterStore(client: infrastructure.postgres).recordInput(
             topic: topic, partition: message.partition, offset: message.offset, reason: reason,
