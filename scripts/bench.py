@@ -288,6 +288,17 @@ def delay_queue(redis_port):
             "lateness_p50_ms": int(m[3]), "lateness_p99_ms": int(m[4]), "lateness_max_ms": int(m[5])}
 
 
+def arq_peer(redis_port):
+    say("peer: the same 100 000 delayed jobs with arq (PyPI) on the same Redis")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "arq_peer.py"), "--port", str(redis_port), "--jobs", "100000"],
+                         check=True, capture_output=True, text=True).stdout
+    m = re.search(r"arq: (\d+) of (\d+) jobs, enqueued in ([\d.]+) s, all fired ([\d.]+) s after the due time: (\d+) jobs/s\s+"
+                  r"lateness p50 (\d+) ms, p99 (\d+) ms, max (\d+) ms", out)
+    return {"jobs": int(m[2]), "fired": int(m[1]), "enqueue_seconds": float(m[3]), "all_fired_after_due_seconds": float(m[4]),
+            "jobs_per_second": int(m[5]), "lateness_p50_ms": int(m[6]), "lateness_p99_ms": int(m[7]), "lateness_max_ms": int(m[8]),
+            "settings": "arq 2 burst workers, max_jobs=1000, poll_delay=0.05 s, keep_result=0"}
+
+
 def limits(n):
     say(f"machine ceilings (../shared/bench/limits.sh {n})")
     script = os.path.join(os.path.dirname(ROOT), "shared", "bench", "limits.sh")
@@ -327,6 +338,8 @@ def main():
             results["triggers"] = stack.triggers(args.event_rate, args.event_seconds, profile=args.profile)
         if "delay" in wanted:
             results["delay_queue"] = delay_queue(stack.redis)
+        if "peer" in wanted:
+            results["peer_arq"] = arq_peer(stack.redis)
     finally:
         stack.stop()
     ceilings = limits(args.limits_rows) if "limits" in wanted else {}
@@ -366,6 +379,13 @@ def report(results):
         print(f"{'delay queue: items/s':46} {dq['items_per_second']:>12}  {ratio(dq['items_per_second'], ceilings, 'redis_zadd_pipelined')}")
         print(f"{'  all fired after due, s':46} {dq['all_fired_after_due_seconds']:>12}")
         print(f"{'  lateness p99, ms':46} {dq['lateness_p99_ms']:>12}")
+    if "peer_arq" in results:
+        a = results["peer_arq"]
+        print(f"{'peer arq: jobs/s (same 100 000, same Redis)':46} {a['jobs_per_second']:>12}  {ratio(a['jobs_per_second'], ceilings, 'redis_zadd_pipelined')}")
+        print(f"{'  all fired after due, s':46} {a['all_fired_after_due_seconds']:>12}")
+        print(f"{'  lateness p99, ms':46} {a['lateness_p99_ms']:>12}")
+        if "delay_queue" in results:
+            print(f"{'  reachd ÷ arq (items/s)':46} {results['delay_queue']['items_per_second'] / a['jobs_per_second']:>12.1f}")
     for name, value in ceilings.items():
         print(f"{'ceiling ' + name:46} {value:>12.0f}")
     with open(os.path.join(ROOT, "bench-results.json"), "w") as f:
