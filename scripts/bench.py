@@ -8,7 +8,7 @@ by a local batching HTTP provider. Then the delay queue, then the machine's
 ceilings from ../shared/bench/limits.sh, printed as ratios. Writes
 bench-results.json. Scenarios still missing: trigger latency, the arq peer.
 """
-import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, glob, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REACHD = os.path.join(ROOT, ".build", "release", "reachd")
@@ -32,8 +32,18 @@ def sh(script, **env):
     subprocess.run(["bash", "-c", f"source '{ROOT}/scripts/lib.sh'; {script}"], check=True, env=full)
 
 
+def pg_bin():
+    """PostgreSQL's own binaries (Debian's `psql` is a Perl wrapper: its start-up
+    cost showed in the machine profile when polled every 0.2 s)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    return found[-1] if found else ""
+
+
+PSQL = os.path.join(pg_bin(), "psql") if pg_bin() else "psql"
+
+
 def psql(port, sql):
-    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "reach", "-d", "reach", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
+    out = subprocess.run([PSQL, "-h", "127.0.0.1", "-p", str(port), "-U", "reach", "-d", "reach", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
                          check=True, capture_output=True, text=True)
     return out.stdout.strip()
 
@@ -160,9 +170,11 @@ channels:
                 json.dump(task, f)
             say(f"campaign to {n} recipients")
             perf = start_perf(reachd.pid, f"campaign-{n}") if profile else None
+            busy0 = machine_busy()
+            others0 = {name: process_cpu(pat) for name, pat in self.cpu_patterns().items()}
             published = time.time()
             subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
-                           stdout=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             peak = 0.0
             while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "done":
                 peak = max(peak, proc_stats(reachd.pid)[0])
@@ -196,7 +208,7 @@ channels:
             json.dump({"kind": "campaign", "campaign_id": cid, "segment": {"user_ids": ["warm-up"]}, "channels": {"sms": 100},
                        "template": {"body": "warm-up"}, "quiet_hours": False}, f)
         subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
             if psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") == "done":
                 return
@@ -228,7 +240,8 @@ channels:
         try:
             say(f"trigger latency: {rate} events/s for {seconds} s")
             subprocess.run([REACHD, "bench", "events", "--config", f"{self.dir}/bench.yaml", "--rate", "1", "--seconds", "1",
-                            "--event", "bench.warm", "--users", "1"], check=True, env=self.env, stdout=subprocess.DEVNULL)
+                            "--event", "bench.warm", "--users", "1"], check=True, env=self.env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
             for _ in range(300):
                 if self.latency_stats()["messages"] >= 1:
                     break
@@ -239,7 +252,7 @@ channels:
             perf = start_perf(reachd.pid, "triggers") if profile else None
             out = subprocess.run([REACHD, "bench", "events", "--config", f"{self.dir}/bench.yaml", "--rate", str(rate),
                                   "--seconds", str(seconds), "--event", "bench.ping", "--users", "100000"],
-                                 check=True, env=self.env, capture_output=True, text=True).stdout
+                                 check=True, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
             m = re.search(r"events: (\d+) published in ([\d.]+) s \((\d+)/s\), (\d+) failed", out)
             published = int(m[1])
             deadline = time.time() + 60

@@ -142,6 +142,13 @@ public enum Migrations {
         CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_delivery
             ON reach.dead_letters (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL;
         """),
+        // Only `scheduled` rows are ever looked up by status (pending retries,
+        // the stale-row sweep): a partial index holds just those, instead of
+        // one entry per delivery maintained on every write (benchmark finding).
+        Migration(version: 3, name: "index only scheduled deliveries", sql: """
+        DROP INDEX IF EXISTS reach.deliveries_status;
+        CREATE INDEX IF NOT EXISTS deliveries_scheduled ON reach.deliveries (campaign_id, updated_at) WHERE status = 'scheduled';
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }
