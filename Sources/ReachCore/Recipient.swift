@@ -83,14 +83,28 @@ public struct OutboundMessage: Sendable, Equatable {
 extension OutboundMessage {
     /// The message as SPEC §6's JSON object; `maskAddress` masks `to` for files meant for reading.
     public func json(maskAddress: Bool = false) -> String {
-        var w = JSONObjectWriter()
-        w.add("message_id", messageID)
-        w.add("campaign_id", campaignID)
-        w.add("user_id", userID)
-        w.add("channel", channel)
-        w.add("to", maskAddress ? Redaction.maskText(to) : to)
-        w.add("title", title)
-        w.add("body", body)
-        return w.finish()
+        var text = ""
+        text.reserveCapacity(320)
+        appendJSON(to: &text, maskAddress: maskAddress)
+        return text
+    }
+
+    /// Appends the JSON object to `text` (a provider batch is built in one string).
+    public func appendJSON(to text: inout String, maskAddress: Bool = false) {
+        text += "{\"message_id\":"
+        JSONText.quote(messageID, into: &text)
+        text += ",\"campaign_id\":"
+        JSONText.quote(campaignID, into: &text)
+        text += ",\"user_id\":"
+        JSONText.quote(userID, into: &text)
+        text += ",\"channel\":"
+        JSONText.quote(channel, into: &text)
+        text += ",\"to\":"
+        JSONText.quote(maskAddress ? Redaction.maskText(to) : to, into: &text)
+        text += ",\"title\":"
+        JSONText.quote(title, into: &text)
+        text += ",\"body\":"
+        JSONText.quote(body, into: &text)
+        text += "}"
     }
 }

@@ -144,7 +144,9 @@ public struct DeliveryStore: Sendable {
     public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = []) async throws -> Int {
         let statuses = rows.map(\.status)
         return try await client.withTransaction { conn in
+            // Counted in SQL: a page's 5 000 RETURNING rows need not travel back.
             let changed = try await conn.query("""
+                WITH changed AS (
                 INSERT INTO reach.deliveries AS d
                     (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
                 SELECT $1, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
@@ -157,13 +159,17 @@ public struct DeliveryStore: Sendable {
                     last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
                 WHERE d.status NOT IN ('sent', 'skipped', 'dead')
                 RETURNING (xmax = 0) AS inserted, status
+                )
+                SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed FROM changed GROUP BY status
                 """, [campaignID, rows.map(\.userID), rows.map(\.channel), statuses, rows.map(\.reason), rows.map(\.attempts),
                       rows.map(\.messageID), rows.map(\.providerRef), rows.map(\.lastError)])
             var inserted = 0
+            var total = 0
             var byStatus: [String: Int] = [:]
             for row in changed {
-                if row.bool("inserted") == true { inserted += 1 }
-                byStatus[row["status"] ?? "", default: 0] += 1
+                inserted += row.int(1) ?? 0
+                byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0
+                total += row.int(2) ?? 0
             }
             if !deadLetters.isEmpty {
                 try await conn.query("""
@@ -182,7 +188,7 @@ public struct DeliveryStore: Sendable {
                 WHERE id = $1
                 """, [campaignID, inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, byStatus["failed"] ?? 0,
                       byStatus["dead"] ?? 0, checkpoint])
-            return changed.count
+            return total
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ReachCore
 import Logging
 import NIOCore
 import Synchronization
@@ -29,8 +30,8 @@ public final class DevProvider: Sendable {
         public var per_second: Double
     }
 
-    struct Batch: Decodable {
-        struct Message: Decodable {
+    struct Batch {
+        struct Message {
             let message_id: String
             let channel: String?
             let to: String?
@@ -38,6 +39,19 @@ public final class DevProvider: Sendable {
             let body: String?
         }
         let messages: [Message]
+
+        /// SPEC §6's request body; nil when it is not one.
+        init?(_ bytes: [UInt8]) {
+            guard let items = (try? JSONParser.parse(bytes))?["messages"]?.array else { return nil }
+            var messages: [Message] = []
+            messages.reserveCapacity(items.count)
+            for item in items {
+                guard let id = item["message_id"]?.string else { return nil }
+                messages.append(Message(message_id: id, channel: item["channel"]?.string, to: item["to"]?.string,
+                                        title: item["title"]?.string, body: item["body"]?.string))
+            }
+            self.messages = messages
+        }
     }
 
     /// What a test or demo wants the provider to answer for a request (nil: accept all).
@@ -93,7 +107,7 @@ public final class DevProvider: Sendable {
             let body = try await request.body.collect(upTo: 64 << 20)
             let receivedAt = Self.nowMicros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
-            guard let batch = try? JSONDecoder().decode(Batch.self, from: Data(buffer: body)) else {
+            guard let batch = Batch(Array(buffer: body)) else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))
             }
             let number = self.state.withLock { s -> Int in
