@@ -19,11 +19,26 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
 /// Arrays bind as array literals (`{"a","b",NULL}`), for `unnest($1::text[])` batches.
 extension Array: PostgresBindable where Element: PostgresBindable {
     public var postgresText: String? {
+        // The page writes bind eight 5 000-element arrays: the common element
+        // types take a specialised path instead of a witness call per element.
+        // (Exact type checks: a cast such as [String] → [String?] would convert element by element.)
+        if Element.self == String?.self { return ArrayLiteral.text(self as! [String?], count: count) { $0 } }
+        if Element.self == String.self { return ArrayLiteral.text(self as! [String], count: count) { $0 } }
+        if Element.self == Int.self { return ArrayLiteral.text(self as! [Int], count: count) { String($0) } }
+        return ArrayLiteral.text(self, count: count) { $0.postgresText }
+    }
+}
+
+enum ArrayLiteral {
+    @inline(__always)
+    static func text<S: Sequence>(_ elements: S, count: Int, _ render: (S.Element) -> String?) -> String {
         var out = "{"
-        out.reserveCapacity(count * 40)
-        for (i, element) in enumerated() {
-            if i > 0 { out += "," }
-            guard let text = element.postgresText else { out += "NULL"; continue }
+        out.reserveCapacity(count * 40 + 2)
+        var first = true
+        for element in elements {
+            if !first { out += "," }
+            first = false
+            guard let text = render(element) else { out += "NULL"; continue }
             out += "\""
             if text.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C }) {
                 for c in text.unicodeScalars {
@@ -35,6 +50,7 @@ extension Array: PostgresBindable where Element: PostgresBindable {
             }
             out += "\""
         }
-        return out + "}"
+        out += "}"
+        return out
     }
 }
