@@ -24,6 +24,23 @@ struct CircuitBreakerTests {
         #expect(!b.isOpen, "the failures are 20 s old")
     }
 
+    @Test("a busy window (thousands of calls, compacted as it slides) keeps an exact failure count")
+    func busyWindow() {
+        var b = CircuitBreaker(failureRate: 0.5, window: .seconds(1), minimumCalls: 10, coolDown: .seconds(5))
+        // 10 000 calls over 10 s, one in three failing: never half, never open.
+        for i in 0..<10_000 { b.record(success: i % 3 != 0, now: t0 + .milliseconds(i)) }
+        #expect(!b.isOpen)
+        // Then failures only. After k of them the 1 s window (≈1 000 calls) holds
+        // ≈333 + 2k/3 failures, which reaches half at k ≈ 250.
+        var opened = 0
+        for i in 0..<1_000 where !b.isOpen {
+            b.record(success: false, now: t0 + .milliseconds(10_000 + i))
+            opened = i + 1
+        }
+        #expect(b.isOpen)
+        #expect((245...255).contains(opened), "opened after \(opened) failures")
+    }
+
     @Test("after the cool-down one probe goes; success closes, failure reopens")
     func halfOpen() {
         var b = CircuitBreaker(failureRate: 0.5, window: .seconds(10), minimumCalls: 2, coolDown: .seconds(5))

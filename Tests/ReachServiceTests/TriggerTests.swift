@@ -65,4 +65,65 @@ struct TriggerTests {
         let rows = try await pg.query("SELECT campaign_id, status FROM reach.deliveries WHERE user_id = 'u00002' ORDER BY 1")
         #expect(rows.allSatisfy { $0[1] == "sent" || $0[0] == "t:paid-later:evt-2" })
     }
+
+    @Test("a backlog of events goes out in batches: each (rule, event) once, copies in the same batch once, bad ones dead-lettered, all offsets committed")
+    func batchedBacklog() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 50)
+        let pg = PostgresClient(url: url, poolSize: 1)
+        try await pg.query("""
+            INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES
+              ('shipped', 'order.shipped', '{"push": 1}', '{"body": "{{properties.n}} shipped"}', false),
+              ('shipped-inbox', 'order.shipped', '{"inapp": 1}', '{"body": "{{properties.n}}"}', false)
+            """)
+        // The backlog is on the topic before the daemon starts, so its first polls return many at once.
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: kafka.bootstrapServers))
+        var sends: [String] = []
+        for i in 0..<300 {
+            let user = String(format: "u%05d", i % 50 + 1)
+            sends.append(#"{"event_id": "e-\#(i)", "event": "order.shipped", "user_id": "\#(user)", "properties": {"n": \#(i)}}"#)
+            if i % 30 == 0 { sends.append(sends.last!) }  // a copy right behind the original
+        }
+        sends.insert(#"{"event": "order.shipped"}"#, at: 100)
+        sends.insert("not json", at: 200)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, value) in sends.enumerated() {
+                group.addTask { _ = try await producer.send(topic: "reach.events", key: "k\(i % 7)", value: value) }
+            }
+            try await group.waitForAll()
+        }
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+
+        let observer = try KafkaConsumer(configuration: .init(bootstrapServers: kafka.bootstrapServers,
+                                                               groupID: configuration.kafka.groupID + ".events", topics: []))
+        defer { Task { await observer.close() } }
+        let partitions = [TopicPartition("reach.events", 0), TopicPartition("reach.events", 1)]
+        #expect(try await eventually(timeout: .seconds(30)) {
+            try await observer.committedOffsets(partitions).values.compactMap { $0 }.reduce(0, +) == Int64(sends.count)
+        })
+        // Every (rule, event) has one row: sent, or skipped for users the seed opted out.
+        for rule in ["shipped", "shipped-inbox"] {
+            let rows = try await pg.query("SELECT status, reason, count(*) FROM reach.deliveries WHERE campaign_id LIKE $1 GROUP BY 1, 2",
+                                          ["t:\(rule):%"])
+            #expect(rows.map { $0.int(2) ?? 0 }.reduce(0, +) == 300, "\(rule)")
+            #expect(rows.allSatisfy { $0[0] == "sent" || ($0[0] == "skipped" && $0[1] == "opted_out") }, "\(rule)")
+        }
+        let sent = try await pg.query("SELECT message_id, campaign_id FROM reach.deliveries WHERE campaign_id LIKE 't:shipped:%' AND status = 'sent'")
+        #expect(sent.count > 250)
+        #expect(provider.stats.distinct == sent.count && provider.stats.messages == sent.count, "\(provider.stats)")
+        #expect(provider.stats.requests < sent.count / 10, "events share provider requests: \(provider.stats.requests)")
+        for row in sent.prefix(20) {
+            let n = (row[1] ?? "").split(separator: "-").last.map(String.init) ?? ""
+            #expect(provider.message(row[0] ?? "")?.body == "\(n) shipped")
+        }
+        #expect(try await pg.query("SELECT count(*) FROM reach.inbox WHERE campaign_id LIKE 't:shipped-inbox:%'").first?.int(0)
+                == pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id LIKE 't:shipped-inbox:%' AND status = 'sent'").first?.int(0))
+        #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE source = 'input' AND topic = 'reach.events'").first?.int(0) == 2)
+    }
 }
