@@ -2,6 +2,7 @@ import Foundation
 import ReachCore
 import ReachKafka
 import ReachPostgres
+import ReachRedis
 import ReachService
 import Testing
 import TestSupport
@@ -125,5 +126,49 @@ struct TriggerTests {
         #expect(try await pg.query("SELECT count(*) FROM reach.inbox WHERE campaign_id LIKE 't:shipped-inbox:%'").first?.int(0)
                 == pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id LIKE 't:shipped-inbox:%' AND status = 'sent'").first?.int(0))
         #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE source = 'input' AND topic = 'reach.events'").first?.int(0) == 2)
+    }
+
+    @Test("a first trigger send that was deferred (quiet hours, open breaker: no attempt spent) goes out when its item fires")
+    func deferredFirstAttempt() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 5)
+        let pg = PostgresClient(url: url, poolSize: 1)
+        try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template) VALUES ('later', 'x', '{"sms": 1}', '{"body": "deferred {{properties.k}}"}')"#)
+        let campaignID = "t:later:evt-9"
+        let messageID = MessageID.make(campaignID: campaignID, userID: "u00003")
+        // What the dispatcher leaves behind for a deferral: the row `scheduled` with 0 attempts, and a retry item.
+        try await pg.query("""
+            INSERT INTO reach.deliveries (campaign_id, user_id, channel, status, reason, attempts, message_id)
+            VALUES ($1, 'u00003', 'sms', 'scheduled', 'quiet_hours', 0, $2)
+            """, [campaignID, messageID])
+        let event = #"{"event_id":"evt-9","event":"x","user_id":"u00003","properties":{"k":"v"}}"#
+        var trigger = JSONObjectWriter()
+        trigger.add("kind", "trigger")
+        trigger.add("rule_id", "later")
+        trigger.add("event", event)
+        var payload = JSONObjectWriter()
+        payload.add("kind", "retry")
+        payload.add("campaign_id", campaignID)
+        payload.add("user_id", "u00003")
+        payload.add("channel", "sms")
+        payload.add("attempts", 0)
+        payload.add("trigger", trigger.finish())
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let redis = try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 1)
+        let queue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
+        try await queue.schedule(id: "retry:\(campaignID):u00003", payload: payload.finish(), dueMs: Int64(Date().timeIntervalSince1970 * 1000))
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+
+        #expect(try await eventually(timeout: .seconds(20)) { provider.received[messageID] == 1 })
+        #expect(provider.message(messageID)?.body == "deferred v")
+        #expect(try await eventually(timeout: .seconds(10)) {
+            let row = try await pg.query("SELECT status, attempts FROM reach.deliveries WHERE campaign_id = $1", [campaignID]).first
+            return row?[0] == "sent" && row?.int(1) == 1
+        })
     }
 }

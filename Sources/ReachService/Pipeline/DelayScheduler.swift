@@ -130,7 +130,12 @@ public final class DelayScheduler: Service, Sendable {
             logger.info("trigger rule gone; delayed send dropped", metadata: ["rule": "\(delayed.rule_id)"])
             return
         }
-        try await triggerSender.send(rule: rule, event: event, attempt: attempt, channel: channel)
+        if let channel {
+            try await triggerSender.resend(rule: rule, event: event, attempt: attempt, channel: channel)
+        } else {
+            // The rule's delay is over: the first send, as if the event had just arrived.
+            try await triggerSender.sendFirst([(rule, event)])
+        }
     }
 
     /// One more attempt for each retry of a campaign, on the channel first chosen.

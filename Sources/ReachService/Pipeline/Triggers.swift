@@ -128,36 +128,25 @@ struct TriggerSender: Sendable {
         try await deliveries.recordEach(rows: rows, deadLetters: letters)
     }
 
-    /// `attempt`: the attempt number; `channel`: the channel of an earlier attempt (retries keep it).
-    func send(rule: TriggerRule, event: TriggerEvent, attempt: Int = 1, channel: String? = nil) async throws {
+    /// Another attempt on `channel` for a send whose row is `scheduled`: a retry
+    /// (`attempt` > 1) or a deferral that spent no attempt (open breaker, quiet
+    /// hours: `attempt` is 1 again). Anything but `scheduled` means it is settled.
+    func resend(rule: TriggerRule, event: TriggerEvent, attempt: Int, channel: String) async throws {
         let campaignID = rule.campaignID(for: event)
         let deliveries = DeliveryStore(client: infrastructure.postgres)
-        let current = try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID]
-        // Idempotent per (event_id, rule): a redelivered event finds its row and stops.
-        if attempt == 1, current != nil { return }
-        if attempt > 1, current != "scheduled" { return }
+        guard try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID] == "scheduled" else { return }
         let planner = try planner(for: rule, event: event)
         let recipient = try await SegmentSource(client: infrastructure.postgres).page(.userIDs([event.userID]), after: nil, limit: 1).first
             ?? Recipient(userID: event.userID)
-        let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
         var rows: [DeliveryStore.Row] = []
         var attempts: [Dispatcher.Attempt] = []
-        let messageID = MessageID.make(campaignID: campaignID, userID: event.userID)
-        if let channel {
-            if !recipient.isOptedOut(of: channel), let message = planner.message(for: recipient, channel: channel) {
-                attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
-            } else {
-                rows.append(.init(userID: event.userID, channel: channel, status: "skipped",
-                                  reason: recipient.isOptedOut(of: channel) ? "opted_out" : "no_address", attempts: attempt - 1, messageID: messageID))
-            }
+        if !recipient.isOptedOut(of: channel), let message = planner.message(for: recipient, channel: channel) {
+            let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
+            attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
         } else {
-            switch planner.plan(recipient) {
-            case .skip(let reason, let channel):
-                rows.append(.init(userID: event.userID, channel: channel, status: "skipped", reason: reason, attempts: 0, messageID: messageID))
-                metrics.message(channel: channel ?? "none", status: "skipped")
-            case .send(let message):
-                attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
-            }
+            rows.append(.init(userID: event.userID, channel: channel, status: "skipped",
+                              reason: recipient.isOptedOut(of: channel) ? "opted_out" : "no_address", attempts: attempt - 1,
+                              messageID: MessageID.make(campaignID: campaignID, userID: event.userID)))
         }
         let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event")
         try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
