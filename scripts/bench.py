@@ -137,7 +137,7 @@ class Stack:
                         REACH_REDIS_URL=f"redis://127.0.0.1:{self.redis}/0", REACH_HTTP_PORT=str(self.http))
         with open(f"{self.dir}/bench.yaml", "w") as f:
             f.write(f"""
-kafka: {{brokers: "{self.kafka}", group_id: bench, properties: {{"fetch.wait.max.ms": "5"}}}}
+kafka: {{brokers: "{self.kafka}", group_id: bench, consumer_properties: {{"fetch.wait.max.ms": "5"}}}}
 http: {{host: 127.0.0.1, port: {self.http}}}
 quiet_hours: {{start: "00:00", end: "00:00"}}
 log: {{level: notice, format: json}}

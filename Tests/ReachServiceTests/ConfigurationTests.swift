@@ -120,9 +120,14 @@ struct ConfigurationTests {
         #expect(secrets.value(env: "TOKEN", file: nil) == "env-secret")
         #expect(secrets.value(env: "UNSET", file: file) == "file-secret")
         #expect(secrets.value(env: nil, file: "/nonexistent") == nil)
-        let yaml = "kafka: {brokers: embedded, properties: {sasl.password: hunter2}}"
+        let yaml = "kafka: {brokers: embedded, properties: {sasl.password: hunter2}, consumer_properties: {ssl.key.password: x}}"
         let (_, problems) = ConfigLoader.load(path: try writeConfig(yaml), environment: [:])
         #expect(problems.contains { $0.path == "kafka.properties.sasl.password" })
+        #expect(problems.contains { $0.path == "kafka.consumer_properties.ssl.key.password" })
+
+        let fine = "kafka: {brokers: embedded, consumer_properties: {fetch.wait.max.ms: '5'}}"
+        let (configuration, none) = ConfigLoader.load(path: try writeConfig(fine), environment: [:])
+        #expect(none.isEmpty && configuration.kafka.consumerProperties == ["fetch.wait.max.ms": "5"])
     }
 }
 

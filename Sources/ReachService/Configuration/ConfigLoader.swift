@@ -89,8 +89,10 @@ struct ConfigValidator {
         }
         check(Set(c.kafka.topics.all).count == 3, "kafka.topics", "tasks, events and dlq must be three different topics")
         check((1...1000).contains(c.kafka.partitions), "kafka.partitions", "must be 1-1000")
-        for name in c.kafka.properties.keys where name.contains("password") || name.contains("secret") {
-            check(false, "kafka.properties.\(name)", "secrets may not be set in configuration; use the environment")
+        for (section, map) in [("properties", c.kafka.properties), ("consumer_properties", c.kafka.consumerProperties)] {
+            for name in map.keys where name.contains("password") || name.contains("secret") {
+                check(false, "kafka.\(section).\(name)", "secrets may not be set in configuration; use the environment")
+            }
         }
 
         // PostgreSQL

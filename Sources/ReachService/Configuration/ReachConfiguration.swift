@@ -94,8 +94,10 @@ public struct KafkaSettings: Decodable, Sendable {
     public var topics = TopicNames()
     /// Partitions of each topic the embedded broker creates.
     public var partitions = 4
-    /// Extra librdkafka properties (e.g. `security.protocol`); values may not hold secrets.
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`); values may not hold secrets.
     public var properties: [String: String] = [:]
+    /// Extra librdkafka properties for the consumers only (e.g. `fetch.wait.max.ms`), over `properties`.
+    public var consumerProperties: [String: String] = [:]
 
     public init() {}
     public var isEmbedded: Bool { brokers == "embedded" }
@@ -103,6 +105,7 @@ public struct KafkaSettings: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case brokers, topics, partitions, properties
         case groupID = "group_id"
+        case consumerProperties = "consumer_properties"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -113,6 +116,7 @@ public struct KafkaSettings: Decodable, Sendable {
         topics = try c.value(.topics, d.topics)
         partitions = try c.value(.partitions, d.partitions)
         properties = try c.value(.properties, d.properties)
+        consumerProperties = try c.value(.consumerProperties, d.consumerProperties)
     }
 }
 

@@ -57,7 +57,8 @@ public final class Infrastructure: Sendable {
     public func makeConsumer(topics: [String], groupSuffix: String = "", logger: Logger) throws -> KafkaConsumer {
         try KafkaConsumer(
             configuration: .init(bootstrapServers: kafkaBootstrap, groupID: configuration.kafka.groupID + groupSuffix,
-                                 topics: topics, properties: configuration.kafka.properties),
+                                 topics: topics,
+                                 properties: configuration.kafka.properties.merging(configuration.kafka.consumerProperties) { _, own in own }),
             logger: logger)
     }
 
