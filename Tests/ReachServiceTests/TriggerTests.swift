@@ -67,7 +67,7 @@ struct TriggerTests {
         #expect(rows.allSatisfy { $0[1] == "sent" || $0[0] == "t:paid-later:evt-2" })
     }
 
-    @Test("a backlog of events goes out in batches: each (rule, event) once, copies in the same batch once, bad ones dead-lettered, all offsets committed")
+    @Test("a backlog of events goes out in batches: each (rule, event) once, copies in the same batch once, bad ones dead-lettered, a rule that cannot render is left out, all offsets committed")
     func batchedBacklog() async throws {
         let kafka = try embeddedKafka()
         let provider = DevProvider()
@@ -78,7 +78,8 @@ struct TriggerTests {
         try await pg.query("""
             INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES
               ('shipped', 'order.shipped', '{"push": 1}', '{"body": "{{properties.n}} shipped"}', false),
-              ('shipped-inbox', 'order.shipped', '{"inapp": 1}', '{"body": "{{properties.n}}"}', false)
+              ('shipped-inbox', 'order.shipped', '{"inapp": 1}', '{"body": "{{properties.n}}"}', false),
+              ('broken', 'order.shipped', '{"sms": 1}', '{"body": "{{#open}} never closed"}', false)
             """)
         // The backlog is on the topic before the daemon starts, so its first polls return many at once.
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: kafka.bootstrapServers))
@@ -126,6 +127,7 @@ struct TriggerTests {
         #expect(try await pg.query("SELECT count(*) FROM reach.inbox WHERE campaign_id LIKE 't:shipped-inbox:%'").first?.int(0)
                 == pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id LIKE 't:shipped-inbox:%' AND status = 'sent'").first?.int(0))
         #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE source = 'input' AND topic = 'reach.events'").first?.int(0) == 2)
+        #expect(try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id LIKE 't:broken:%'").first?.int(0) == 0)
     }
 
     @Test("a first trigger send that was deferred (quiet hours, open breaker: no attempt spent) goes out when its item fires")

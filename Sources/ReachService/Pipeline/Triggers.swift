@@ -76,6 +76,7 @@ struct TriggerSender: Sendable {
     let metrics: PipelineMetrics
     /// Each rule's templates, compiled once (per version of the rule).
     let planners = PlannerCache()
+    var logger = Logger(label: "reach.triggers")
 
     func planner(for rule: TriggerRule, event: TriggerEvent) throws -> DeliveryPlanner {
         let base: DeliveryPlanner
@@ -111,7 +112,16 @@ struct TriggerSender: Sendable {
         for (rule, event) in todo {
             let campaignID = rule.campaignID(for: event)
             let recipient = recipients[event.userID] ?? Recipient(userID: event.userID)
-            switch try planner(for: rule, event: event).plan(recipient) {
+            let planner: DeliveryPlanner
+            do {
+                planner = try self.planner(for: rule, event: event)
+            } catch {
+                // Rules are compiled when loaded, so this is not expected; if it happens the
+                // rule is at fault, not the infrastructure: retrying would stall the partition.
+                logger.error("trigger rule cannot render; send dropped", metadata: ["rule": "\(rule.id)", "error": "\(error)"])
+                continue
+            }
+            switch planner.plan(recipient) {
             case .skip(let reason, let channel):
                 rows.append((campaignID, .init(userID: event.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
                                                messageID: MessageID.make(campaignID: campaignID, userID: event.userID))))
