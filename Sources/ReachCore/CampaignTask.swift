@@ -232,7 +232,15 @@ public struct TaskParser: Sendable {
                     body: try optionalString("body", in: parts, path: "template.channels.\(channel).body"))
             }
         }
-        return TemplateSpec(title: title, body: body, channels: overrides)
+        let spec = TemplateSpec(title: title, body: body, channels: overrides)
+        // Compiled here, so a template that cannot render is refused with the task
+        // (or the trigger rule), not found when the first message is due.
+        _ = try MessageTemplate(title: title, body: body, path: "template")
+        for channel in overrides.keys {
+            let (t, b) = spec.sources(for: channel)
+            _ = try MessageTemplate(title: t, body: b, path: "template.channels.\(channel)")
+        }
+        return spec
     }
 
     func schedule(_ value: JSONValue?) throws -> CampaignSchedule {

@@ -75,12 +75,6 @@ public struct TriggerRule: Sendable, Equatable {
         self.template = try parser.template(try json(templateJSON, "template"))
         self.delaySeconds = delaySeconds
         self.quietHours = quietHours
-        // Compile every template the rule can use now: a rule that cannot render
-        // is refused when it is loaded, not when an event arrives.
-        for channel in Set(weights.map(\.channel) + fallback) {
-            let (title, body) = template.sources(for: channel)
-            _ = try MessageTemplate(title: title, body: body, path: template.channels[channel] == nil ? "template" : "template.channels.\(channel)")
-        }
     }
 
     /// The campaign id of this rule's send for one event: `(event_id, rule)` is the idempotency unit.
