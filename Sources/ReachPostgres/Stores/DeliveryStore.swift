@@ -87,35 +87,55 @@ public struct DeliveryStore: Sendable {
     public func recordEach(rows: [(campaignID: String, row: Row)], deadLetters: [(campaignID: String, letter: DeadLetter)]) async throws {
         guard !rows.isEmpty || !deadLetters.isEmpty else { return }
         try await client.withTransaction { conn in
-            if !rows.isEmpty {
-                let r = rows.map(\.row)
-                try await conn.query("""
-                    INSERT INTO reach.deliveries AS d
-                        (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
-                    SELECT t.campaign_id, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
-                           CASE WHEN t.status = 'sent' THEN now() END
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
-                         AS t(campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error)
-                    ON CONFLICT (campaign_id, user_id) DO UPDATE SET
-                        channel = excluded.channel, status = excluded.status, reason = excluded.reason,
-                        attempts = excluded.attempts, provider_ref = excluded.provider_ref,
-                        last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
-                    WHERE d.status NOT IN ('sent', 'skipped', 'dead')
-                    """, [rows.map(\.campaignID), r.map(\.userID), r.map(\.channel), r.map(\.status), r.map(\.reason), r.map(\.attempts),
-                          r.map(\.messageID), r.map(\.providerRef), r.map(\.lastError)])
-            }
-            if !deadLetters.isEmpty {
-                let d = deadLetters.map(\.letter)
-                try await conn.query("""
-                    INSERT INTO reach.dead_letters (reason, error, source, campaign_id, user_id, channel, attempts, payload)
-                    SELECT t.reason, t.error, 'delivery', t.campaign_id, t.user_id, t.channel, t.attempts, t.payload::jsonb
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
-                         AS t(campaign_id, user_id, channel, reason, error, attempts, payload)
-                    ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
-                    """, [deadLetters.map(\.campaignID), d.map(\.userID), d.map(\.channel), d.map(\.reason), d.map(\.error),
-                          d.map(\.attempts), d.map(\.payloadJSON)])
-            }
+            _ = try await Self.upsert(conn, campaignIDs: rows.map(\.campaignID), rows: rows.map(\.row))
+            try await Self.insert(conn, campaignIDs: deadLetters.map(\.campaignID), deadLetters: deadLetters.map(\.letter))
         }
+    }
+
+    /// Upserts rows, each for the campaign at the same position of `campaignIDs`;
+    /// a row already `sent`, `skipped` or `dead` is never overwritten. Counted in
+    /// SQL: a page's 5 000 RETURNING rows need not travel back.
+    static func upsert(_ conn: PostgresConnection, campaignIDs: [String], rows: [Row]) async throws
+        -> (inserted: Int, changed: Int, byStatus: [String: Int]) {
+        guard !rows.isEmpty else { return (0, 0, [:]) }
+        var result = (inserted: 0, changed: 0, byStatus: [String: Int]())
+        for row in try await conn.query("""
+            WITH changed AS (
+            INSERT INTO reach.deliveries AS d
+                (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
+            SELECT t.campaign_id, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
+                   CASE WHEN t.status = 'sent' THEN now() END
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
+                 AS t(campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error)
+            ON CONFLICT (campaign_id, user_id) DO UPDATE SET
+                channel = excluded.channel, status = excluded.status, reason = excluded.reason,
+                attempts = excluded.attempts, provider_ref = excluded.provider_ref,
+                last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
+            WHERE d.status NOT IN ('sent', 'skipped', 'dead')
+            RETURNING (xmax = 0) AS inserted, status
+            )
+            SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed FROM changed GROUP BY status
+            """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status), rows.map(\.reason), rows.map(\.attempts),
+                  rows.map(\.messageID), rows.map(\.providerRef), rows.map(\.lastError)]) {
+            result.inserted += row.int(1) ?? 0
+            result.changed += row.int(2) ?? 0
+            result.byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0
+        }
+        return result
+    }
+
+    /// Dead letters, each for the campaign at the same position; one per
+    /// (campaign, user) until it is replayed.
+    static func insert(_ conn: PostgresConnection, campaignIDs: [String], deadLetters: [DeadLetter]) async throws {
+        guard !deadLetters.isEmpty else { return }
+        try await conn.query("""
+            INSERT INTO reach.dead_letters (reason, error, source, campaign_id, user_id, channel, attempts, payload)
+            SELECT t.reason, t.error, 'delivery', t.campaign_id, t.user_id, t.channel, t.attempts, t.payload::jsonb
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
+                 AS t(campaign_id, user_id, channel, reason, error, attempts, payload)
+            ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
+            """, [campaignIDs, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason), deadLetters.map(\.error),
+                  deadLetters.map(\.attempts), deadLetters.map(\.payloadJSON)])
     }
 
     /// The users of `userIDs` that already have a row, with its status.
@@ -142,53 +162,18 @@ public struct DeliveryStore: Sendable {
     /// never overwritten. Returns how many rows changed.
     @discardableResult
     public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = []) async throws -> Int {
-        let statuses = rows.map(\.status)
-        return try await client.withTransaction { conn in
-            // Counted in SQL: a page's 5 000 RETURNING rows need not travel back.
-            let changed = try await conn.query("""
-                WITH changed AS (
-                INSERT INTO reach.deliveries AS d
-                    (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
-                SELECT $1, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
-                       CASE WHEN t.status = 'sent' THEN now() END
-                FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
-                     AS t(user_id, channel, status, reason, attempts, message_id, provider_ref, last_error)
-                ON CONFLICT (campaign_id, user_id) DO UPDATE SET
-                    channel = excluded.channel, status = excluded.status, reason = excluded.reason,
-                    attempts = excluded.attempts, provider_ref = excluded.provider_ref,
-                    last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
-                WHERE d.status NOT IN ('sent', 'skipped', 'dead')
-                RETURNING (xmax = 0) AS inserted, status
-                )
-                SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed FROM changed GROUP BY status
-                """, [campaignID, rows.map(\.userID), rows.map(\.channel), statuses, rows.map(\.reason), rows.map(\.attempts),
-                      rows.map(\.messageID), rows.map(\.providerRef), rows.map(\.lastError)])
-            var inserted = 0
-            var total = 0
-            var byStatus: [String: Int] = [:]
-            for row in changed {
-                inserted += row.int(1) ?? 0
-                byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0
-                total += row.int(2) ?? 0
-            }
-            if !deadLetters.isEmpty {
-                try await conn.query("""
-                    INSERT INTO reach.dead_letters (reason, error, source, campaign_id, user_id, channel, attempts, payload)
-                    SELECT t.reason, t.error, 'delivery', $1, t.user_id, t.channel, t.attempts, t.payload::jsonb
-                    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
-                         AS t(user_id, channel, reason, error, attempts, payload)
-                    ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
-                    """, [campaignID, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason),
-                          deadLetters.map(\.error), deadLetters.map(\.attempts), deadLetters.map(\.payloadJSON)])
-            }
+        try await client.withTransaction { conn in
+            let changed = try await Self.upsert(conn, campaignIDs: Array(repeating: campaignID, count: rows.count), rows: rows)
+            try await Self.insert(conn, campaignIDs: Array(repeating: campaignID, count: deadLetters.count), deadLetters: deadLetters)
+            let byStatus = changed.byStatus
             try await conn.query("""
                 UPDATE reach.campaigns SET
                     targeted = targeted + $2, sent = sent + $3, skipped = skipped + $4, failed = failed + $5, dead = dead + $6,
                     checkpoint = coalesce($7, checkpoint), updated_at = now()
                 WHERE id = $1
-                """, [campaignID, inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, byStatus["failed"] ?? 0,
+                """, [campaignID, changed.inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, byStatus["failed"] ?? 0,
                       byStatus["dead"] ?? 0, checkpoint])
-            return total
+            return changed.changed
         }
     }
 }
