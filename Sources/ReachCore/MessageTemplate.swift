@@ -20,12 +20,7 @@ public struct MessageTemplate: Sendable {
     }
 
     /// Variables: the recipient's fields, `attrs.*`, `data.*` and, for trigger
-    /// events, `properties.*`.
-    public func render(recipient: Recipient, data: [String: JSONValue], properties: [String: JSONValue]? = nil) -> (title: String, body: String) {
-        render(recipient: recipient, data: JSONScope(data), properties: properties.map(JSONScope.init))
-    }
-
-    /// Renders with `data` already wrapped (it is the same for a whole campaign).
+    /// events, `properties.*`. `data` is wrapped once per campaign.
     public func render(recipient: Recipient, data: JSONScope, properties: JSONScope? = nil) -> (title: String, body: String) {
         let scope = RecipientScope(recipient: recipient, data: data, properties: properties)
         return (title?.render(scope) ?? "", body.render(scope))
@@ -86,22 +81,18 @@ public struct DeliveryPlanner: Sendable {
 
     public private(set) var campaignID: String
     public let router: ChannelRouter
-    public let data: [String: JSONValue]
-    /// A trigger event's `properties`, for `{{properties.*}}`.
-    public private(set) var properties: [String: JSONValue]?
     private let templates: [String: MessageTemplate]
+    /// The task's `data`, and a trigger event's `properties` (`{{properties.*}}`), as templates see them.
     private let dataScope: JSONScope
     private var propertiesScope: JSONScope?
     private let addressFields: [String: AddressField]
 
     /// Compiles the template once per channel the campaign may use.
-    public init(task: CampaignTask, addressFields: [String: AddressField], properties: [String: JSONValue]? = nil) throws {
+    public init(task: CampaignTask, addressFields: [String: AddressField]) throws {
         self.campaignID = task.campaignID
         self.router = task.router
-        self.data = task.data
-        self.properties = properties
         self.dataScope = JSONScope(task.data)
-        self.propertiesScope = properties.map(JSONScope.init)
+        self.propertiesScope = nil
         var templates: [String: MessageTemplate] = [:]
         for channel in Set(task.weights.map(\.channel) + task.fallback) {
             let (title, body) = task.template.sources(for: channel)
@@ -117,7 +108,6 @@ public struct DeliveryPlanner: Sendable {
     public func retargeted(campaignID: String, properties: [String: JSONValue]?) -> DeliveryPlanner {
         var copy = self
         copy.campaignID = campaignID
-        copy.properties = properties
         copy.propertiesScope = properties.map(JSONScope.init)
         return copy
     }

@@ -38,14 +38,13 @@ public struct DelayQueueBenchmark: Sendable {
         self.shards = shards
     }
 
-    static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     public func run() async throws -> Report {
         let prefix = "reach-bench-\(UInt32.random(in: 0...UInt32.max)):"
         let setup = DelayQueue(redis: try RedisClient(url: redisURL, poolSize: 4), prefix: prefix, shards: shards)
         // Due far enough ahead that scheduling finishes first.
         let lead = Int64(max(2_000, items / 20))
-        let due = Self.nowMs() + lead
+        let due = Epoch.ms() + lead
         let started = Date()
         for chunk in stride(from: 0, to: items, by: 10_000) {
             try await setup.schedule((chunk..<min(chunk + 10_000, items)).map { ("b\($0)", "{\"kind\":\"bench\"}", due) })
@@ -61,10 +60,10 @@ public struct DelayQueueBenchmark: Sendable {
                     while tally.count < items {
                         var got = 0
                         for shard in 0..<shards {
-                            let claimed = try await queue.claim(shard: (shard + s) % shards, nowMs: Self.nowMs(), limit: 1_000,
+                            let claimed = try await queue.claim(shard: (shard + s) % shards, nowMs: Epoch.ms(), limit: 1_000,
                                                                 lease: .seconds(30), owner: "bench-\(s)")
                             guard !claimed.isEmpty else { continue }
-                            tally.fired(claimed.map(\.id), lateness: Self.nowMs() - due)
+                            tally.fired(claimed.map(\.id), lateness: Epoch.ms() - due)
                             try await queue.ack(claimed)
                             got += claimed.count
                         }

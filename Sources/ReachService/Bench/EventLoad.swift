@@ -29,12 +29,6 @@ public struct EventLoad: Sendable {
         self.users = users
     }
 
-    static func nowMicros() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
-
     public func run(rate: Int, seconds: Int) async throws -> Report {
         let total = rate * seconds
         let tick = Duration.milliseconds(10)
@@ -55,7 +49,7 @@ public struct EventLoad: Sendable {
                     w.add("event_id", "bench-\(run)-\(sent)")
                     w.add("event", event)
                     w.add("user_id", user)
-                    w.add("properties", json: "{\"published_us\":\(Self.nowMicros())}")
+                    w.add("properties", json: "{\"published_us\":\(Epoch.micros())}")
                     let value = w.finish()
                     group.addTask {
                         (try? await producer.send(topic: topic, key: user, value: value)) != nil

@@ -82,12 +82,6 @@ public final class DevProvider: Sendable {
         }
         return stats
     }
-
-    static func nowMicros() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
     /// How many times each message id arrived (accepted or not).
     public var received: [String: Int] { state.withLock { $0.seen } }
     /// How many requests carried each `Idempotency-Key`.
@@ -105,7 +99,7 @@ public final class DevProvider: Sendable {
         }
         router.post("**") { request, _ in
             let body = try await request.body.collect(upTo: 64 << 20)
-            let receivedAt = Self.nowMicros()
+            let receivedAt = Epoch.micros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
             guard let batch = Batch(Array(buffer: body)) else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))

@@ -22,7 +22,7 @@ public struct DeadLetterReplay: Sendable {
         // Rows first, then the queue: a crash in between leaves `scheduled`
         // rows without a queue item, which the delay scheduler's sweep re-queues.
         let changed = Set(try await store.markReplayed(letters))
-        let now = Dispatcher.epochMs()
+        let now = Epoch.ms()
         try await queue.schedule(try letters.filter { changed.contains($0.id) }.map { letter in
             try Dispatcher.RetryPayload(campaign_id: letter.campaignID, user_id: letter.userID, channel: letter.channel, attempts: 0)
                 .queueItem(dueMs: now)

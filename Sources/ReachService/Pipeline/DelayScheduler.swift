@@ -56,7 +56,7 @@ public final class DelayScheduler: Service, Sendable {
                 }
                 var fired = 0
                 for shard in 0..<queue.shards {
-                    let items = try await queue.claim(shard: shard, nowMs: Self.nowMs(), limit: 500, lease: lease, owner: owner)
+                    let items = try await queue.claim(shard: shard, nowMs: Epoch.ms(), limit: 500, lease: lease, owner: owner)
                     guard !items.isEmpty else { continue }
                     try await handle(items)
                     try await queue.ack(items)
@@ -82,11 +82,10 @@ public final class DelayScheduler: Service, Sendable {
         logger.warning("re-queueing retries that lost their queue item", metadata: ["count": "\(stale.count)"])
         try await queue.schedule(try stale.map { row in
             try Dispatcher.RetryPayload(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
-                .queueItem(dueMs: Self.nowMs())
+                .queueItem(dueMs: Epoch.ms())
         })
     }
 
-    static func nowMs() -> Int64 { Dispatcher.epochMs() }
 
     func handle(_ items: [DelayQueue.Item]) async throws {
         var retries: [Dispatcher.RetryPayload] = []
@@ -118,7 +117,7 @@ public final class DelayScheduler: Service, Sendable {
 
     func reschedule(_ retries: [Dispatcher.RetryPayload], campaignID: String, in delay: Duration) async throws {
         guard !retries.isEmpty else { return }
-        let due = Self.nowMs() + delay.milliseconds
+        let due = Epoch.ms() + delay.milliseconds
         try await queue.schedule(try retries.map { try $0.queueItem(dueMs: due) })
     }
 

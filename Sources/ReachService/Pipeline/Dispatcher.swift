@@ -45,7 +45,6 @@ struct Dispatcher: Sendable {
         }
     }
 
-    static func epochMs(_ date: Date = Date()) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
 
     let registry: ChannelRegistry
     let breakers: ChannelBreakers
@@ -104,7 +103,7 @@ struct Dispatcher: Sendable {
             }
             let m = attempt.message
             deferred.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
-                                             trigger: attempt.context).queueItem(dueMs: Self.epochMs(end)))
+                                             trigger: attempt.context).queueItem(dueMs: Epoch.ms(end)))
             result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
                                      attempts: attempt.number - 1, messageID: m.messageID))
             counts[m.channel, default: [:]]["retried", default: 0] += 1
@@ -113,7 +112,7 @@ struct Dispatcher: Sendable {
         if registry.hasCaps, !attempts.isEmpty {
             let admitted = try await frequencyCap.admit(
                 attempts.map { ($0.message.userID, $0.message.channel, $0.message.messageID) },
-                maxOverall: registry.capOverall, maxPerChannel: registry.capsPerChannel, nowMs: Int64((wallNow.timeIntervalSince1970 * 1000).rounded()))
+                maxOverall: registry.capOverall, maxPerChannel: registry.capsPerChannel, nowMs: Epoch.ms(wallNow))
             var kept: [Attempt] = []
             for (attempt, ok) in zip(attempts, admitted) {
                 if ok { kept.append(attempt); continue }
@@ -163,7 +162,7 @@ struct Dispatcher: Sendable {
             switch decision {
             case .retry(let after):
                 retries.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
-                                                trigger: attempt.context).queueItem(dueMs: Self.epochMs(now) + after.milliseconds))
+                                                trigger: attempt.context).queueItem(dueMs: Epoch.ms(now) + after.milliseconds))
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
                                          reason: outcome.status == .deferred ? "circuit_open" : "retry",
                                          attempts: attemptsMade, messageID: m.messageID, lastError: error))
@@ -227,7 +226,7 @@ struct Dispatcher: Sendable {
                                 do {
                                     let wait = try await rateLimiter.acquire(
                                         name, count: batch.count, ratePerSecond: rate,
-                                        nowMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()))
+                                        nowMs: Epoch.ms())
                                     if wait > .zero { try await Task.sleep(for: wait) }
                                 } catch {
                                     logger.warning("rate limiter unavailable; batch deferred", metadata: ["error": "\(error)"])

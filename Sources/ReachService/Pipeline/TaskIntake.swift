@@ -59,7 +59,7 @@ public struct TaskIntake: Service {
                     // The start waits in the delay queue; the runner's poll of scheduled_at is the safety net.
                     try await infrastructure.delayQueue.schedule(
                         id: "campaign:\(campaign.campaignID)", payload: #"{"kind":"campaign_start"}"#,
-                        dueMs: Int64((due.timeIntervalSince1970 * 1000).rounded()) + 20)
+                        dueMs: Epoch.ms(due) + 20)
                 }
                 wake()
             } else {

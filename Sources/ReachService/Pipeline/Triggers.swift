@@ -222,7 +222,7 @@ public struct TriggerIntake: Service {
             for rule in rules where seen.insert(rule.campaignID(for: event)).inserted {
                 if rule.delaySeconds > 0 {
                     let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
-                    let due = Int64((Date().timeIntervalSince1970 * 1000).rounded()) + Int64(rule.delaySeconds) * 1000
+                    let due = Epoch.ms() + Int64(rule.delaySeconds) * 1000
                     delayed.append((TriggerSender.delayedID(rule.campaignID(for: event)),
                                     String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), due))
                 } else {
