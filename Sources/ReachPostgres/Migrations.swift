@@ -153,6 +153,12 @@ public enum Migrations {
         DROP INDEX IF EXISTS reach.deliveries_message_id;
         CREATE INDEX IF NOT EXISTS deliveries_scheduled ON reach.deliveries (campaign_id, updated_at) WHERE status = 'scheduled';
         """),
+        // Fencing: every claim of a campaign's lease takes the next epoch, and
+        // every write that follows from the lease names the epoch it holds, so
+        // a runner that lost its lease (frozen, cut off) has its writes refused.
+        Migration(version: 4, name: "campaign lease epochs", sql: """
+        ALTER TABLE reach.campaigns ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

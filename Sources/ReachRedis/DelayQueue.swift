@@ -102,6 +102,35 @@ public struct DelayQueue: Sendable {
         return n
         """)
 
+    // ARGV: now (ms), lease (ms), then id, token pairs. Extends the lease of
+    // each item its claim still holds; returns how many.
+    static let extendScript = RedisScript("""
+        local inflight, items = KEYS[2], KEYS[3]
+        local until = tonumber(ARGV[1]) + tonumber(ARGV[2])
+        local n = 0
+        for i = 3, #ARGV, 2 do
+          local id, token = ARGV[i], ARGV[i + 1]
+          if redis.call('HGET', items, id .. '#token') == token then
+            redis.call('ZADD', inflight, 'XX', until, id)
+            n = n + 1
+          end
+        end
+        return n
+        """)
+
+    /// Renews the lease of claimed items that are still being worked on, so a
+    /// slow handler (rate-limit waits, a dependency outage) keeps them; returns
+    /// how many were still held by their claim.
+    @discardableResult
+    public func extend(_ items: [Item], nowMs: Int64, lease: Duration) async throws -> Int {
+        var held = 0
+        for (shard, group) in Dictionary(grouping: items, by: \.shard) {
+            let arguments: [RedisArgument] = [nowMs, Int(lease.nanoseconds / 1_000_000)] + group.flatMap { [$0.id, $0.token] as [RedisArgument] }
+            held += Int(try await redis.run(Self.extendScript, keys: keys(shard), arguments: arguments).int ?? 0)
+        }
+        return held
+    }
+
     /// Schedules items (id → payload, due at `dueMs` since the epoch); rescheduling an id replaces it.
     public func schedule(_ items: [(id: String, payload: String, dueMs: Int64)]) async throws {
         for (shard, group) in Dictionary(grouping: items, by: { shard(of: $0.id) }) {

@@ -1,3 +1,5 @@
+import ReachCore
+
 /// Per-(campaign, user) send claims in Redis, one Lua call per batch.
 ///
 /// A key is claimed before a send (value: the claiming runner, short TTL),
@@ -29,20 +31,34 @@ public struct IdempotencyStore: Sendable {
         "\(prefix){idem:\(campaignID)}:\(userID)"
     }
 
-    // The caller holds the campaign's runner lease, so a claim left by another
-    // (dead) runner is taken over rather than waited out.
+    // KEYS[1]: the campaign's fence key; the rest: one key per user.
+    // ARGV: claim value, claim TTL (ms), epoch (0: an unfenced caller — a
+    // retry or a trigger send, which no campaign lease covers).
+    // The caller holds the campaign's runner lease, so a claim left by an
+    // earlier holder is taken over rather than waited out; a caller whose
+    // epoch is older than one already seen is refused (-1) and claims nothing.
     static let claimScript = RedisScript("""
+        local epoch = tonumber(ARGV[3])
+        if epoch > 0 then
+          local seen = tonumber(redis.call('GET', KEYS[1]) or '0')
+          if epoch < seen then return -1 end
+          if epoch > seen then redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) end
+        end
         local out = {}
-        for i, key in ipairs(KEYS) do
-          if redis.call('GET', key) == 'sent' then
-            out[i] = 2
+        for i = 2, #KEYS do
+          if redis.call('GET', KEYS[i]) == 'sent' then
+            out[i - 1] = 2
           else
-            redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-            out[i] = 1
+            redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+            out[i - 1] = 1
           end
         end
         return out
         """)
+
+    /// The key that remembers the newest epoch which claimed for a campaign
+    /// (user keys always carry a `:` after the tag, this one does not).
+    public func fenceKey(campaignID: String) -> String { "\(prefix){idem:\(campaignID)}" }
 
     static let markSentScript = RedisScript("""
         for _, key in ipairs(KEYS) do redis.call('SET', key, 'sent', 'PX', ARGV[1]) end
@@ -72,11 +88,17 @@ public struct IdempotencyStore: Sendable {
     }
 
     /// Claims (campaign, user) pairs of any campaigns: one script call per
-    /// campaign (its own hash tag), all in one pipelined round trip.
-    public func claim(_ items: [(campaignID: String, userID: String)], owner: String) async throws -> [Claim] {
-        let replies = try await runGrouped(Self.claimScript, items, arguments: [owner, Int(inFlightTTL.milliseconds)])
+    /// campaign (its own hash tag), all in one pipelined round trip. With a
+    /// `fence` (the claimer holds that campaign lease; `items` are of its
+    /// campaign) the claim is refused with `FencedOut` once a later epoch
+    /// has claimed for the campaign; the value stored is the fence's token.
+    public func claim(_ items: [(campaignID: String, userID: String)], owner: String, fence: Fence? = nil) async throws -> [Claim] {
+        let value = fence?.token ?? owner
+        let replies = try await runGrouped(Self.claimScript, items, fenced: true,
+                                           arguments: [value, Int(inFlightTTL.milliseconds), fence?.epoch ?? 0, Int(sentTTL.milliseconds)])
         var claims = [Claim](repeating: .claimed, count: items.count)
         for (indices, reply) in replies {
+            if let fence, reply.int == -1 { throw FencedOut("idempotency claim", fence: fence) }
             guard let values = reply.array, values.count == indices.count else {
                 throw RedisError(.unexpectedReply, "claim script answered \(reply)")
             }
@@ -89,13 +111,14 @@ public struct IdempotencyStore: Sendable {
         _ = try await runGrouped(Self.markSentScript, items, arguments: [Int(sentTTL.milliseconds)])
     }
 
+    /// `owner` is the claim's value: the owner, or the fence token it claimed with.
     public func release(_ items: [(campaignID: String, userID: String)], owner: String) async throws {
         _ = try await runGrouped(Self.releaseScript, items, arguments: [owner])
     }
 
     /// Runs `script` once per campaign of `items` (pipelined); returns each
     /// call's positions in `items` with its reply.
-    func runGrouped(_ script: RedisScript, _ items: [(campaignID: String, userID: String)],
+    func runGrouped(_ script: RedisScript, _ items: [(campaignID: String, userID: String)], fenced: Bool = false,
                     arguments: [RedisArgument]) async throws -> [(indices: [Int], reply: RedisValue)] {
         guard !items.isEmpty else { return [] }
         var order: [String] = []
@@ -105,7 +128,8 @@ public struct IdempotencyStore: Sendable {
             groups[item.campaignID, default: []].append(index)
         }
         let calls = order.map { campaign in
-            (keys: groups[campaign]!.map { key(campaignID: campaign, userID: items[$0].userID) }, arguments: arguments)
+            (keys: (fenced ? [fenceKey(campaignID: campaign)] : []) + groups[campaign]!.map { key(campaignID: campaign, userID: items[$0].userID) },
+             arguments: arguments)
         }
         let replies = calls.count == 1
             ? [try await redis.run(script, keys: calls[0].keys, arguments: arguments)]

@@ -33,6 +33,21 @@ public struct RateLimiter: Sendable {
                                         arguments: [nowMs, ratePerSecond, burst, count])
         return .milliseconds(reply.int ?? 0)
     }
+
+    // KEYS[1]: bucket. ARGV: n, burst. Gives tokens back (never above the burst).
+    static let refundScript = RedisScript("""
+        local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+        if tokens == nil then return 0 end
+        redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[2]), tokens + tonumber(ARGV[1]))))
+        return 1
+        """)
+
+    /// Gives back `count` tokens a batch took but will not use (its campaign
+    /// was paused or cancelled while it waited out the bucket's debt).
+    public func refund(_ key: String, count: Int, ratePerSecond: Int, burstSeconds: Double = 0.2) async throws {
+        let burst = max(1.0, Double(ratePerSecond) * burstSeconds)
+        _ = try await redis.run(Self.refundScript, keys: ["\(prefix){rl:\(key)}"], arguments: [count, burst])
+    }
 }
 
 /// Per-user frequency caps over a rolling window, checked and counted in one

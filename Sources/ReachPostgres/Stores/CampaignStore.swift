@@ -14,6 +14,10 @@ public struct CampaignStore: Sendable {
         public var checkpoint: String?
         /// Seconds since the epoch when the task was accepted.
         public var createdAt: Double
+        /// The lease this claim holds; every write of the run carries it.
+        public var fence: Fence
+        /// The previous holder did not hand the lease back.
+        public var takenOver: Bool
     }
 
     public struct Counters: Sendable, Equatable {
@@ -89,39 +93,51 @@ public struct CampaignStore: Sendable {
         return try await client.query(sql, [id]).affected == 1
     }
 
-    /// Renews the lease and reads the state the runner must honour (nil: lease lost).
-    public func heartbeat(_ id: String, owner: String, lease: Duration) async throws -> String? {
+    /// Renews the lease and reads the state the runner must honour; nil when
+    /// the fence is stale (another runner claimed the campaign since). A lease
+    /// that ran out while nobody else claimed it is simply renewed: the
+    /// holder was cut off from PostgreSQL, not replaced.
+    public func heartbeat(_ id: String, fence: Fence, lease: Duration) async throws -> String? {
         try await client.query("""
-            UPDATE reach.campaigns SET lease_until = now() + make_interval(secs => $3::double precision)
-            WHERE id = $1 AND owner = $2 RETURNING state
-            """, [id, owner, lease.seconds]).first?[0]
+            UPDATE reach.campaigns SET lease_until = now() + make_interval(secs => $4::double precision)
+            WHERE id = $1 AND owner = $2 AND epoch = $3 RETURNING state
+            """, [id, fence.owner, fence.epoch, lease.seconds]).first?[0]
     }
 
     /// Gives the campaign back (paused, or this instance is stopping).
-    public func release(_ id: String, owner: String) async throws {
-        try await client.query("UPDATE reach.campaigns SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2", [id, owner])
+    public func release(_ id: String, fence: Fence) async throws {
+        try await client.query("UPDATE reach.campaigns SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2 AND epoch = $3",
+                               [id, fence.owner, fence.epoch])
     }
 
-    /// Takes (or renews) the runner lease; nil when another runner holds it or
-    /// the campaign is not runnable.
+    /// Takes the runner lease under the next epoch; nil when another runner
+    /// holds it or the campaign is not runnable. `takenOver` says the previous
+    /// holder did not hand it back (it died, froze or lost its connection):
+    /// requests it had on the wire may still be answered, so the new holder
+    /// waits out the longest provider time-out before its first request.
     public func claim(_ id: String, owner: String, lease: Duration) async throws -> Claim? {
         let row = try await client.query("""
-            UPDATE reach.campaigns
-            SET owner = $2, lease_until = now() + make_interval(secs => $3::double precision),
-                state = CASE WHEN state = 'cancelled' THEN state ELSE 'running' END,
-                started_at = coalesce(started_at, now()), updated_at = now()
-            WHERE id = $1
-              AND ((state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now())
-                   OR (state = 'cancelled' AND finished_at IS NULL))
-              AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now())
-            RETURNING spec::text, checkpoint, extract(epoch FROM created_at)::float8
+            WITH old AS (SELECT id, owner AS old_owner FROM reach.campaigns WHERE id = $1 FOR UPDATE)
+            UPDATE reach.campaigns c
+            SET owner = $2, epoch = c.epoch + 1, lease_until = now() + make_interval(secs => $3::double precision),
+                state = CASE WHEN c.state = 'cancelled' THEN c.state ELSE 'running' END,
+                started_at = coalesce(c.started_at, now()), updated_at = now()
+            FROM old
+            WHERE c.id = old.id
+              AND ((c.state IN ('scheduled', 'running') AND coalesce(c.scheduled_at, c.created_at) <= now())
+                   OR (c.state = 'cancelled' AND c.finished_at IS NULL))
+              AND (c.owner IS NULL OR c.owner = $2 OR c.lease_until IS NULL OR c.lease_until < now())
+            RETURNING c.spec::text, c.checkpoint, extract(epoch FROM c.created_at)::float8, c.epoch,
+                      (old.old_owner IS NOT NULL AND old.old_owner <> $2)
             """, [id, owner, lease.seconds]).first
         guard let row, let spec = row[0] else { return nil }
-        return Claim(campaignID: id, specJSON: spec, checkpoint: row[1], createdAt: Double(row[2] ?? "") ?? 0)
+        return Claim(campaignID: id, specJSON: spec, checkpoint: row[1], createdAt: Double(row[2] ?? "") ?? 0,
+                     fence: Fence(owner: owner, epoch: Int64(row[3] ?? "") ?? 0), takenOver: row[4] == "t")
     }
 
     /// Marks the campaign finished and recounts its counters from the deliveries.
-    public func finish(_ id: String, owner: String, state: String = "done", error: String? = nil) async throws {
+    @discardableResult
+    public func finish(_ id: String, fence: Fence, state: String = "done", error: String? = nil) async throws -> Bool {
         try await client.query("""
             UPDATE reach.campaigns c SET
                 state = $3, error = $4, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
@@ -132,8 +148,25 @@ public struct CampaignStore: Sendable {
                          count(*) FILTER (WHERE status = 'failed') AS failed,
                          count(*) FILTER (WHERE status = 'dead') AS dead
                   FROM reach.deliveries WHERE campaign_id = $1) d
-            WHERE c.id = $1 AND c.owner = $2
-            """, [id, owner, state, error])
+            WHERE c.id = $1 AND c.owner = $2 AND c.epoch = $5
+            """, [id, fence.owner, state, error, fence.epoch]).affected == 1
+    }
+
+    /// Marks a campaign `failed` from outside its runner (a retry found its
+    /// stored task invalid); counters recounted; a finished campaign stays as it is.
+    public func failUnowned(_ id: String, error: String) async throws {
+        try await client.query("""
+            UPDATE reach.campaigns c SET
+                state = 'failed', error = $2, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
+                targeted = d.targeted, sent = d.sent, skipped = d.skipped, failed = d.failed, dead = d.dead
+            FROM (SELECT count(*) AS targeted,
+                         count(*) FILTER (WHERE status = 'sent') AS sent,
+                         count(*) FILTER (WHERE status = 'skipped') AS skipped,
+                         count(*) FILTER (WHERE status = 'failed') AS failed,
+                         count(*) FILTER (WHERE status = 'dead') AS dead
+                  FROM reach.deliveries WHERE campaign_id = $1) d
+            WHERE c.id = $1 AND c.state NOT IN ('done', 'cancelled', 'failed')
+            """, [id, error])
     }
 
     public func status(_ id: String) async throws -> Status? {

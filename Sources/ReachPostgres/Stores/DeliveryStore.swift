@@ -1,3 +1,5 @@
+import ReachCore
+
 /// `reach.deliveries`: one row per (campaign_id, user_id), the durable truth
 /// of what happened to each user. Written one batch per statement.
 public struct DeliveryStore: Sendable {
@@ -116,7 +118,7 @@ public struct DeliveryStore: Sendable {
             )
             SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed FROM changed GROUP BY status
             """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status), rows.map(\.reason), rows.map(\.attempts),
-                  rows.map(\.messageID), rows.map(\.providerRef), rows.map(\.lastError)]) {
+                  rows.map(\.messageID), rows.map { $0.providerRef?.storable }, rows.map { $0.lastError?.storable }]) {
             result.inserted += row.int(1) ?? 0
             result.changed += row.int(2) ?? 0
             result.byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0
@@ -134,7 +136,7 @@ public struct DeliveryStore: Sendable {
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
                  AS t(campaign_id, user_id, channel, reason, error, attempts, payload)
             ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
-            """, [campaignIDs, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason), deadLetters.map(\.error),
+            """, [campaignIDs, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason), deadLetters.map(\.error.storable),
                   deadLetters.map(\.attempts), deadLetters.map(\.payloadJSON)])
     }
 
@@ -159,10 +161,21 @@ public struct DeliveryStore: Sendable {
 
     /// Upserts a batch of rows and moves the campaign's checkpoint and counters
     /// in the same transaction. A row already `sent`, `skipped` or `dead` is
-    /// never overwritten. Returns how many rows changed.
+    /// never overwritten. With a `fence` (the campaign runner's lease) the
+    /// write is refused with `FencedOut` unless that lease is still the
+    /// campaign's: the check locks the campaign row first, so a claim by
+    /// another runner either waits for this transaction or makes it fail.
+    /// Returns how many rows changed.
     @discardableResult
-    public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = []) async throws -> Int {
+    public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = [],
+                       fence: Fence? = nil) async throws -> Int {
         try await client.withTransaction { conn in
+            if let fence {
+                let held = try await conn.query(
+                    "SELECT 1 FROM reach.campaigns WHERE id = $1 AND owner = $2 AND epoch = $3 FOR UPDATE",
+                    [campaignID, fence.owner, fence.epoch])
+                guard held.count == 1 else { throw FencedOut("page write of \(campaignID)", fence: fence) }
+            }
             let changed = try await Self.upsert(conn, campaignIDs: Array(repeating: campaignID, count: rows.count), rows: rows)
             try await Self.insert(conn, campaignIDs: Array(repeating: campaignID, count: deadLetters.count), deadLetters: deadLetters)
             let byStatus = changed.byStatus
@@ -176,4 +189,10 @@ public struct DeliveryStore: Sendable {
             return changed.changed
         }
     }
+}
+
+extension String {
+    /// Text a provider sent back (an error, a reference) as PostgreSQL can store
+    /// it: `text` refuses U+0000, so it is dropped.
+    var storable: String { contains("\u{0}" as Character) ? String(filter { $0 != "\u{0}" }) : self }
 }

@@ -73,159 +73,296 @@ public final class CampaignRunner: Service, Sendable {
         case skip(reason: String)
     }
 
+    /// Errors of one campaign in a row that are not PostgreSQL or Redis being
+    /// away; after this many the campaign is `failed` with the last one.
+    static let maxConsecutiveErrors = 8
+
     func runCampaign(_ id: String) async {
         var attempt = 0
+        var persistent = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await runClaimed(id)
                 return
             } catch let failure as CampaignFailure {
-                logger.error("campaign failed", metadata: ["campaign": "\(id)", "error": "\(failure.message)"])
-                try? await campaigns.finish(id, owner: owner, state: "failed", error: failure.message)
+                await fail(id, fence: failure.fence, failure.message)
+                return
+            } catch let fenced as FencedOut {
+                logger.warning("campaign handed over", metadata: ["campaign": "\(id)", "error": "\(fenced)"])
                 return
             } catch {
                 attempt += 1
+                if Self.isOutage(error) { persistent = 0 } else { persistent += 1 }
                 logger.warning("campaign interrupted; will resume from its checkpoint",
                                metadata: ["campaign": "\(id)", "error": "\(error)", "attempt": "\(attempt)"])
+                if persistent >= Self.maxConsecutiveErrors {
+                    // Not an outage that will pass: the campaign itself cannot run (its
+                    // segment's SQL fails on the data, say). It ends visibly, and frees its slot.
+                    if let claim = try? await campaigns.claim(id, owner: owner, lease: lease) {
+                        await fail(id, fence: claim.fence, "gave up after \(persistent) errors in a row: \(error)")
+                    }
+                    return
+                }
                 try? await Task.sleep(for: Backoff(base: .milliseconds(200), max: .seconds(5)).delay(afterAttempt: attempt))
             }
         }
-        try? await campaigns.release(id, owner: owner)
+    }
+
+    func fail(_ id: String, fence: Fence, _ message: String) async {
+        logger.error("campaign failed", metadata: ["campaign": "\(id)", "error": "\(message)"])
+        _ = try? await persist(logger, "campaign failure") {
+            try await campaigns.finish(id, fence: fence, state: "failed", error: message)
+            // Its users without a terminal row stay as they are; retries still queued are dropped when they fire.
+        }
+    }
+
+    /// A dependency being away (or slow), which passes: the campaign waits for it.
+    static func isOutage(_ error: any Error) -> Bool {
+        if let pg = error as? PostgresError { return pg.isRetryable }
+        if error is RedisError { return true }
+        return false
     }
 
     struct CampaignFailure: Error {
+        let fence: Fence
         let message: String
     }
 
+    /// One page's result, handed to the page behind it.
+    struct PageDone: Sendable {
+        var count: Int
+        /// This page and every page before it in this run got a row for each of their users.
+        var chainComplete: Bool
+    }
+
     func runClaimed(_ id: String) async throws {
+        let claimedAt = ContinuousClock.now
         guard let claim = try await campaigns.claim(id, owner: owner, lease: lease) else { return }
+        let fence = claim.fence
         let task: CampaignTask
         let planner: DeliveryPlanner
         let segment: SegmentSource.Resolved
         do {
             guard case .campaign(let parsed) = try parser.parse(Array(claim.specJSON.utf8)) else {
-                throw CampaignFailure(message: "stored spec is not a campaign")
+                throw CampaignFailure(fence: fence, message: "stored spec is not a campaign")
             }
             task = parsed
             planner = try DeliveryPlanner(task: task, addressFields: registry.addressFields)
             segment = try await segments.resolve(task.segment)
         } catch let error as ValidationError {
-            throw CampaignFailure(message: error.description)
+            throw CampaignFailure(fence: fence, message: error.description)
         } catch let error as SegmentSource.NotFound {
-            throw CampaignFailure(message: error.description)
+            throw CampaignFailure(fence: fence, message: error.description)
         }
+        let lease = CampaignLease(campaignID: id, fence: fence, duration: self.lease, claimedAt: claimedAt,
+                                  expiresAt: task.expiresAt, store: campaigns, logger: logger)
+        let keeper = Task { await lease.keep() }
+        defer { keeper.cancel() }
+        try await withGracefulShutdownHandler {
+            try await run(claim, task: task, planner: planner, segment: segment, lease: lease)
+        } onGracefulShutdown: {
+            lease.stop()
+        }
+    }
+
+    /// The page loop of one claimed run.
+    func run(_ claim: CampaignStore.Claim, task: CampaignTask, planner: DeliveryPlanner, segment: SegmentSource.Resolved,
+             lease: CampaignLease) async throws {
+        let id = claim.campaignID
+        let fence = claim.fence
         let acceptedAt = Date(timeIntervalSince1970: claim.createdAt)
-        var checkpoint = claim.checkpoint
         let started = ContinuousClock.now
-        logger.info("campaign running", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+        if claim.takenOver {
+            // The last holder did not hand the campaign back: a request it started
+            // just before its lease ran out may still be answered. Wait that out.
+            let grace = registry.longestTimeout
+            logger.info("campaign taken over; waiting out the last holder's requests",
+                        metadata: ["campaign": "\(id)", "seconds": "\(grace.seconds)"])
+            try await Task.sleep(for: grace)
+        }
+        logger.info("campaign running", metadata: ["campaign": "\(id)", "checkpoint": "\(claim.checkpoint ?? "-")", "epoch": "\(fence.epoch)"])
         // Pages overlap: while up to `pagesInFlight` pages are being decided and
         // sent, the next one is read. Each page's rows and checkpoint are written
-        // only after the previous page's, so the checkpoint never passes a user
-        // without a row, and a failure stops every later page before it writes.
+        // only after the previous page's, and the checkpoint moves only past
+        // pages whose every user got a row; a page the gate held back (pause, a
+        // lapsed lease, shutdown) is read again from the checkpoint.
         var window = PageWindow()
+        var checkpoint = claim.checkpoint
+        var durable = claim.checkpoint
         do {
-            while true {
-                if Task.isShuttingDownGracefully || Task.isCancelled {
-                    try await window.drain()
-                    try await campaigns.release(id, owner: owner)
-                    logger.info("campaign handed back for shutdown", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
+        while true {
+            let verdict = lease.verdict()
+            if case .hold(let hold) = verdict, hold != .cancelled, hold != .expired {
+                _ = try await window.drain()
+                switch hold {
+                case .leaseLost where lease.isLost:
+                    throw FencedOut("campaign run", fence: fence)
+                case .leaseLost:
+                    // PostgreSQL has not answered a renewal in time; nobody else has the
+                    // campaign (yet). Wait for the lease to be renewed, then go on
+                    // from the last page every user of which has a row.
+                    try await Task.sleep(for: .milliseconds(100))
+                    checkpoint = durable
+                    continue
+                case .paused:
+                    try await campaigns.release(id, fence: fence)
+                    logger.info("campaign paused", metadata: ["campaign": "\(id)", "checkpoint": "\(durable ?? "-")"])
+                    return
+                default:
+                    try await campaigns.release(id, fence: fence)
+                    logger.info("campaign handed back for shutdown", metadata: ["campaign": "\(id)", "checkpoint": "\(durable ?? "-")"])
                     return
                 }
-                guard let state = try await campaigns.heartbeat(id, owner: owner, lease: lease) else {
-                    await window.cancel()
-                    logger.warning("campaign lease lost to another runner", metadata: ["campaign": "\(id)"])
-                    return
-                }
-                if state == "paused" {
-                    try await window.drain()
-                    try await campaigns.release(id, owner: owner)
-                    logger.info("campaign paused", metadata: ["campaign": "\(id)", "checkpoint": "\(checkpoint ?? "-")"])
-                    return
-                }
-                let mode: Mode = if state == "cancelled" {
-                    .skip(reason: "cancelled")
-                } else if let expiresAt = task.expiresAt, Date() >= expiresAt {
-                    .skip(reason: "expired")
-                } else {
-                    .send
-                }
-                let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
-                guard let last = page.last else {
-                    try await window.drain()
-                    // Every user has a row; the campaign ends when no retry is pending.
-                    if try await deliveries.pendingRetries(campaignID: id) > 0 {
-                        try await Task.sleep(for: .milliseconds(250))
-                        continue
-                    }
-                    let final = state == "cancelled" ? "cancelled" : "done"
-                    try await campaigns.finish(id, owner: owner, state: final)
-                    let seconds = (ContinuousClock.now - started).seconds
-                    logger.info("campaign finished", metadata: [
-                        "campaign": "\(id)", "state": "\(final)", "recipients_this_run": "\(window.processed)",
-                        "seconds": "\(String(format: "%.2f", seconds))",
-                    ])
-                    return
-                }
-                let previous = window.last
-                try await window.add(Task {
-                    let (rows, deadLetters) = try await self.process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt)
-                    if let previous { _ = try await previous.value }
-                    try await self.deliveries.record(campaignID: id, rows: rows, checkpoint: last.userID, deadLetters: deadLetters)
-                    return page.count
-                }, limit: settings.pagesInFlight)
-                checkpoint = last.userID
             }
+            let mode: Mode = switch verdict {
+            case .hold(.cancelled): .skip(reason: "cancelled")
+            case .hold(.expired): .skip(reason: "expired")
+            default: .send
+            }
+            let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
+            guard let last = page.last else {
+                let done = try await window.drain()
+                if !done.chainComplete {
+                    checkpoint = durable
+                    continue
+                }
+                // Every user has a row; the campaign ends when no retry is pending.
+                if try await deliveries.pendingRetries(campaignID: id) > 0 {
+                    try await Task.sleep(for: .milliseconds(250))
+                    continue
+                }
+                let final = lease.state == "cancelled" ? "cancelled" : "done"
+                guard try await campaigns.finish(id, fence: fence, state: final) else {
+                    throw FencedOut("campaign finish", fence: fence)
+                }
+                let seconds = (ContinuousClock.now - started).seconds
+                logger.info("campaign finished", metadata: [
+                    "campaign": "\(id)", "state": "\(final)", "recipients_this_run": "\(window.processed)",
+                    "seconds": "\(String(format: "%.2f", seconds))",
+                ])
+                return
+            }
+            let previous = window.last
+            let logger = self.logger
+            let done = try await window.add(Task {
+                let outcome = try await self.process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt, lease: lease)
+                let chainComplete = try await previous?.value.chainComplete ?? true
+                let complete = chainComplete && outcome.complete
+                try await persist(logger, "page rows") {
+                    try await self.deliveries.record(campaignID: id, rows: outcome.rows, checkpoint: complete ? last.userID : nil,
+                                                     deadLetters: outcome.deadLetters, fence: fence)
+                }
+                return PageDone(count: page.count, chainComplete: complete)
+            }, last: last.userID, limit: settings.pagesInFlight)
+            checkpoint = last.userID
+            if let done {
+                if done.chainComplete {
+                    durable = done.checkpoint
+                } else {
+                    // Users of that page are still unsent: let every page in flight
+                    // finish and be written, then read again from the checkpoint.
+                    _ = try await window.drain()
+                    checkpoint = durable
+                }
+            }
+        }
         } catch {
-            await window.cancel()
+            _ = try? await window.drain()
             throw error
         }
     }
 
-    /// The pages of one campaign in flight, oldest first.
+    /// The pages of one campaign in flight, oldest first. Pages are never
+    /// cancelled: a page whose requests are on the wire keeps their answers.
     struct PageWindow {
-        private var tasks: [Task<Int, any Error>] = []
+        private var tasks: [(task: Task<PageDone, any Error>, last: String)] = []
         private(set) var processed = 0
 
-        var last: Task<Int, any Error>? { tasks.last }
+        var last: Task<PageDone, any Error>? { tasks.last?.task }
 
-        /// Adds a page; waits for the oldest to be written when `limit` are in flight.
-        mutating func add(_ task: Task<Int, any Error>, limit: Int) async throws {
-            tasks.append(task)
+        struct Finished {
+            var chainComplete: Bool
+            var checkpoint: String?
+        }
+
+        /// Adds a page; when `limit` are in flight, waits for the oldest to be
+        /// written and returns what it finished.
+        mutating func add(_ task: Task<PageDone, any Error>, last: String, limit: Int) async throws -> Finished? {
+            tasks.append((task, last))
+            var finished: Finished?
             while tasks.count >= limit {
-                processed += try await tasks.removeFirst().value
+                let oldest = tasks.removeFirst()
+                let done = try await oldest.task.value
+                processed += done.count
+                finished = Finished(chainComplete: done.chainComplete, checkpoint: oldest.last)
             }
+            return finished
         }
 
-        /// Waits until every page in flight is written.
-        mutating func drain() async throws {
-            while !tasks.isEmpty { processed += try await tasks.removeFirst().value }
-        }
-
-        /// Stops the pages in flight and waits for them to end, so nothing of this
-        /// run is still working once the runner lets go of the campaign. (A page
-        /// never writes before the one ahead of it, so a failed page stops the rest.)
-        mutating func cancel() async {
-            for t in tasks { t.cancel() }
-            for t in tasks { _ = try? await t.value }
-            tasks = []
+        /// Waits until every page in flight is written; says whether all of them were complete.
+        mutating func drain() async throws -> Finished {
+            var finished = Finished(chainComplete: true, checkpoint: nil)
+            var failure: (any Error)?
+            while !tasks.isEmpty {
+                let oldest = tasks.removeFirst()
+                do {
+                    let done = try await oldest.task.value
+                    processed += done.count
+                    finished = Finished(chainComplete: done.chainComplete, checkpoint: oldest.last)
+                } catch {
+                    // Wait for the rest all the same: nothing of this run may still be
+                    // working once the runner lets go of the campaign.
+                    failure = failure ?? error
+                }
+            }
+            if let failure { throw failure }
+            return finished
         }
     }
 
-    /// Decides, claims, sends and returns the delivery rows for one page.
-    func process(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, mode: Mode,
-                 acceptedAt: Date) async throws -> (rows: [DeliveryStore.Row], deadLetters: [DeliveryStore.DeadLetter]) {
-        let id = task.campaignID
-        let done = try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID))
-        let todo = page.filter { done[$0.userID] == nil }
+    struct PageOutcome: Sendable {
         var rows: [DeliveryStore.Row] = []
-        rows.reserveCapacity(todo.count)
+        var deadLetters: [DeliveryStore.DeadLetter] = []
+        /// Every user of the page got a row.
+        var complete = true
+    }
+
+    /// Decides, claims, sends and returns the delivery rows for one page. The
+    /// steps before the first request are retried on any error while the gate
+    /// allows; a page the gate holds back before it sent anything returns
+    /// incomplete with no rows. Throws only `FencedOut`.
+    func process(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, mode: Mode,
+                 acceptedAt: Date, lease: CampaignLease) async throws -> PageOutcome {
+        let id = task.campaignID
+        let gate = lease.gate
+        func beforeSending<T: Sendable>(_ body: () async throws -> T) async throws -> T? {
+            var attempt = 0
+            while true {
+                if case .hold(let hold) = gate.check(), hold != .cancelled, hold != .expired { return nil }
+                do {
+                    return try await body()
+                } catch let fenced as FencedOut {
+                    throw fenced
+                } catch {
+                    attempt += 1
+                    if attempt == 1 { logger.warning("page waits for a dependency", metadata: ["campaign": "\(id)", "error": "\(error)"]) }
+                    try? await Task.sleep(for: Backoff(base: .milliseconds(50), max: .seconds(1)).delay(afterAttempt: attempt))
+                }
+            }
+        }
+        guard let done = try await beforeSending({ try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID)) }) else {
+            return PageOutcome(complete: false)
+        }
+        let todo = page.filter { done[$0.userID] == nil }
+        var outcome = PageOutcome()
+        outcome.rows.reserveCapacity(todo.count)
         if case .skip(let reason) = mode {
             for r in todo {
-                rows.append(.init(userID: r.userID, channel: nil, status: "skipped", reason: reason, attempts: 0,
-                                  messageID: MessageID.make(campaignID: id, userID: r.userID)))
+                outcome.rows.append(.init(userID: r.userID, channel: nil, status: "skipped", reason: reason, attempts: 0,
+                                          messageID: MessageID.make(campaignID: id, userID: r.userID)))
             }
-            metrics.message(channel: "none", status: "skipped", count: rows.count)
-            return (rows, [])
+            metrics.message(channel: "none", status: "skipped", count: outcome.rows.count)
+            return outcome
         }
         var outbound: [Dispatcher.Attempt] = []
         var skippedByChannel: [String: Int] = [:]
@@ -233,14 +370,21 @@ public final class CampaignRunner: Service, Sendable {
         for r in todo {
             switch planner.plan(r) {
             case .skip(let reason, let channel):
-                rows.append(.init(userID: r.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
-                                  messageID: MessageID.make(campaignID: id, userID: r.userID)))
+                outcome.rows.append(.init(userID: r.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
+                                          messageID: MessageID.make(campaignID: id, userID: r.userID)))
                 skippedByChannel[channel ?? "none", default: 0] += 1
             case .send(let message):
                 outbound.append(.init(message: message, number: 1, timezone: r.timezone, quietHours: task.quietHours))
             }
         }
-        let result = try await dispatcher.deliver(outbound, acceptedAt: acceptedAt)
-        return (rows + result.rows, result.deadLetters)
+        guard let prepared = try await beforeSending({ try await dispatcher.prepare(outbound, fence: lease.fence) }) else {
+            // Held before anything was sent: the claims taken so far run out on their own.
+            return PageOutcome(complete: false)
+        }
+        let result = await dispatcher.send(prepared, acceptedAt: acceptedAt, gate: gate)
+        outcome.rows += result.rows
+        outcome.deadLetters = result.deadLetters
+        outcome.complete = result.complete
+        return outcome
     }
 }

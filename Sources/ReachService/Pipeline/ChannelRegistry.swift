@@ -14,9 +14,12 @@ public struct ChannelRegistry: Sendable {
     /// Per-user daily caps: per channel, and over all channels (0: none).
     public let capsPerChannel: [String: Int]
     public let capOverall: Int
+    /// Each channel's provider time-out: how long a request can stay on the wire.
+    public let timeouts: [String: Duration]
 
     public init(channels: [String: any Channel], addressFields: [String: AddressField] = [:], retryPolicies: [String: RetryPolicy] = [:],
-                rates: [String: Int] = [:], capsPerChannel: [String: Int] = [:], capOverall: Int = 0) {
+                rates: [String: Int] = [:], capsPerChannel: [String: Int] = [:], capOverall: Int = 0, timeouts: [String: Duration] = [:]) {
+        self.timeouts = timeouts
         self.channels = channels
         self.addressFields = addressFields
         self.retryPolicies = retryPolicies
@@ -24,6 +27,9 @@ public struct ChannelRegistry: Sendable {
         self.capsPerChannel = capsPerChannel
         self.capOverall = capOverall
     }
+
+    /// The longest time a provider request of any channel can stay on the wire.
+    public var longestTimeout: Duration { timeouts.values.max() ?? .seconds(5) }
 
     var hasCaps: Bool { capOverall > 0 || capsPerChannel.values.contains { $0 > 0 } }
 
@@ -75,7 +81,8 @@ public struct ChannelRegistry: Sendable {
             channels: channels, addressFields: fields, retryPolicies: policies,
             rates: configuration.channels.compactMapValues(\.ratePerSecond),
             capsPerChannel: configuration.channels.mapValues(\.frequencyCapPerDay).filter { $0.value > 0 },
-            capOverall: configuration.frequencyCap.perDay)
+            capOverall: configuration.frequencyCap.perDay,
+            timeouts: configuration.channels.mapValues { .milliseconds($0.timeoutMs) })
     }
 
     public func shutdown() async {

@@ -4,6 +4,7 @@ import ReachCore
 import ReachPostgres
 import ReachRedis
 import ServiceLifecycle
+import Synchronization
 
 /// Fires due items of the Redis delay queue: today, delivery retries. Items are
 /// claimed under a lease, their outcome written to PostgreSQL, then acknowledged;
@@ -31,7 +32,7 @@ public final class DelayScheduler: Service, Sendable {
         self.metrics = metrics
         self.logger = logger
         self.owner = owner
-        self.lease = .milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000))
+        self.lease = max(.milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000)), registry.longestTimeout * 3)
         self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics, logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
@@ -56,10 +57,10 @@ public final class DelayScheduler: Service, Sendable {
                 }
                 var fired = 0
                 for shard in 0..<queue.shards {
+                    let claimedAt = ContinuousClock.now
                     let items = try await queue.claim(shard: shard, nowMs: Epoch.ms(), limit: 500, lease: lease, owner: owner)
                     guard !items.isEmpty else { continue }
-                    try await handle(items)
-                    try await queue.ack(items)
+                    try await handleLeased(items, claimedAt: claimedAt)
                     fired += items.count
                 }
                 attempt = 0
@@ -71,6 +72,38 @@ public final class DelayScheduler: Service, Sendable {
             }
         }
     }
+
+    /// Works a claim of items while renewing their lease on its own clock. The
+    /// gate closes before the lease can run out (less the longest provider
+    /// time-out, so no request of this claim is on the wire once another
+    /// scheduler may claim the items again) and when the instance stops.
+    func handleLeased(_ items: [DelayQueue.Item], claimedAt: ContinuousClock.Instant) async throws {
+        let deadline = Mutex(claimedAt + usableLease)
+        let stopping = Mutex(false)
+        let gate = SendGate {
+            if stopping.withLock({ $0 }) { return .hold(.shuttingDown) }
+            return ContinuousClock.now < deadline.withLock({ $0 }) ? .go : .hold(.leaseLost)
+        }
+        let renewal = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: lease / 4)
+                let sentAt = ContinuousClock.now
+                if (try? await queue.extend(items, nowMs: Epoch.ms(), lease: lease)) != nil {
+                    deadline.withLock { $0 = max($0, sentAt + usableLease) }
+                }
+            }
+        }
+        defer { renewal.cancel() }
+        try await withGracefulShutdownHandler {
+            try await handle(items, gate: gate)
+        } onGracefulShutdown: {
+            stopping.withLock { $0 = true }
+        }
+        try await queue.ack(items)
+    }
+
+    /// How much of an item lease a scheduler may use to start requests.
+    var usableLease: Duration { lease - registry.longestTimeout - max(lease / 5, .milliseconds(100)) }
 
     /// Re-queues `scheduled` rows that have waited far longer than any backoff
     /// allows (their queue item was lost in a crash). Re-queueing an id that is
@@ -87,7 +120,7 @@ public final class DelayScheduler: Service, Sendable {
     }
 
 
-    func handle(_ items: [DelayQueue.Item]) async throws {
+    func handle(_ items: [DelayQueue.Item], gate: SendGate = .open) async throws {
         var retries: [Dispatcher.RetryPayload] = []
         for item in items {
             let data = Data(item.payload.utf8)
@@ -97,7 +130,7 @@ public final class DelayScheduler: Service, Sendable {
                 continue
             }
             if let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: data), delayed.kind == "trigger" {
-                try await fireTrigger(delayed, attempt: 1, channel: nil)
+                try await fireTrigger(delayed, attempt: 1, channel: nil, gate: gate)
                 continue
             }
             guard let payload = try? JSONDecoder().decode(Dispatcher.RetryPayload.self, from: data), payload.kind == "retry" else {
@@ -105,13 +138,13 @@ public final class DelayScheduler: Service, Sendable {
                 continue
             }
             if let context = payload.trigger, let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: Data(context.utf8)) {
-                try await fireTrigger(delayed, attempt: payload.attempts + 1, channel: payload.channel)
+                try await fireTrigger(delayed, attempt: payload.attempts + 1, channel: payload.channel, gate: gate)
                 continue
             }
             retries.append(payload)
         }
         for (campaignID, group) in Dictionary(grouping: retries, by: \.campaign_id) {
-            try await retry(campaignID: campaignID, group)
+            try await retry(campaignID: campaignID, group, gate: gate)
         }
     }
 
@@ -121,8 +154,27 @@ public final class DelayScheduler: Service, Sendable {
         try await queue.schedule(try retries.map { try $0.queueItem(dueMs: due) })
     }
 
+    /// Ends retries that can never succeed: their rows (still `scheduled`)
+    /// become `dead` with a dead letter, and the campaign `failed`.
+    func abandon(_ campaignID: String, _ retries: [Dispatcher.RetryPayload], error: String) async throws {
+        let current = try await deliveries.existing(campaignID: campaignID, userIDs: retries.map(\.user_id))
+        let waiting = retries.filter { current[$0.user_id] == "scheduled" }
+        let rows = waiting.map { r in
+            DeliveryStore.Row(userID: r.user_id, channel: r.channel, status: "dead", reason: "invalid_task", attempts: r.attempts,
+                              messageID: MessageID.make(campaignID: campaignID, userID: r.user_id), lastError: error)
+        }
+        let letters = waiting.map { r in
+            DeliveryStore.DeadLetter(userID: r.user_id, channel: r.channel, reason: "invalid_task", error: error, attempts: r.attempts,
+                                     payloadJSON: #"{"campaign_id":\#(JSONText.quote(campaignID)),"user_id":\#(JSONText.quote(r.user_id))}"#,
+                                     messageID: MessageID.make(campaignID: campaignID, userID: r.user_id))
+        }
+        try await deliveries.record(campaignID: campaignID, rows: rows, checkpoint: nil, deadLetters: letters)
+        try await campaigns.failUnowned(campaignID, error: error)
+        logger.error("retries abandoned", metadata: ["campaign": "\(campaignID)", "count": "\(waiting.count)", "error": "\(error)"])
+    }
+
     /// A delayed trigger send, or a retry of one.
-    func fireTrigger(_ delayed: TriggerSender.Delayed, attempt: Int, channel: String?) async throws {
+    func fireTrigger(_ delayed: TriggerSender.Delayed, attempt: Int, channel: String?, gate: SendGate = .open) async throws {
         guard let event = try? TriggerEvent.parse(Array(delayed.event.utf8)) else { return }
         guard let rule = try await triggerRules.rule(id: delayed.rule_id) else {
             // The rule was disabled or deleted meanwhile: its pending send is dropped.
@@ -130,17 +182,30 @@ public final class DelayScheduler: Service, Sendable {
             return
         }
         if let channel {
-            try await triggerSender.resend(rule: rule, event: event, attempt: attempt, channel: channel)
+            try await triggerSender.resend(rule: rule, event: event, attempt: attempt, channel: channel, gate: gate)
         } else {
             // The rule's delay is over: the first send, as if the event had just arrived.
-            try await triggerSender.sendFirst([(rule, event)])
+            try await triggerSender.sendFirst([(rule, event)], gate: gate)
         }
     }
 
     /// One more attempt for each retry of a campaign, on the channel first chosen.
-    func retry(campaignID: String, _ retries: [Dispatcher.RetryPayload]) async throws {
-        guard let stored = try await campaigns.spec(campaignID),
-              case .campaign(let task) = try parser.parse(Array(stored.specJSON.utf8)) else { return }
+    func retry(campaignID: String, _ retries: [Dispatcher.RetryPayload], gate: SendGate = .open) async throws {
+        // A campaign that no longer exists has no rows left to settle.
+        guard let stored = try await campaigns.spec(campaignID) else { return }
+        let task: CampaignTask
+        do {
+            guard case .campaign(let parsed) = try parser.parse(Array(stored.specJSON.utf8)) else {
+                throw ValidationError("", "stored spec is not a campaign")
+            }
+            task = parsed
+        } catch let error as ValidationError {
+            // The stored task does not parse against today's configuration (a
+            // channel was removed, say): retrying cannot fix that. The rows end
+            // `dead` with the reason, the campaign `failed` with its error.
+            try await abandon(campaignID, retries, error: "stored task no longer valid: \(error)")
+            return
+        }
         // Only rows still waiting for a retry; anything else was settled meanwhile.
         // A retry is queued just before its row is written: a row not there yet
         // is looked at again shortly (if its page is redone after a crash, the
@@ -152,7 +217,13 @@ public final class DelayScheduler: Service, Sendable {
             try await reschedule(waiting + notYetWritten, campaignID: campaignID, in: .seconds(5))
             return
         }
-        try await reschedule(notYetWritten, campaignID: campaignID, in: .milliseconds(500))
+        if ["done", "failed", "cancelled"].contains(stored.state) && !notYetWritten.isEmpty {
+            // The campaign ended and its page never wrote these rows (its runner lost
+            // the lease; the next runner settled the users itself): nothing waits for them.
+            logger.info("retries of an ended campaign without rows dropped", metadata: ["campaign": "\(campaignID)", "count": "\(notYetWritten.count)"])
+        } else {
+            try await reschedule(notYetWritten, campaignID: campaignID, in: .milliseconds(500))
+        }
         guard !waiting.isEmpty else { return }
         waiting.sort { $0.user_id < $1.user_id }
         let expired = task.expiresAt.map { Date() >= $0 } ?? false
@@ -181,8 +252,16 @@ public final class DelayScheduler: Service, Sendable {
                                   messageID: MessageID.make(campaignID: campaignID, userID: r.user_id)))
             }
         }
-        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(timeIntervalSince1970: stored.createdAt))
-        try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
+        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(timeIntervalSince1970: stored.createdAt), gate: gate)
+        let logger = self.logger
+        try await persist(logger, "retry rows") {
+            try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
+        }
+        if !result.complete {
+            // Held back (this instance is stopping, or the items' lease ran short): try again soon.
+            let sent = Set(result.rows.map(\.userID))
+            try await reschedule(waiting.filter { !sent.contains($0.user_id) }, campaignID: campaignID, in: .seconds(1))
+        }
     }
 }
 

@@ -27,6 +27,8 @@ struct Dispatcher: Sendable {
     struct Result: Sendable {
         var rows: [DeliveryStore.Row] = []
         var deadLetters: [DeliveryStore.DeadLetter] = []
+        /// False when the gate held back users who got no row (they stay unsent).
+        var complete = true
     }
 
     /// What a retry item in the delay queue carries.
@@ -81,17 +83,35 @@ struct Dispatcher: Sendable {
 
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
 
-    /// Delivers attempts of any campaigns (each message carries its campaign id).
-    func deliver(_ all: [Attempt], acceptedAt: Date, kind: String = "task") async throws -> Result {
-        var result = Result()
-        guard !all.isEmpty else { return result }
-        // Counted per (channel, status) and reported once per call, not per message.
+    /// What `prepare` decided before any provider request: rows settled
+    /// already (deferred to the end of quiet hours, over a frequency cap, sent
+    /// by a runner that died before recording it) and the attempts to send,
+    /// each claimed in Redis.
+    struct Prepared: Sendable {
+        var rows: [DeliveryStore.Row] = []
+        var toSend: [Attempt] = []
+        /// The value the idempotency claims hold (the fence token for a campaign run).
+        var claimValue: String
         var counts: [String: [String: Int]] = [:]
-        defer {
-            for (channel, byStatus) in counts {
-                for (status, n) in byStatus { metrics.message(channel: channel, status: status, count: n) }
-            }
-        }
+    }
+
+    /// Delivers attempts of any campaigns (each message carries its campaign id):
+    /// `prepare`, then `send`. Used where the caller retries the whole call
+    /// on an error before sending (trigger sends, retries).
+    func deliver(_ all: [Attempt], acceptedAt: Date, kind: String = "task", gate: SendGate = .open) async throws -> Result {
+        let prepared = try await prepare(all)
+        return await send(prepared, acceptedAt: acceptedAt, kind: kind, gate: gate)
+    }
+
+    /// Everything before the first provider request: quiet-hours deferrals,
+    /// frequency caps, idempotency claims. Each step may be repeated after an
+    /// error (a deferral replaces its queue item, a counted message is not
+    /// counted twice, a claim by the same holder is taken again), so the
+    /// caller retries this on any error. With a `fence` the claims are fenced:
+    /// `FencedOut` once another runner holds the campaign.
+    func prepare(_ all: [Attempt], fence: Fence? = nil) async throws -> Prepared {
+        var prepared = Prepared(claimValue: fence?.token ?? owner)
+        guard !all.isEmpty else { return prepared }
         // Quiet hours: defer to the end of the user's window, without spending an attempt.
         var attempts: [Attempt] = []
         var deferred: [(id: String, payload: String, dueMs: Int64)] = []
@@ -104,9 +124,9 @@ struct Dispatcher: Sendable {
             let m = attempt.message
             deferred.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
                                              trigger: attempt.context).queueItem(dueMs: Epoch.ms(end)))
-            result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
-                                     attempts: attempt.number - 1, messageID: m.messageID))
-            counts[m.channel, default: [:]]["retried", default: 0] += 1
+            prepared.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
+                                       attempts: attempt.number - 1, messageID: m.messageID))
+            prepared.counts[m.channel, default: [:]]["retried", default: 0] += 1
         }
         try await queue.schedule(deferred)
         if registry.hasCaps, !attempts.isEmpty {
@@ -117,25 +137,47 @@ struct Dispatcher: Sendable {
             for (attempt, ok) in zip(attempts, admitted) {
                 if ok { kept.append(attempt); continue }
                 let m = attempt.message
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: "frequency_cap",
-                                         attempts: attempt.number - 1, messageID: m.messageID))
-                counts[m.channel, default: [:]]["skipped", default: 0] += 1
+                prepared.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: "frequency_cap",
+                                           attempts: attempt.number - 1, messageID: m.messageID))
+                prepared.counts[m.channel, default: [:]]["skipped", default: 0] += 1
             }
             attempts = kept
         }
-        guard !attempts.isEmpty else { return result }
-        let claims = try await idempotency.claim(attempts.map { ($0.message.campaignID, $0.message.userID) }, owner: owner)
-        var toSend: [Attempt] = []
+        guard !attempts.isEmpty else { return prepared }
+        let claims = try await idempotency.claim(attempts.map { ($0.message.campaignID, $0.message.userID) }, owner: owner, fence: fence)
         for (attempt, claim) in zip(attempts, claims) {
             if claim == .alreadySent {
                 // Sent by a runner that died before recording it: record, do not resend.
-                result.rows.append(.init(userID: attempt.message.userID, channel: attempt.message.channel, status: "sent",
-                                         attempts: attempt.number, messageID: attempt.message.messageID))
+                prepared.rows.append(.init(userID: attempt.message.userID, channel: attempt.message.channel, status: "sent",
+                                           attempts: attempt.number, messageID: attempt.message.messageID))
             } else {
-                toSend.append(attempt)
+                prepared.toSend.append(attempt)
             }
         }
-        let outcomes = await dispatch(toSend.map(\.message))
+        return prepared
+    }
+
+    /// Sends what `prepare` claimed and turns every outcome into a row. Never
+    /// throws: the writes that follow an answer (sent marks, retry items,
+    /// released claims) are retried until Redis takes them, so a live process
+    /// never forgets what a provider accepted. The gate is asked before every
+    /// provider request; what it holds back is not sent: its claims are
+    /// released and it gets a `skipped` row (cancelled, expired) or none at
+    /// all (paused, lease lost, shutting down: `result.complete` is false and
+    /// the users stay unsent for whoever runs the campaign next).
+    func send(_ prepared: Prepared, acceptedAt: Date, kind: String = "task", gate: SendGate = .open) async -> Result {
+        var result = Result()
+        result.rows = prepared.rows
+        // Counted per (channel, status) and reported once per call, not per message.
+        var counts = prepared.counts
+        defer {
+            for (channel, byStatus) in counts {
+                for (status, n) in byStatus { metrics.message(channel: channel, status: status, count: n) }
+            }
+        }
+        let toSend = prepared.toSend
+        guard !toSend.isEmpty else { return result }
+        let outcomes = await dispatch(toSend.map(\.message), gate: gate)
         var retries: [(id: String, payload: String, dueMs: Int64)] = []
         var released: [(campaignID: String, userID: String)] = []
         var dead: [OutboundMessage] = []
@@ -143,7 +185,22 @@ struct Dispatcher: Sendable {
         let now = Date()
         for attempt in toSend {
             let m = attempt.message
-            let outcome = outcomes[m.messageID] ?? .retryable("no outcome")
+            let dispatched = outcomes[m.messageID] ?? .outcome(.retryable("no outcome"))
+            let outcome: SendOutcome
+            switch dispatched {
+            case .withheld(let hold):
+                released.append((m.campaignID, m.userID))
+                if let reason = hold.skipReason {
+                    result.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: reason,
+                                             attempts: attempt.number - 1, messageID: m.messageID))
+                    counts[m.channel, default: [:]]["skipped", default: 0] += 1
+                } else {
+                    result.complete = false
+                }
+                continue
+            case .outcome(let o):
+                outcome = o
+            }
             if outcome.status == .sent {
                 sentCount += 1
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "sent", attempts: attempt.number,
@@ -161,8 +218,10 @@ struct Dispatcher: Sendable {
             let attemptsMade = outcome.status == .deferred ? attempt.number - 1 : attempt.number
             switch decision {
             case .retry(let after):
-                retries.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
-                                                trigger: attempt.context).queueItem(dueMs: Epoch.ms(now) + after.milliseconds))
+                if let item = try? RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
+                                                trigger: attempt.context).queueItem(dueMs: Epoch.ms(now) + after.milliseconds) {
+                    retries.append(item)
+                }
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
                                          reason: outcome.status == .deferred ? "circuit_open" : "retry",
                                          attempts: attemptsMade, messageID: m.messageID, lastError: error))
@@ -178,21 +237,31 @@ struct Dispatcher: Sendable {
         }
         // Retries are queued before their rows are written: a crash in between
         // leaves a queue item whose row is missing, which the retry worker skips.
-        try await queue.schedule(retries)
-        try await idempotency.release(released, owner: owner)
+        _ = try? await persist(logger, "retry items") { try await queue.schedule(retries) }
+        let claimValue = prepared.claimValue
+        _ = try? await persist(logger, "claim release") { try await idempotency.release(released, owner: claimValue) }
         if registry.hasCaps {
             // A message that will never be sent gives its place under the cap back.
-            try await frequencyCap.release(dead.map { ($0.userID, $0.channel, $0.messageID) })
+            _ = try? await persist(logger, "frequency cap release") { try await frequencyCap.release(dead.map { ($0.userID, $0.channel, $0.messageID) }) }
         }
         metrics.endToEnd(kind: kind, .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
         return result
     }
 
+    /// A message's fate in `dispatch`: the provider's answer, or held back by the gate.
+    enum Dispatched: Sendable {
+        case outcome(SendOutcome)
+        case withheld(SendGate.Hold)
+    }
+
     /// Sends per channel in batches of its `batch_size`, at most `concurrency`
-    /// batches in flight per channel, all channels at once. Each accepted batch
-    /// is marked sent in Redis as soon as the provider answers, so a crash
-    /// resends at most the batches that were in flight.
-    func dispatch(_ messages: [OutboundMessage]) async -> [String: SendOutcome] {
+    /// batches in flight per channel, all channels at once. The gate is asked
+    /// before every request (and while a batch waits out rate-limit debt, which
+    /// it gives back when held). A request on the wire is never cancelled: its
+    /// answer is kept. Each accepted batch is marked sent in Redis as soon as
+    /// the provider answers (retried until Redis takes it), so a crash resends
+    /// at most the batches that were in flight.
+    func dispatch(_ messages: [OutboundMessage], gate: SendGate = .open) async -> [String: Dispatched] {
         guard !messages.isEmpty else { return [:] }
         let metrics = self.metrics
         let idempotency = self.idempotency
@@ -200,10 +269,10 @@ struct Dispatcher: Sendable {
         let breakers = self.breakers
         let rateLimiter = self.rateLimiter
         let rates = registry.rates
-        return await withTaskGroup(of: [(String, SendOutcome)].self) { group in
+        return await withTaskGroup(of: [(String, Dispatched)].self) { group in
             for (name, list) in Dictionary(grouping: messages, by: \.channel) {
                 guard let channel = registry.channels[name] else {
-                    group.addTask { list.map { ($0.messageID, .permanent("channel \(name) is not configured")) } }
+                    group.addTask { list.map { ($0.messageID, .outcome(.permanent("channel \(name) is not configured"))) } }
                     continue
                 }
                 let batches = stride(from: 0, to: list.count, by: channel.batchSize).map {
@@ -212,53 +281,124 @@ struct Dispatcher: Sendable {
                 let queue = BatchQueue(batches)
                 for _ in 0..<min(channel.concurrency, batches.count) {
                     group.addTask {
-                        var results: [(String, SendOutcome)] = []
-                        while let batch = queue.take() {
-                            let gate = breakers.gate(name)
-                            if case .wait(let wait) = gate {
+                        var results: [(String, Dispatched)] = []
+                        func hold(_ batch: [OutboundMessage], _ reason: SendGate.Hold) {
+                            for message in batch { results.append((message.messageID, .withheld(reason))) }
+                        }
+                        batches: while let batch = queue.take() {
+                            if case .hold(let reason) = gate.check() { hold(batch, reason); continue }
+                            let breaker = breakers.gate(name)
+                            if case .wait(let wait) = breaker {
                                 // Open breaker: defer through the delay queue, do not fail.
-                                for message in batch { results.append((message.messageID, .deferred(after: wait))) }
+                                for message in batch { results.append((message.messageID, .outcome(.deferred(after: wait)))) }
                                 continue
                             }
                             if let rate = rates[name] {
-                                // Cluster-wide rate limit: wait for this batch's tokens. If Redis
-                                // cannot be asked, defer the batch rather than exceed the limit.
-                                do {
-                                    let wait = try await rateLimiter.acquire(
-                                        name, count: batch.count, ratePerSecond: rate,
-                                        nowMs: Epoch.ms())
-                                    if wait > .zero { try await Task.sleep(for: wait) }
-                                } catch {
-                                    logger.warning("rate limiter unavailable; batch deferred", metadata: ["error": "\(error)"])
-                                    for message in batch { results.append((message.messageID, .deferred(after: .seconds(1)))) }
+                                // Cluster-wide rate limit: take this batch's tokens, then wait out
+                                // any debt in short steps, asking the gate at each; a held batch gives
+                                // its tokens back. Redis unreachable: wait for it rather than exceed the limit.
+                                var wait = Duration.zero
+                                var failures = 0
+                                while true {
+                                    do {
+                                        wait = try await rateLimiter.acquire(name, count: batch.count, ratePerSecond: rate, nowMs: Epoch.ms())
+                                        break
+                                    } catch {
+                                        failures += 1
+                                        if failures == 1 { logger.warning("rate limiter unavailable; waiting", metadata: ["error": "\(error)"]) }
+                                        try? await Task.sleep(for: .milliseconds(min(1_000, 100 * failures)))
+                                        if case .hold(let reason) = gate.check() { hold(batch, reason); continue batches }
+                                    }
+                                }
+                                let until = ContinuousClock.now + wait
+                                while ContinuousClock.now < until {
+                                    try? await Task.sleep(for: min(.milliseconds(100), until - ContinuousClock.now))
+                                    if case .hold(let reason) = gate.check() {
+                                        try? await rateLimiter.refund(name, count: batch.count, ratePerSecond: rate)
+                                        hold(batch, reason)
+                                        continue batches
+                                    }
+                                }
+                                if case .hold(let reason) = gate.check() {
+                                    try? await rateLimiter.refund(name, count: batch.count, ratePerSecond: rate)
+                                    hold(batch, reason)
                                     continue
                                 }
                             }
                             let start = ContinuousClock.now
+                            // Not cancellable from here on: an accepted request must come back as accepted.
                             var outcomes = await channel.send(batch)
                             metrics.sendDuration(channel: name, ContinuousClock.now - start)
                             let healthy = outcomes.contains { $0.status == .sent || $0.status == .permanent }
                             breakers.record(name, success: healthy)
-                            if case .probe(let coolDown) = gate, !healthy {
+                            if case .probe(let coolDown) = breaker, !healthy {
                                 // The provider is still down: that says nothing about these messages.
                                 outcomes = outcomes.map { $0.status == .retryable ? .deferred(after: coolDown) : $0 }
                             }
                             let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map { ($0.0.campaignID, $0.0.userID) }
-                            do {
-                                try await idempotency.markSent(accepted)
-                            } catch {
-                                // The delivery rows still record the send; only the crash window widens.
-                                logger.warning("could not mark sends in Redis", metadata: ["error": "\(error)"])
-                            }
-                            for (message, outcome) in zip(batch, outcomes) { results.append((message.messageID, outcome)) }
+                            _ = try? await persist(logger, "sent marks") { try await idempotency.markSent(accepted) }
+                            for (message, outcome) in zip(batch, outcomes) { results.append((message.messageID, .outcome(outcome))) }
                         }
                         return results
                     }
                 }
             }
-            var all: [String: SendOutcome] = [:]
+            var all: [String: Dispatched] = [:]
             for await part in group { for (id, outcome) in part { all[id] = outcome } }
             return all
+        }
+    }
+}
+
+/// What the dispatcher asks before every provider request: may this run
+/// still send? A campaign runner answers from its lease (renewed on its own
+/// clock) and the campaign's state; the delay scheduler from its items' lease.
+struct SendGate: Sendable {
+    enum Hold: Sendable, Equatable {
+        case paused, cancelled, expired, leaseLost, shuttingDown
+
+        /// The `skipped` reason for users held back for good; nil: they stay unsent.
+        var skipReason: String? {
+            switch self {
+            case .cancelled: "cancelled"
+            case .expired: "expired"
+            case .paused, .leaseLost, .shuttingDown: nil
+            }
+        }
+    }
+
+    enum Verdict: Sendable, Equatable {
+        case go
+        case hold(Hold)
+    }
+
+    let check: @Sendable () -> Verdict
+
+    init(_ check: @escaping @Sendable () -> Verdict) { self.check = check }
+
+    static let open = SendGate { .go }
+}
+
+/// Retries a write that must not be lost (it records what a provider already
+/// accepted) until it succeeds. It ends otherwise only with `FencedOut` (the
+/// write belongs to a lease another runner holds now) or `CancellationError`
+/// (the process ran out of time to stop), both thrown.
+@discardableResult
+func persist<T: Sendable>(_ logger: Logger, _ what: String, _ body: () async throws -> T) async throws -> T {
+    var attempt = 0
+    let backoff = Backoff(base: .milliseconds(50), max: .seconds(2))
+    while true {
+        do {
+            return try await body()
+        } catch let fenced as FencedOut {
+            throw fenced
+        } catch {
+            attempt += 1
+            if Task.isCancelled { throw CancellationError() }
+            if attempt == 1 || attempt % 20 == 0 {
+                logger.warning("write not durable yet; retrying", metadata: ["what": "\(what)", "error": "\(error)", "attempt": "\(attempt)"])
+            }
+            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
         }
     }
 }

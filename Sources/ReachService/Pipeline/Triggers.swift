@@ -95,7 +95,7 @@ struct TriggerSender: Sendable {
     /// rows that exist (redelivered events), one for the recipients, one
     /// idempotency round trip, provider batches across events, one transaction
     /// for all rows. Pairs must be distinct.
-    func sendFirst(_ pairs: [(rule: TriggerRule, event: TriggerEvent)]) async throws {
+    func sendFirst(_ pairs: [(rule: TriggerRule, event: TriggerEvent)], gate: SendGate = .open) async throws {
         guard !pairs.isEmpty else { return }
         let deliveries = DeliveryStore(client: infrastructure.postgres)
         let done = try await deliveries.existing(pairs.map { ($0.rule.campaignID(for: $0.event), $0.event.userID) })
@@ -132,16 +132,18 @@ struct TriggerSender: Sendable {
                 attempts.append(.init(message: message, number: 1, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
             }
         }
-        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event")
+        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event", gate: gate)
         rows += result.rows.map { (campaignOf[$0.messageID] ?? "", $0) }
         let letters = result.deadLetters.map { (campaignOf[$0.messageID ?? ""] ?? "", $0) }
-        try await deliveries.recordEach(rows: rows, deadLetters: letters)
+        // What the providers accepted is written before anything else happens.
+        try await persist(logger, "trigger rows") { try await deliveries.recordEach(rows: rows, deadLetters: letters) }
+        if !result.complete { throw HeldBack() }
     }
 
     /// Another attempt on `channel` for a send whose row is `scheduled`: a retry
     /// (`attempt` > 1) or a deferral that spent no attempt (open breaker, quiet
     /// hours: `attempt` is 1 again). Anything but `scheduled` means it is settled.
-    func resend(rule: TriggerRule, event: TriggerEvent, attempt: Int, channel: String) async throws {
+    func resend(rule: TriggerRule, event: TriggerEvent, attempt: Int, channel: String, gate: SendGate = .open) async throws {
         let campaignID = rule.campaignID(for: event)
         let deliveries = DeliveryStore(client: infrastructure.postgres)
         guard try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID] == "scheduled" else { return }
@@ -158,8 +160,17 @@ struct TriggerSender: Sendable {
                               reason: recipient.isOptedOut(of: channel) ? "opted_out" : "no_address", attempts: attempt - 1,
                               messageID: MessageID.make(campaignID: campaignID, userID: event.userID)))
         }
-        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event")
-        try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
+        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event", gate: gate)
+        try await persist(logger, "trigger rows") {
+            try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
+        }
+        if !result.complete { throw HeldBack() }
+    }
+
+    /// Sends were held back (the instance is stopping, or a delay-queue lease
+    /// ran short): the caller keeps its offset or queue item, so they are tried again.
+    struct HeldBack: Error, CustomStringConvertible {
+        var description: String { "sends held back; they will be tried again" }
     }
 }
 
