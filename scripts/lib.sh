@@ -60,11 +60,15 @@ stop_postgres() {
   as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
-# start_redis DIR PORT
+# start_redis DIR PORT [durable]: with "durable", as reachd needs Redis in
+# production (README "Delivery semantics"): AOF fsynced every second and no
+# eviction. Tests and the benchmark run without AOF (throwaway data).
 start_redis() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 aof=no
+  [ "${3:-}" = durable ] && aof=yes
   mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly "$aof" --appendfsync everysec \
+    --maxmemory-policy noeviction --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" >/dev/null
   wait_for 10 "Redis on port $port" redis-cli -p "$port" ping
 }

@@ -1,6 +1,7 @@
 import Logging
 import ReachPostgres
 import ReachCore
+import ReachRedis
 import ServiceLifecycle
 
 /// `reachd serve`: the service group of the daemon, with graceful shutdown on
@@ -50,8 +51,27 @@ public struct Daemon: Sendable {
             "postgres": "\(Redaction.maskURLPassword(configuration.postgres.url))",
             "redis": "\(Redaction.maskURLPassword(configuration.redis.url))",
         ])
+        await warnUnlessDurable(infrastructure.redis)
         try await ServiceGroup(configuration: group).run()
         await registry.shutdown()
         logger.info("reachd stopped")
+    }
+
+    /// Idempotency keys and the delay queue must survive a Redis restart and
+    /// must never be evicted (README "Delivery semantics"): warn when the
+    /// server says otherwise. A server that refuses CONFIG (managed Redis) is not asked.
+    func warnUnlessDurable(_ redis: RedisClient) async {
+        func value(_ name: String) async -> String? {
+            guard let reply = try? await redis.send("CONFIG", "GET", name), let items = reply.array, items.count == 2 else { return nil }
+            return items[1].string
+        }
+        if let aof = await value("appendonly"), aof != "yes" {
+            logger.warning("Redis runs without AOF (appendonly no): a Redis restart loses idempotency keys and delayed work",
+                           metadata: ["appendonly": "\(aof)"])
+        }
+        if let policy = await value("maxmemory-policy"), policy != "noeviction" {
+            logger.warning("Redis may evict keys (maxmemory-policy is not noeviction): an evicted idempotency key or queue item breaks at-most-once",
+                           metadata: ["maxmemory_policy": "\(policy)"])
+        }
     }
 }
