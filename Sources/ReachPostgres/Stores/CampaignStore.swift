@@ -135,19 +135,24 @@ public struct CampaignStore: Sendable {
                      fence: Fence(owner: owner, epoch: Int64(row[3] ?? "") ?? 0), takenOver: row[4] == "t")
     }
 
+    /// SET items and FROM of an UPDATE of campaign `$1` (alias `c`) that recount its counters from its deliveries.
+    static let recountedCounters = """
+        targeted = d.targeted, sent = d.sent, skipped = d.skipped, failed = d.failed, dead = d.dead
+        FROM (SELECT count(*) AS targeted,
+                     count(*) FILTER (WHERE status = 'sent') AS sent,
+                     count(*) FILTER (WHERE status = 'skipped') AS skipped,
+                     count(*) FILTER (WHERE status = 'failed') AS failed,
+                     count(*) FILTER (WHERE status = 'dead') AS dead
+              FROM reach.deliveries WHERE campaign_id = $1) d
+        """
+
     /// Marks the campaign finished and recounts its counters from the deliveries.
     @discardableResult
     public func finish(_ id: String, fence: Fence, state: String = "done", error: String? = nil) async throws -> Bool {
         try await client.query("""
             UPDATE reach.campaigns c SET
                 state = $3, error = $4, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
-                targeted = d.targeted, sent = d.sent, skipped = d.skipped, failed = d.failed, dead = d.dead
-            FROM (SELECT count(*) AS targeted,
-                         count(*) FILTER (WHERE status = 'sent') AS sent,
-                         count(*) FILTER (WHERE status = 'skipped') AS skipped,
-                         count(*) FILTER (WHERE status = 'failed') AS failed,
-                         count(*) FILTER (WHERE status = 'dead') AS dead
-                  FROM reach.deliveries WHERE campaign_id = $1) d
+                \(Self.recountedCounters)
             WHERE c.id = $1 AND c.owner = $2 AND c.epoch = $5
             """, [id, fence.owner, state, error, fence.epoch]).affected == 1
     }
@@ -158,13 +163,7 @@ public struct CampaignStore: Sendable {
         try await client.query("""
             UPDATE reach.campaigns c SET
                 state = 'failed', error = $2, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
-                targeted = d.targeted, sent = d.sent, skipped = d.skipped, failed = d.failed, dead = d.dead
-            FROM (SELECT count(*) AS targeted,
-                         count(*) FILTER (WHERE status = 'sent') AS sent,
-                         count(*) FILTER (WHERE status = 'skipped') AS skipped,
-                         count(*) FILTER (WHERE status = 'failed') AS failed,
-                         count(*) FILTER (WHERE status = 'dead') AS dead
-                  FROM reach.deliveries WHERE campaign_id = $1) d
+                \(Self.recountedCounters)
             WHERE c.id = $1 AND c.state NOT IN ('done', 'cancelled', 'failed')
             """, [id, error])
     }

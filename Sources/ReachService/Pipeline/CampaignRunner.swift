@@ -335,20 +335,10 @@ public final class CampaignRunner: Service, Sendable {
                  acceptedAt: Date, lease: CampaignLease) async throws -> PageOutcome {
         let id = task.campaignID
         let gate = lease.gate
+        // Held back (other than for good: cancel and expiry still write rows) means: stop trying.
+        let held = { if case .hold(let hold) = gate.check() { hold.skipReason == nil } else { false } }
         func beforeSending<T: Sendable>(_ body: () async throws -> T) async throws -> T? {
-            var attempt = 0
-            while true {
-                if case .hold(let hold) = gate.check(), hold != .cancelled, hold != .expired { return nil }
-                do {
-                    return try await body()
-                } catch let fenced as FencedOut {
-                    throw fenced
-                } catch {
-                    attempt += 1
-                    if attempt == 1 { logger.warning("page waits for a dependency", metadata: ["campaign": "\(id)", "error": "\(error)"]) }
-                    try? await Task.sleep(for: Backoff(base: .milliseconds(50), max: .seconds(1)).delay(afterAttempt: attempt))
-                }
-            }
+            try await retrying(logger, "page \(id) before sending", stop: held, body)
         }
         guard let done = try await beforeSending({ try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID)) }) else {
             return PageOutcome(complete: false)

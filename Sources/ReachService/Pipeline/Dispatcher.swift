@@ -385,9 +385,17 @@ struct SendGate: Sendable {
 /// (the process ran out of time to stop), both thrown.
 @discardableResult
 func persist<T: Sendable>(_ logger: Logger, _ what: String, _ body: () async throws -> T) async throws -> T {
+    try await retrying(logger, what, body)!
+}
+
+/// Runs `body` until it succeeds, with backoff; nil when `stop` says so before
+/// an attempt. `FencedOut` and the task's cancellation end it with an error.
+func retrying<T: Sendable>(_ logger: Logger, _ what: String, stop: () -> Bool = { false },
+                           _ body: () async throws -> T) async throws -> T? {
     var attempt = 0
     let backoff = Backoff(base: .milliseconds(50), max: .seconds(2))
     while true {
+        if stop() { return nil }
         do {
             return try await body()
         } catch let fenced as FencedOut {
@@ -396,7 +404,7 @@ func persist<T: Sendable>(_ logger: Logger, _ what: String, _ body: () async thr
             attempt += 1
             if Task.isCancelled { throw CancellationError() }
             if attempt == 1 || attempt % 20 == 0 {
-                logger.warning("write not durable yet; retrying", metadata: ["what": "\(what)", "error": "\(error)", "attempt": "\(attempt)"])
+                logger.warning("waiting for a dependency; retrying", metadata: ["what": "\(what)", "error": "\(error)", "attempt": "\(attempt)"])
             }
             try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
         }
