@@ -189,11 +189,17 @@ public final class CampaignRunner: Service, Sendable {
         var window = PageWindow()
         var checkpoint = claim.checkpoint
         var durable = claim.checkpoint
+        /// Waits for the pages in flight; the checkpoint they wrote, if all were complete, is the durable one.
+        func drain() async throws -> Bool {
+            let finished = try await window.drain()
+            if finished.chainComplete, let written = finished.checkpoint { durable = written }
+            return finished.chainComplete
+        }
         do {
         while true {
             let verdict = lease.verdict()
-            if case .hold(let hold) = verdict, hold != .cancelled, hold != .expired {
-                _ = try await window.drain()
+            if case .hold(let hold) = verdict, hold.skipReason == nil {
+                _ = try await drain()
                 switch hold {
                 case .leaseLost where lease.isLost:
                     throw FencedOut("campaign run", fence: fence)
@@ -221,8 +227,7 @@ public final class CampaignRunner: Service, Sendable {
             }
             let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
             guard let last = page.last else {
-                let done = try await window.drain()
-                if !done.chainComplete {
+                guard try await drain() else {
                     checkpoint = durable
                     continue
                 }
@@ -261,7 +266,7 @@ public final class CampaignRunner: Service, Sendable {
                 } else {
                     // Users of that page are still unsent: let every page in flight
                     // finish and be written, then read again from the checkpoint.
-                    _ = try await window.drain()
+                    _ = try await drain()
                     checkpoint = durable
                 }
             }
