@@ -24,8 +24,9 @@ func startProvider(_ provider: DevProvider) async throws -> (Int, Task<Void, any
 
 /// A migrated database seeded with `count` recipients `u00001…`:
 /// every 10th has no phone, every 7th opted out of sms, every 50th opted out of everything.
-func seededDatabase(count: Int, segment: String = "all") async throws -> String {
-    let url = try await TestDatabase.migrated()
+/// `adminURL`: seed a new database on that server instead of the shared one.
+func seededDatabase(count: Int, segment: String = "all", adminURL: String? = nil) async throws -> String {
+    let url = try await TestDatabase.migrated(adminURL: adminURL)
     let pg = PostgresClient(url: url, poolSize: 1)
     let rows: [[String?]] = (1...count).map { i in
         let id = String(format: "u%05d", i)

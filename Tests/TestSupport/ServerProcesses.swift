@@ -39,8 +39,25 @@ public final class RedisServerProcess: @unchecked Sendable {
         throw ProcessFailure(command: "redis-server", status: -1, output: "did not answer PING on port \(port)")
     }
 
+    /// The server's pid (from its pidfile), nil when it is not running.
+    public var pid: pid_t? {
+        (try? String(contentsOf: directory.appendingPathComponent("redis.pid"), encoding: .utf8))
+            .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    public func freeze() {
+        if let pid { kill(pid, SIGSTOP) }
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    public func thaw() {
+        if let pid { kill(pid, SIGCONT) }
+    }
+
     /// Stops the server at once (SHUTDOWN NOSAVE) and waits until the port is closed.
     func stopBlocking() throws {
+        thaw()  // a frozen server would never answer SHUTDOWN
         _ = try? run("redis-cli", ["-p", "\(port)", "shutdown", "nosave"])
         for _ in 0..<100 {
             if (try? run("redis-cli", ["-p", "\(port)", "ping"])) == nil { return }
@@ -92,6 +109,19 @@ public final class PostgresServerProcess: @unchecked Sendable {
     public func start() async throws { try await blocking { try self.startBlocking() } }
     public func stop() async throws { try await blocking { try self.stopBlocking() } }
     public func restart() async throws { try await blocking { try self.restartBlocking() } }
+    /// Kills the cluster as a crash would (`pg_ctl stop -m immediate`: every
+    /// backend is ended at once, no checkpoint); `start()` brings it back on the same port.
+    public func crash() async throws { try await blocking { try self.crashBlocking() } }
+
+    /// The postmaster's pid (first line of `postmaster.pid`), nil when it is not running.
+    public var postmasterPID: pid_t? {
+        (try? String(contentsOf: directory.appendingPathComponent("data/postmaster.pid"), encoding: .utf8))?
+            .split(separator: "\n").first.flatMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    func crashBlocking() throws {
+        try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-m", "immediate", "-w", "stop"])
+    }
 
     func startBlocking() throws {
         try asPostgres(["\(bin)/pg_ctl", "-D", directory.appendingPathComponent("data").path, "-l", directory.appendingPathComponent("log").path,

@@ -54,6 +54,20 @@ public final class DevProvider: Sendable {
         }
     }
 
+    /// One POST as it arrived, valid or not: what fault tests measure (when
+    /// requests stop after a pause, which ids each request carried, and
+    /// whether any body was empty or not a batch).
+    public struct Request: Sendable {
+        /// When its body had been read (wall clock).
+        public let arrivedAt: Date
+        public let path: String
+        /// The batch's message ids in order; empty when the body is not a batch.
+        public let messageIDs: [String]
+        public let bodyBytes: Int
+        /// false: the body was empty or not SPEC §6's batch (answered 400).
+        public let valid: Bool
+    }
+
     /// What a test or demo wants the provider to answer for a request (nil: accept all).
     public typealias Behaviour = @Sendable (_ requestNumber: Int) -> (status: Int, retryAfter: Int?)?
 
@@ -63,6 +77,7 @@ public final class DevProvider: Sendable {
     private let latencyFromTitle: Bool
     /// (received, latency) in µs, for `latencyFromTitle`.
     private let latencies = Mutex<[(Int64, Int64)]>([])
+    private let log = Mutex<[Request]>([])
 
     public init(delay: Duration = .zero, behaviour: Behaviour? = nil, latencyFromTitle: Bool = false) {
         self.delay = delay
@@ -86,6 +101,10 @@ public final class DevProvider: Sendable {
     public var received: [String: Int] { state.withLock { $0.seen } }
     /// How many requests carried each `Idempotency-Key`.
     public var idempotencyKeys: [String: Int] { state.withLock { $0.keys } }
+    /// Every POST received, in arrival order (invalid bodies included).
+    public var requests: [Request] { log.withLock { $0 } }
+    /// The POSTs whose body was empty or not a message batch.
+    public var invalidRequests: [Request] { log.withLock { $0.filter { !$0.valid } } }
     /// The last copy of a message, by id.
     public func message(_ id: String) -> (to: String?, title: String?, body: String?)? {
         state.withLock { $0.last[id].map { ($0.to, $0.title, $0.body) } }
@@ -101,7 +120,13 @@ public final class DevProvider: Sendable {
             let body = try await request.body.collect(upTo: 64 << 20)
             let receivedAt = Epoch.micros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
-            guard let batch = Batch(Array(buffer: body)) else {
+            let parsed = Batch(Array(buffer: body))
+            self.log.withLock {
+                $0.append(Request(arrivedAt: Date(timeIntervalSince1970: Double(receivedAt) / 1_000_000), path: request.uri.path,
+                                  messageIDs: parsed?.messages.map(\.message_id) ?? [], bodyBytes: body.readableBytes,
+                                  valid: parsed != nil))
+            }
+            guard let batch = parsed else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))
             }
             let number = self.state.withLock { s -> Int in
