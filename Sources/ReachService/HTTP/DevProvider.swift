@@ -63,8 +63,9 @@ public final class DevProvider: Sendable {
         public let path: String
         /// The batch's message ids in order; empty when the body is not a batch.
         public let messageIDs: [String]
+        /// Its size; -1: the body could not be read to its end (cut off on the wire).
         public let bodyBytes: Int
-        /// false: the body was empty or not SPEC §6's batch (answered 400).
+        /// false: the body was empty, cut off or not SPEC §6's batch (answered 400).
         public let valid: Bool
     }
 
@@ -117,7 +118,16 @@ public final class DevProvider: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         router.post("**") { request, _ in
-            let body = try await request.body.collect(upTo: 64 << 20)
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: 64 << 20)
+            } catch {
+                // A body cut off on the wire (the client gave up mid-request): recorded as invalid, size -1.
+                self.log.withLock {
+                    $0.append(Request(arrivedAt: Date(), path: request.uri.path, messageIDs: [], bodyBytes: -1, valid: false))
+                }
+                throw error
+            }
             let receivedAt = Epoch.micros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
             let parsed = Batch(Array(buffer: body))
