@@ -169,7 +169,7 @@ struct NeverTwiceTests {
         var tasks: [Task<Void, any Error>] = []
         var daemons: [ReachdProcess] = []
         for _ in 0..<2 {
-            let provider = DevProvider()
+            let provider = DevProvider(recordRequests: true)
             let (port, task) = try await startProvider(provider)
             providers.append(provider)
             tasks.append(task)
@@ -307,7 +307,7 @@ struct NeverTwiceTests {
         let redis = try await RedisServerProcess.start()
         defer { redis.thaw() }
         let kafka = try embeddedKafka()
-        let provider = DevProvider(delay: .milliseconds(5))
+        let provider = DevProvider(delay: .milliseconds(5), recordRequests: true)
         let (providerPort, providerTask) = try await startProvider(provider)
         defer { providerTask.cancel() }
         let url = try await seededDatabase(count: users)
@@ -349,7 +349,7 @@ struct NeverTwiceTests {
         defer { withExtendedLifetime(server) {} }  // its deinit stops the cluster
         let kafka = try embeddedKafka()
         // 20 ms: pages are mostly on the wire when the server dies, the case that loses finished work today.
-        let provider = DevProvider(delay: .milliseconds(20))
+        let provider = DevProvider(delay: .milliseconds(20), recordRequests: true)
         let (providerPort, providerTask) = try await startProvider(provider)
         defer { providerTask.cancel() }
         let url = try await seededDatabase(count: users, adminURL: server.url)
@@ -393,7 +393,7 @@ struct NeverTwiceTests {
     /// One reachd with `push` limited to 1 000/s through a provider answering in 50 ms; defaults otherwise.
     func rateLimitedPush(users: Int) async throws -> (kafka: EmbeddedKafka, provider: DevProvider, pg: PostgresClient, stop: @Sendable () -> Void) {
         let kafka = try embeddedKafka()
-        let provider = DevProvider(delay: .milliseconds(50))
+        let provider = DevProvider(delay: .milliseconds(50), recordRequests: true)
         let (providerPort, providerTask) = try await startProvider(provider)
         let url = try await seededDatabase(count: users)
         let reachd = try await startReachd(kafka: kafka, group: TestEnvironment.unique("nt-g"), postgres: url, redis: try TestEnvironment.redisURL(),

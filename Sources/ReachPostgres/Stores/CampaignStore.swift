@@ -73,7 +73,10 @@ public struct CampaignStore: Sendable {
     }
 
     /// Applies a control message; false when the campaign is unknown or in a
-    /// state the control does not apply to (a logged no-op).
+    /// state the control does not apply to (a logged no-op). Resume leaves the
+    /// lease alone: a runner still finishing the requests it had on the wire
+    /// when the pause came either goes on or hands the campaign back itself,
+    /// so nobody else can start while those requests may still be answered.
     public func control(_ id: String, _ control: Control) async throws -> Bool {
         let sql = switch control {
         case .pause:
@@ -81,7 +84,7 @@ public struct CampaignStore: Sendable {
         case .resume:
             """
             UPDATE reach.campaigns SET state = CASE WHEN coalesce(scheduled_at, created_at) > now() THEN 'scheduled' ELSE 'running' END,
-                   owner = NULL, lease_until = NULL, updated_at = now()
+                   updated_at = now()
             WHERE id = $1 AND state = 'paused'
             """
         case .cancel:
@@ -147,11 +150,13 @@ public struct CampaignStore: Sendable {
         """
 
     /// Marks the campaign finished and recounts its counters from the deliveries.
+    /// A cancel that arrived after the runner last looked is kept (`cancelled`, not `done`).
     @discardableResult
     public func finish(_ id: String, fence: Fence, state: String = "done", error: String? = nil) async throws -> Bool {
         try await client.query("""
             UPDATE reach.campaigns c SET
-                state = $3, error = $4, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
+                state = CASE WHEN c.state = 'cancelled' AND $3 = 'done' THEN 'cancelled' ELSE $3 END,
+                error = $4, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
                 \(Self.recountedCounters)
             WHERE c.id = $1 AND c.owner = $2 AND c.epoch = $5
             """, [id, fence.owner, state, error, fence.epoch]).affected == 1

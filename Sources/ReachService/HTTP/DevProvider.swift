@@ -79,8 +79,11 @@ public final class DevProvider: Sendable {
     /// (received, latency) in µs, for `latencyFromTitle`.
     private let latencies = Mutex<[(Int64, Int64)]>([])
     private let log = Mutex<[Request]>([])
+    /// Keep every valid request in `requests` (fault tests); invalid ones are always kept.
+    private let recordRequests: Bool
 
-    public init(delay: Duration = .zero, behaviour: Behaviour? = nil, latencyFromTitle: Bool = false) {
+    public init(delay: Duration = .zero, behaviour: Behaviour? = nil, latencyFromTitle: Bool = false, recordRequests: Bool = false) {
+        self.recordRequests = recordRequests
         self.delay = delay
         self.behaviour = behaviour
         self.latencyFromTitle = latencyFromTitle
@@ -102,7 +105,7 @@ public final class DevProvider: Sendable {
     public var received: [String: Int] { state.withLock { $0.seen } }
     /// How many requests carried each `Idempotency-Key`.
     public var idempotencyKeys: [String: Int] { state.withLock { $0.keys } }
-    /// Every POST received, in arrival order (invalid bodies included).
+    /// Every POST received, in arrival order (with `recordRequests`; invalid bodies always).
     public var requests: [Request] { log.withLock { $0 } }
     /// The POSTs whose body was empty or not a message batch.
     public var invalidRequests: [Request] { log.withLock { $0.filter { !$0.valid } } }
@@ -131,11 +134,11 @@ public final class DevProvider: Sendable {
             let receivedAt = Epoch.micros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
             let parsed = Batch(Array(buffer: body))
-            self.log.withLock {
+            if self.recordRequests || parsed == nil { self.log.withLock {
                 $0.append(Request(arrivedAt: Date(timeIntervalSince1970: Double(receivedAt) / 1_000_000), path: request.uri.path,
                                   messageIDs: parsed?.messages.map(\.message_id) ?? [], bodyBytes: body.readableBytes,
                                   valid: parsed != nil))
-            }
+            } }
             guard let batch = parsed else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))
             }
