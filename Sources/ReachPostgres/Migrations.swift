@@ -153,6 +153,13 @@ public enum Migrations {
         DROP INDEX IF EXISTS reach.deliveries_message_id;
         CREATE INDEX IF NOT EXISTS deliveries_scheduled ON reach.deliveries (campaign_id, updated_at) WHERE status = 'scheduled';
         """),
+        // (Version 4 is reserved for another change; the Migrator applies what exists, in order.)
+        // An input dead letter must always be storable: jsonb refuses U+0000 and
+        // invalid UTF-8, so the message's exact bytes go here when `payload` had
+        // to hold a lossy copy (NUL replaced by U+FFFD).
+        Migration(version: 5, name: "raw bytes of input dead letters", sql: """
+        ALTER TABLE reach.dead_letters ADD COLUMN IF NOT EXISTS raw bytea;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }
