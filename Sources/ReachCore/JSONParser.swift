@@ -71,7 +71,11 @@ public struct JSONParser {
         self.storable = storable
     }
 
-    private func fail(_ reason: String) -> Failure { Failure(offset: at, reason: reason) }
+    private func fail(_ reason: String) -> Failure {
+        // Whatever was expected, a NUL byte here is the reason worth naming.
+        if at < bytes.count, bytes[at] == 0 { return Failure(offset: at, reason: "raw NUL byte (U+0000 is not allowed)") }
+        return Failure(offset: at, reason: reason)
+    }
 
     private var peek: UInt8? { at < bytes.count ? bytes[at] : nil }
 

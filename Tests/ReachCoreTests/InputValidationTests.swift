@@ -100,7 +100,10 @@ struct InputValidationTests {
     @Test("templates: 10 000 nested sections, 100 000 tags, oversize and set-delimiter tags are refused before swift-mustache sees them")
     func templateBounds() {
         let deep = String(repeating: "{{#a}}", count: 10_000) + String(repeating: "{{/a}}", count: 10_000)
-        #expect(error(task(body: deep))?.message.contains("deep") == true)
+        let refusal = error(task(body: deep))
+        #expect(refusal?.path == "template.body" && refusal?.message.contains("bytes") == true, "120 KB: over the size bound first")
+        let deepOpen = String(repeating: "{{#a}}", count: 10_000)  // 60 KB, within the size bound
+        #expect(error(task(body: deepOpen))?.message.contains("deep") == true)
         let deepInverted = String(repeating: "{{^a}}", count: 33) + String(repeating: "{{/a}}", count: 33)
         #expect(error(task(body: deepInverted))?.path == "template.body")
         let atLimit = String(repeating: "{{#a}}", count: TemplateLimits.maxDepth) + String(repeating: "{{/a}}", count: TemplateLimits.maxDepth)

@@ -117,7 +117,7 @@ struct InputFuzzer {
         return String(repeating: open, count: levels) + "1" + String(repeating: open == "[" ? "]" : "}", count: levels)
     }
 
-    struct Case {
+    struct Case: Sendable {
         var bytes: [UInt8]
         var valid: Bool
         var kind: String
@@ -269,10 +269,14 @@ struct InputFuzzTests {
                 kinds["event/" + c.kind, default: 0] += 1
             }
         }
-        for c in tasks { try await h.send("reach.tasks", c.bytes, key: "t") }
-        for c in events { try await h.send("reach.events", c.bytes, key: "e") }
-
         let group = h.configuration.kafka.groupID
+        // Both topics at once, each in order.
+        let taskBytes = tasks.map(\.bytes)
+        let eventBytes = events.map(\.bytes)
+        async let taskSends: Void = h.sendPaced("reach.tasks", group: group, taskBytes, key: "t")
+        async let eventSends: Void = h.sendPaced("reach.events", group: group + ".events", eventBytes, key: "e")
+        _ = try await (taskSends, eventSends)
+
         #expect(try await eventually(timeout: .seconds(240), every: .milliseconds(250)) {
             let t = try await h.committed("reach.tasks", group: group)
             let e = try await h.committed("reach.events", group: group + ".events")
@@ -299,8 +303,9 @@ struct InputFuzzTests {
         }, "every valid event sent once")
         // Every dead letter on the topic fits the configured limit.
         let invalidCount = tasks.count + events.count - validTasks - validEvents
-        let dlq = try await h.dlqMessages(count: invalidCount)
-        #expect(dlq.count == invalidCount)
+        let (published, dlq) = try await h.dlqMessages()
+        #expect(published == invalidCount, "one dead letter per invalid message on reach.dlq")
+        #expect(!dlq.isEmpty)
         #expect(dlq.allSatisfy { $0.value.count + ($0.key?.count ?? 0) <= dlqMax })
         #expect(dlq.allSatisfy { (try? JSONParser.parse($0.value))?["source"]?.string == "input" })
         #expect(dlq.contains { (try? JSONParser.parse($0.value))?["truncated"]?.bool == true })
