@@ -87,9 +87,10 @@ public struct TaskParser: Sendable {
     public func parse(_ bytes: [UInt8]) throws -> TaskMessage {
         let json: JSONValue
         do {
-            json = try JSONParser.parse(bytes)
+            // Stored whole as jsonb: refuse what PostgreSQL would refuse (U+0000, numbers outside numeric).
+            json = try JSONParser.parse(bytes, storable: true)
         } catch {
-            throw ValidationError("", "not valid JSON (\(error))")
+            throw ValidationError(error.path, "not valid JSON (\(error))")
         }
         return try parse(json)
     }
@@ -260,21 +261,8 @@ public struct TaskParser: Sendable {
 
     static func date(_ value: JSONValue, path: String) throws -> Date {
         guard let text = value.string, let date = RFC3339.parse(text) else {
-            throw ValidationError(path, "must be an RFC 3339 time such as 2026-11-23T09:00:00Z")
+            throw ValidationError(path, "must be an RFC 3339 time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, such as 2026-11-23T09:00:00Z")
         }
         return date
-    }
-}
-
-/// RFC 3339 timestamps, with or without fractional seconds, `Z` or an offset.
-public enum RFC3339 {
-    public static func parse(_ text: String) -> Date? {
-        let plain = Date.ISO8601FormatStyle()
-        if let date = try? plain.parse(text) { return date }
-        return try? plain.time(includingFractionalSeconds: true).parse(text)
-    }
-
-    public static func format(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 }

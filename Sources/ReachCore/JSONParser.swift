@@ -6,26 +6,55 @@
 /// parser reads the bytes once. It is strict: one value, optional whitespace,
 /// nothing after it, valid UTF-8, no trailing commas, nesting at most
 /// `maxDepth` deep (hostile input cannot exhaust the stack).
+///
+/// With `storable: true` (Kafka input: tasks and events, which are stored whole
+/// as `jsonb`) it also refuses what PostgreSQL cannot store: U+0000 (the
+/// `\u0000` escape; a raw 0x00 byte is a control character and always refused)
+/// and number literals outside `numeric` (see `PostgresNumeric`).
 public struct JSONParser {
     public struct Failure: Error, CustomStringConvertible, Equatable {
         public let offset: Int
         public let reason: String
-        public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+        /// Where in the document it failed (`data.items[2]`); empty at the top level.
+        public internal(set) var path: String = ""
+        public var description: String {
+            path.isEmpty ? "invalid JSON at byte \(offset): \(reason)" : "invalid JSON at byte \(offset) (\(path)): \(reason)"
+        }
+
+        init(offset: Int, reason: String, path: String = "") {
+            self.offset = offset
+            self.reason = reason
+            self.path = path
+        }
+
+        /// Prepends an enclosing member name or index while unwinding.
+        func inside(key: String) -> Failure {
+            var copy = self
+            let k = key.unicodeScalars.count > 64 ? String(key.unicodeScalars.prefix(64)) + "…" : key
+            copy.path = path.isEmpty ? k : (path.hasPrefix("[") ? k + path : k + "." + path)
+            return copy
+        }
+
+        func inside(index: Int) -> Failure {
+            var copy = self
+            copy.path = path.isEmpty ? "[\(index)]" : (path.hasPrefix("[") ? "[\(index)]" + path : "[\(index)]." + path)
+            return copy
+        }
     }
 
     public static let maxDepth = 256
 
-    public static func parse(_ text: String) throws(Failure) -> JSONValue {
+    public static func parse(_ text: String, storable: Bool = false) throws(Failure) -> JSONValue {
         var copy = text
-        return try copy.withUTF8 { bytes in Result { () throws(Failure) in try parse(bytes) } }.get()
+        return try copy.withUTF8 { bytes in Result { () throws(Failure) in try parse(bytes, storable: storable) } }.get()
     }
 
-    public static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
-        try bytes.withUnsafeBufferPointer { buffer in Result { () throws(Failure) in try parse(buffer) } }.get()
+    public static func parse(_ bytes: [UInt8], storable: Bool = false) throws(Failure) -> JSONValue {
+        try bytes.withUnsafeBufferPointer { buffer in Result { () throws(Failure) in try parse(buffer, storable: storable) } }.get()
     }
 
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> JSONValue {
-        var parser = JSONParser(bytes: bytes)
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, storable: Bool = false) throws(Failure) -> JSONValue {
+        var parser = JSONParser(bytes: bytes, storable: storable)
         parser.skipSpace()
         let value = try parser.value(depth: 0)
         parser.skipSpace()
@@ -34,11 +63,19 @@ public struct JSONParser {
     }
 
     private let bytes: UnsafeBufferPointer<UInt8>
+    private let storable: Bool
     private var at = 0
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    private init(bytes: UnsafeBufferPointer<UInt8>, storable: Bool) {
+        self.bytes = bytes
+        self.storable = storable
+    }
 
-    private func fail(_ reason: String) -> Failure { Failure(offset: at, reason: reason) }
+    private func fail(_ reason: String) -> Failure {
+        // Whatever was expected, a NUL byte here is the reason worth naming.
+        if at < bytes.count, bytes[at] == 0 { return Failure(offset: at, reason: "raw NUL byte (U+0000 is not allowed)") }
+        return Failure(offset: at, reason: reason)
+    }
 
     private var peek: UInt8? { at < bytes.count ? bytes[at] : nil }
 
@@ -56,6 +93,7 @@ public struct JSONParser {
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        case 0: throw fail("raw NUL byte (U+0000 is not allowed)")
         default: throw fail("unexpected character")
         }
     }
@@ -76,12 +114,13 @@ public struct JSONParser {
         while true {
             skipSpace()
             guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-            let key = try string()
+            let key: String
+            do { key = try string() } catch { throw error.inside(key: "(member name)") }
             skipSpace()
-            guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            guard peek == UInt8(ascii: ":") else { throw fail("expected ':'").inside(key: key) }
             at += 1
             skipSpace()
-            members[key] = try value(depth: depth)
+            do { members[key] = try value(depth: depth) } catch { throw error.inside(key: key) }
             skipSpace()
             switch peek {
             case UInt8(ascii: ","): at += 1
@@ -99,7 +138,7 @@ public struct JSONParser {
         if peek == UInt8(ascii: "]") { at += 1; return .array(items) }
         while true {
             skipSpace()
-            items.append(try value(depth: depth))
+            do { items.append(try value(depth: depth)) } catch { throw error.inside(index: items.count) }
             skipSpace()
             switch peek {
             case UInt8(ascii: ","): at += 1
@@ -126,7 +165,9 @@ public struct JSONParser {
             guard let c = peek, isDigit(c) else { throw fail("expected a digit in the exponent") }
             while let c = peek, isDigit(c) { at += 1 }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self)
+        let literal = UnsafeBufferPointer(rebasing: bytes[start..<at])
+        if storable, let problem = PostgresNumeric.problem(literal) { at = start; throw fail(problem) }
+        let text = String(decoding: literal, as: UTF8.self)
         guard let n = Double(text), n.isFinite else { at = start; throw fail("number out of range") }
         return n
     }
@@ -147,6 +188,7 @@ public struct JSONParser {
                 return s
             }
             if c == UInt8(ascii: "\\") { break }
+            if c == 0 { throw fail("raw NUL byte in a string (U+0000 is not allowed)") }
             if c < 0x20 { throw fail("control character in a string") }
             at += 1
         }
@@ -181,11 +223,13 @@ public struct JSONParser {
                     } else if (0xDC00...0xDFFF).contains(scalar) {
                         throw fail("lone surrogate")
                     }
+                    if scalar == 0, storable { at -= 6; throw fail("\\u0000 escape (U+0000 is not allowed)") }
                     out.append(contentsOf: Array(String(Unicode.Scalar(scalar)!).utf8))
                 default:
                     throw fail("unknown escape")
                 }
             default:
+                if c == 0 { throw fail("raw NUL byte in a string (U+0000 is not allowed)") }
                 if c < 0x20 { throw fail("control character in a string") }
                 out.append(c)
             }
@@ -208,5 +252,66 @@ public struct JSONParser {
             at += 1
         }
         return v
+    }
+}
+
+/// What PostgreSQL's `numeric` (and so `jsonb`) can store: at most 131 072
+/// digits before the decimal point and 16 383 after it, the exponent counted
+/// (`1e-20000` has 20 000 digits after the point; `1.5e3` none).
+public enum PostgresNumeric {
+    public static let maxDigitsBeforePoint = 131_072
+    public static let maxDigitsAfterPoint = 16_383
+
+    /// Why a JSON number literal (already known to be well-formed) does not fit, or nil.
+    public static func problem(_ literal: UnsafeBufferPointer<UInt8>) -> String? {
+        var i = 0
+        let n = literal.count
+        if i < n, literal[i] == UInt8(ascii: "-") { i += 1 }
+        var intDigits = 0, leadingZeros = 0, fracDigits = 0
+        var significant = false
+        while i < n, literal[i] >= 0x30, literal[i] <= 0x39 {
+            if literal[i] != 0x30 { significant = true }
+            if !significant { leadingZeros += 1 }
+            intDigits += 1
+            i += 1
+        }
+        if i < n, literal[i] == UInt8(ascii: ".") {
+            i += 1
+            while i < n, literal[i] >= 0x30, literal[i] <= 0x39 {
+                if literal[i] != 0x30 { significant = true }
+                if !significant { leadingZeros += 1 }
+                fracDigits += 1
+                i += 1
+            }
+        }
+        var exponent = 0
+        if i < n, literal[i] == UInt8(ascii: "e") || literal[i] == UInt8(ascii: "E") {
+            i += 1
+            var negative = false
+            if i < n, literal[i] == UInt8(ascii: "-") { negative = true; i += 1 } else if i < n, literal[i] == UInt8(ascii: "+") { i += 1 }
+            var magnitude = 0
+            while i < n, literal[i] >= 0x30, literal[i] <= 0x39 {
+                magnitude = min(magnitude * 10 + Int(literal[i] - 0x30), 1 << 40)  // saturates far beyond any limit
+                i += 1
+            }
+            exponent = negative ? -magnitude : magnitude
+        }
+        // Digits after the point as PostgreSQL keeps them (its display scale).
+        if fracDigits - exponent > maxDigitsAfterPoint {
+            return "number has \(fracDigits - exponent) digits after the decimal point; PostgreSQL numeric stores at most \(maxDigitsAfterPoint)"
+        }
+        if significant {
+            // Position of the first non-zero digit relative to the point.
+            let before = intDigits + exponent - leadingZeros
+            if before > maxDigitsBeforePoint {
+                return "number has \(before) digits before the decimal point; PostgreSQL numeric stores at most \(maxDigitsBeforePoint)"
+            }
+        }
+        return nil
+    }
+
+    public static func problem(_ literal: String) -> String? {
+        var copy = literal
+        return copy.withUTF8 { problem($0) }
     }
 }

@@ -69,3 +69,38 @@ public struct JSONObjectWriter {
 
     public func finish() -> String { text + "}" }
 }
+
+extension JSONText {
+    /// The marker that ends a string cut by `quote(_:maxBytes:)`.
+    public static func truncationMarker(total: Int) -> String { "… [truncated; \(total) bytes in all]" }
+
+    /// `s` as a JSON string literal of at most `maxBytes` bytes (quotes
+    /// included; at least 64 are assumed). When `s` does not fit, as much of its
+    /// beginning as fits is kept, followed by `truncationMarker`, and
+    /// `truncated` is true. Never cuts inside a character or an escape.
+    public static func quote(_ s: String, maxBytes: Int) -> (text: String, truncated: Bool) {
+        let whole = quote(s)
+        if whole.utf8.count <= maxBytes { return (whole, false) }
+        let marker = truncationMarker(total: s.utf8.count)
+        let budget = max(0, maxBytes - 2 - marker.utf8.count)
+        var kept = ""
+        var used = 0
+        for scalar in s.unicodeScalars {
+            let cost: Int
+            switch scalar {
+            case "\"", "\\", "\n", "\r", "\t": cost = 2
+            default: cost = scalar.value < 0x20 ? 6 : String(scalar).utf8.count
+            }
+            if used + cost > budget { break }
+            used += cost
+            kept.unicodeScalars.append(scalar)
+        }
+        return (quote(kept + marker), true)
+    }
+
+    /// Text that PostgreSQL can store in `text` and `jsonb`: U+0000 becomes U+FFFD.
+    public static func storable(_ s: String) -> String {
+        guard s.utf8.contains(0) else { return s }
+        return String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value == 0 ? "\u{FFFD}" : $0 }))
+    }
+}

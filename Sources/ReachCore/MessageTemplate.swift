@@ -12,6 +12,9 @@ public struct MessageTemplate: Sendable {
     }
 
     static func compile(_ source: String, path: String) throws -> MustacheTemplate {
+        // Bounds first: swift-mustache compiles sections recursively (10 000 nested
+        // sections overflow the stack) and slows down badly on very many tags.
+        try TemplateLimits.check(source, path: path)
         do {
             return try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + source)
         } catch {
@@ -140,5 +143,68 @@ public struct DeliveryPlanner: Sendable {
 
     func addressField(_ channel: String) -> AddressField {
         addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
+    }
+}
+
+/// Bounds a template source must keep before it is handed to swift-mustache,
+/// checked by a flat scan that never recurses. A source over any of them is a
+/// `ValidationError` naming its path (`template.body`, `template.channels.sms.title`).
+public enum TemplateLimits {
+    /// Bytes of UTF-8 per source (a title or a body): 64 KiB, far above any SMS, push or e-mail text.
+    public static let maxSourceBytes = 65_536
+    /// Tags (`{{…}}`, `{{{…}}}`, comments included) per source.
+    public static let maxTags = 2_000
+    /// Open sections (`{{#…}}`, `{{^…}}`, `{{$…}}`, `{{<…}}`) at any point.
+    public static let maxDepth = 32
+
+    /// Set-delimiter tags (`{{=<% %>=}}`) are refused: with other delimiters the
+    /// scan could not see the tags, and messages have no need for them.
+    public static func check(_ source: String, path: String) throws {
+        let bytes = source.utf8
+        guard bytes.count <= maxSourceBytes else {
+            throw ValidationError(path, "template is \(bytes.count) bytes; at most \(maxSourceBytes) are allowed")
+        }
+        var tags = 0
+        var depth = 0
+        var maxSeen = 0
+        var copy = source
+        try copy.withUTF8 { b in
+            var i = 0
+            let n = b.count
+            while i + 1 < n {
+                guard b[i] == UInt8(ascii: "{"), b[i + 1] == UInt8(ascii: "{") else { i += 1; continue }
+                tags += 1
+                guard tags <= maxTags else {
+                    throw ValidationError(path, "template has more than \(maxTags) tags")
+                }
+                var j = i + 2
+                let triple = j < n && b[j] == UInt8(ascii: "{")
+                if triple { j += 1 }
+                while j < n, b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D { j += 1 }
+                let sigil: UInt8 = j < n ? b[j] : 0
+                if !triple {
+                    switch sigil {
+                    case UInt8(ascii: "="):
+                        throw ValidationError(path, "set-delimiter tags ({{=… …=}}) are not supported")
+                    case UInt8(ascii: "#"), UInt8(ascii: "^"), UInt8(ascii: "$"), UInt8(ascii: "<"):
+                        depth += 1
+                        maxSeen = max(maxSeen, depth)
+                        guard depth <= maxDepth else {
+                            throw ValidationError(path, "template nests sections more than \(maxDepth) deep")
+                        }
+                    case UInt8(ascii: "/"):
+                        depth = max(0, depth - 1)
+                    default:
+                        break
+                    }
+                }
+                // Skip to the end of the tag; an unclosed tag is left for swift-mustache to report.
+                var k = j
+                while k + 1 < n, !(b[k] == UInt8(ascii: "}") && b[k + 1] == UInt8(ascii: "}")) { k += 1 }
+                if k + 1 >= n { return }
+                i = k + 2
+                if triple, i < n, b[i] == UInt8(ascii: "}") { i += 1 }
+            }
+        }
     }
 }

@@ -22,9 +22,10 @@ public struct TriggerEvent: Sendable, Equatable {
     public static func parse(_ bytes: [UInt8]) throws -> TriggerEvent {
         let json: JSONValue
         do {
-            json = try JSONParser.parse(bytes)
+            // Refuse what PostgreSQL would refuse (U+0000, numbers outside numeric): events are stored too.
+            json = try JSONParser.parse(bytes, storable: true)
         } catch {
-            throw ValidationError("", "not valid JSON (\(error))")
+            throw ValidationError(error.path, "not valid JSON (\(error))")
         }
         guard let o = json.object else { throw ValidationError("", "an event must be a JSON object") }
         func id(_ key: String) throws -> String {
@@ -36,7 +37,9 @@ public struct TriggerEvent: Sendable, Equatable {
         let userID = try id("user_id")
         var occurredAt: Date?
         if let v = o["occurred_at"], !v.isNull {
-            guard let s = v.string, let d = RFC3339.parse(s) else { throw ValidationError("occurred_at", "must be an RFC 3339 time") }
+            guard let s = v.string, let d = RFC3339.parse(s) else {
+                throw ValidationError("occurred_at", "must be an RFC 3339 time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+            }
             occurredAt = d
         }
         var properties: [String: JSONValue] = [:]

@@ -159,6 +159,12 @@ public enum Migrations {
         Migration(version: 4, name: "campaign lease epochs", sql: """
         ALTER TABLE reach.campaigns ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0;
         """),
+        // An input dead letter must always be storable: jsonb refuses U+0000 and
+        // invalid UTF-8, so the message's exact bytes go here when `payload` had
+        // to hold a lossy copy (NUL replaced by U+FFFD).
+        Migration(version: 5, name: "raw bytes of input dead letters", sql: """
+        ALTER TABLE reach.dead_letters ADD COLUMN IF NOT EXISTS raw bytea;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

@@ -35,6 +35,17 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The server refused the statement because of the data it was given, in a
+    /// way no retry can fix: class 22 (data exception: `22P05` untranslatable
+    /// character / NUL, `22003` numeric out of range, `22008` date/time out of
+    /// range, `22021` bad encoding, …) and class 54 (program limit exceeded,
+    /// e.g. `54000` a value too large). A message whose content causes one is a
+    /// dead letter, not a retry. Connection, 08xxx, 40001, 57xxx… stay retryable.
+    public var isDataError: Bool {
+        guard code == .server, let state = sqlState else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("54")
+    }
+
     public var isUniqueViolation: Bool { sqlState == "23505" }
 
     public var description: String {

@@ -6,22 +6,37 @@ public struct DeadLetterStore: Sendable {
 
     /// Records an invalid Kafka message once per (topic, partition, offset):
     /// a redelivered message does not make a second row. `payloadJSON` is the
-    /// JSON value to store (for raw text, a JSON string). Returns the row's id.
+    /// JSON value to store (for raw text, a JSON string); `raw`, when given, the
+    /// message's exact bytes (kept in `raw bytea` when `payload` could only hold
+    /// a lossy copy). Returns the row's id.
     @discardableResult
     public func recordInput(topic: String, partition: Int32, offset: Int64, reason: String, error: String,
-                            payloadJSON: String) async throws -> Int {
+                            payloadJSON: String, raw: [UInt8]? = nil) async throws -> Int {
         let rows = try await client.query("""
             WITH inserted AS (
-                INSERT INTO reach.dead_letters (reason, error, source, payload, topic, kafka_partition, kafka_offset, published_at)
-                VALUES ($1, $2, 'input', $3::jsonb, $4, $5, $6, now())
+                INSERT INTO reach.dead_letters (reason, error, source, payload, topic, kafka_partition, kafka_offset, published_at, raw)
+                VALUES ($1, $2, 'input', $3::jsonb, $4, $5, $6, now(), $7::bytea)
                 ON CONFLICT (topic, kafka_partition, kafka_offset) WHERE source = 'input' DO NOTHING
                 RETURNING id)
             SELECT id FROM inserted
             UNION ALL
             SELECT id FROM reach.dead_letters WHERE source = 'input' AND topic = $4 AND kafka_partition = $5 AND kafka_offset = $6
             LIMIT 1
-            """, [reason, error, payloadJSON, topic, Int(partition), offset])
+            """, [reason, error, payloadJSON, topic, Int(partition), offset, raw.map(Self.byteaHex)])
         return rows.first?.int(0) ?? 0
+    }
+
+    /// bytea's hex text format (`\x0a1b…`), how a binary value travels as a text parameter.
+    public static func byteaHex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: 0, count: 2 + bytes.count * 2)
+        out[0] = UInt8(ascii: "\\")
+        out[1] = UInt8(ascii: "x")
+        for (i, b) in bytes.enumerated() {
+            out[2 + 2 * i] = digits[Int(b >> 4)]
+            out[3 + 2 * i] = digits[Int(b & 0x0F)]
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     public struct Unpublished: Sendable {

@@ -89,6 +89,8 @@ struct ConfigValidator {
         }
         check(Set(c.kafka.topics.all).count == 3, "kafka.topics", "tasks, events and dlq must be three different topics")
         check((1...1000).contains(c.kafka.partitions), "kafka.partitions", "must be 1-1000")
+        check((16_384...1_000_000_000).contains(c.kafka.dlqMaxBytes), "kafka.dlq_max_bytes",
+              "must be 16384-1000000000 (bytes; keep it under the broker's message.max.bytes)")
         for (section, map) in [("properties", c.kafka.properties), ("consumer_properties", c.kafka.consumerProperties)] {
             for name in map.keys where name.contains("password") || name.contains("secret") {
                 check(false, "kafka.\(section).\(name)", "secrets may not be set in configuration; use the environment")

@@ -98,6 +98,12 @@ public struct KafkaSettings: Decodable, Sendable {
     public var properties: [String: String] = [:]
     /// Extra librdkafka properties for the consumers only (e.g. `fetch.wait.max.ms`), over `properties`.
     public var consumerProperties: [String: String] = [:]
+    /// The largest message reachd publishes on the dead-letter topic, in bytes.
+    /// A dead letter over it is cut to fit (payload copy and quoted values
+    /// truncated and marked; the table keeps the whole message). The default
+    /// stays under Kafka's default 1 MB `message.max.bytes` with room for
+    /// the record overhead; raise it only with the broker's and topic's limit.
+    public var dlqMaxBytes = 900_000
 
     public init() {}
     public var isEmbedded: Bool { brokers == "embedded" }
@@ -106,6 +112,7 @@ public struct KafkaSettings: Decodable, Sendable {
         case brokers, topics, partitions, properties
         case groupID = "group_id"
         case consumerProperties = "consumer_properties"
+        case dlqMaxBytes = "dlq_max_bytes"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -117,6 +124,7 @@ public struct KafkaSettings: Decodable, Sendable {
         partitions = try c.value(.partitions, d.partitions)
         properties = try c.value(.properties, d.properties)
         consumerProperties = try c.value(.consumerProperties, d.consumerProperties)
+        dlqMaxBytes = try c.value(.dlqMaxBytes, d.dlqMaxBytes)
     }
 }
 

@@ -381,8 +381,9 @@ struct SendGate: Sendable {
 
 /// Retries a write that must not be lost (it records what a provider already
 /// accepted) until it succeeds. It ends otherwise only with `FencedOut` (the
-/// write belongs to a lease another runner holds now) or `CancellationError`
-/// (the process ran out of time to stop), both thrown.
+/// write belongs to a lease another runner holds now), a PostgreSQL data error
+/// (the content cannot be stored, `PostgresError.isDataError`) or
+/// `CancellationError` (the process ran out of time to stop), all thrown.
 @discardableResult
 func persist<T: Sendable>(_ logger: Logger, _ what: String, _ body: () async throws -> T) async throws -> T {
     try await retrying(logger, what, body)!
@@ -400,6 +401,9 @@ func retrying<T: Sendable>(_ logger: Logger, _ what: String, stop: () -> Bool = 
             return try await body()
         } catch let fenced as FencedOut {
             throw fenced
+        } catch let refused as PostgresError where refused.isDataError {
+            // PostgreSQL refuses the content itself: no retry changes that.
+            throw refused
         } catch {
             attempt += 1
             if Task.isCancelled { throw CancellationError() }

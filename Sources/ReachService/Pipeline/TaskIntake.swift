@@ -40,13 +40,24 @@ public struct TaskIntake: Service {
     }
 
     func handle(_ message: KafkaMessage) async throws {
+        let rejects = InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger)
         let task: TaskMessage
         do {
             task = try parser.parse(message.value)
         } catch let error as ValidationError {
-            try await InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger).record(message, error)
+            try await rejects.record(message, error)
             return
         }
+        do {
+            try await apply(task, message)
+        } catch let error as PostgresError where error.isDataError {
+            // Validation should have refused it; retrying cannot help, so the
+            // message is a dead letter and the partition moves on.
+            try await rejects.record(message, reason: "unstorable", error: "PostgreSQL refused the task: \(error)")
+        }
+    }
+
+    func apply(_ task: TaskMessage, _ message: KafkaMessage) async throws {
         let campaigns = CampaignStore(client: infrastructure.postgres)
         switch task {
         case .campaign(let campaign):

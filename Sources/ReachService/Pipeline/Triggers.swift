@@ -217,9 +217,9 @@ public struct TriggerIntake: Service {
     /// Retried until durable; false when shutdown came first (nothing of the
     /// batch is committed then).
     func handle(_ batch: [KafkaMessage], _ rejects: InputDeadLetters) async throws -> Bool {
-        var immediate: [(rule: TriggerRule, event: TriggerEvent)] = []
+        typealias Delayed = (id: String, payload: String, dueMs: Int64)
+        var work: [(message: KafkaMessage, immediate: [(rule: TriggerRule, event: TriggerEvent)], delayed: [Delayed])] = []
         var seen: Set<String> = []
-        var delayed: [(id: String, payload: String, dueMs: Int64)] = []
         for message in batch {
             let event: TriggerEvent
             do {
@@ -230,6 +230,8 @@ public struct TriggerIntake: Service {
             }
             var rules: [TriggerRule] = []
             guard try await untilDone(logger, { rules = try await self.rules.rules(for: event.event) }) else { return false }
+            var immediate: [(rule: TriggerRule, event: TriggerEvent)] = []
+            var delayed: [Delayed] = []
             for rule in rules where seen.insert(rule.campaignID(for: event)).inserted {
                 if rule.delaySeconds > 0 {
                     let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
@@ -240,9 +242,32 @@ public struct TriggerIntake: Service {
                     immediate.append((rule, event))
                 }
             }
+            work.append((message, immediate, delayed))
         }
-        guard try await untilDone(logger, { try await infrastructure.delayQueue.schedule(delayed) }) else { return false }
-        return try await untilDone(logger, { try await sender.sendFirst(immediate) })
+        // The whole batch at once; if PostgreSQL refuses its data (validation should
+        // have caught it), one event at a time, so only the guilty one is a dead letter.
+        var refused: PostgresError?
+        guard try await untilDone(logger, {
+            do {
+                try await infrastructure.delayQueue.schedule(work.flatMap(\.delayed))
+                try await sender.sendFirst(work.flatMap(\.immediate))
+            } catch let error as PostgresError where error.isDataError {
+                refused = error
+            }
+        }) else { return false }
+        guard let refused else { return true }
+        logger.warning("PostgreSQL refused a batch of events; handling them one at a time", metadata: ["error": "\(refused)"])
+        for item in work where !item.immediate.isEmpty || !item.delayed.isEmpty {
+            guard try await untilDone(logger, {
+                do {
+                    try await infrastructure.delayQueue.schedule(item.delayed)
+                    try await sender.sendFirst(item.immediate)
+                } catch let error as PostgresError where error.isDataError {
+                    try await rejects.record(item.message, reason: "unstorable", error: "PostgreSQL refused the event: \(error)")
+                }
+            }) else { return false }
+        }
+        return true
     }
 }
 
@@ -266,31 +291,97 @@ func untilDone(_ logger: Logger, _ body: () async throws -> Void) async throws -
 
 /// Dead letters for invalid Kafka input: a `reach.dead_letters` row (once per
 /// topic/partition/offset) and a message on `reach.dlq`.
+///
+/// The row keeps the whole message: `payload` holds it as a JSON string (NUL
+/// replaced by U+FFFD, invalid UTF-8 decoded lossily) and, when that copy is not
+/// exact, `raw` holds the bytes. The topic's copy always fits
+/// `kafka.dlq_max_bytes`: the payload and the error (which may quote a value)
+/// are cut, each cut ends with a marker, and `"truncated": true` is set.
 struct InputDeadLetters: Sendable {
     let infrastructure: Infrastructure
     let metrics: PipelineMetrics
     let logger: Logger
 
+    /// The error text kept in the table (UTF-8 bytes); the topic's copy is at most twice that, escaped.
+    static let maxErrorBytes = 4_096
+    /// A message key longer than this is cut on the dead letter (the key counts toward the topic's limit).
+    static let maxKeyBytes = 1_024
+    /// Room left in `dlq_max_bytes` for the Kafka record's own framing.
+    static let recordOverhead = 512
+
+    struct Letter: Sendable {
+        var reason: String
+        /// For the table: storable, at most `maxErrorBytes` (+ marker).
+        var error: String
+        var payloadJSON: String
+        /// The exact bytes, when `payloadJSON` is not an exact copy.
+        var raw: [UInt8]?
+        var key: String?
+        /// The `reach.dlq` message.
+        var dlq: String
+        var truncated: Bool
+    }
+
     func record(_ message: KafkaMessage, _ error: ValidationError) async throws {
-        let topic = message.topic
-        let reason = error.path.isEmpty && error.message.hasPrefix("not valid JSON") ? "unparseable" : "invalid"
-        let raw = String(decoding: message.value, as: UTF8.self)
+        let reason = error.message.hasPrefix("not valid JSON") ? "unparseable" : "invalid"
+        try await record(message, reason: reason, error: error.description)
+    }
+
+    /// `reason` `unstorable`: PostgreSQL refused the message's own content (see `PostgresError.isDataError`).
+    func record(_ message: KafkaMessage, reason: String, error: String) async throws {
+        let letter = Self.letter(message, reason: reason, error: error, maxBytes: infrastructure.configuration.kafka.dlqMaxBytes)
         try await DeadLetterStore(client: infrastructure.postgres).recordInput(
-            topic: topic, partition: message.partition, offset: message.offset, reason: reason,
-            error: error.description, payloadJSON: JSONText.quote(raw))
-        var dlq = JSONObjectWriter()
-        dlq.add("reason", reason)
-        dlq.add("error", error.description)
-        dlq.add("source", "input")
-        dlq.add("topic", topic)
-        dlq.add("partition", Int(message.partition))
-        dlq.add("offset", Int(message.offset))
-        dlq.add("failed_at", RFC3339.format(Date()))
-        dlq.add("payload", raw)
-        try await infrastructure.producer.send(topic: infrastructure.configuration.kafka.topics.dlq, key: message.keyString, value: dlq.finish())
-        metrics.inputRejected(topic: topic, reason: reason)
+            topic: message.topic, partition: message.partition, offset: message.offset, reason: letter.reason,
+            error: letter.error, payloadJSON: letter.payloadJSON, raw: letter.raw)
+        try await infrastructure.producer.send(topic: infrastructure.configuration.kafka.topics.dlq, key: letter.key, value: letter.dlq)
+        metrics.inputRejected(topic: message.topic, reason: reason)
         logger.warning("input rejected", metadata: [
-            "topic": "\(topic)", "partition": "\(message.partition)", "offset": "\(message.offset)", "error": "\(error)",
+            "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+            "reason": "\(reason)", "error": "\(Self.cut(letter.error, maxBytes: 512).text)", "truncated": "\(letter.truncated)",
         ])
+    }
+
+    /// Builds both copies of a dead letter (pure; the size rules live here).
+    static func letter(_ message: KafkaMessage, reason: String, error: String, maxBytes: Int, failedAt: Date = Date()) -> Letter {
+        let exact = String(validating: message.value, as: UTF8.self).flatMap { $0.utf8.contains(0) ? nil : $0 }
+        let text = exact ?? JSONText.storable(String(decoding: message.value, as: UTF8.self))
+        let (tableError, errorCut) = cut(JSONText.storable(error), maxBytes: maxErrorBytes)
+        var key = message.key.map { JSONText.storable(String(decoding: $0, as: UTF8.self)) }
+        var keyCut = false
+        if let k = key, k.utf8.count > maxKeyBytes {
+            key = cut(k, maxBytes: maxKeyBytes).text
+            keyCut = true
+        }
+        var envelope = JSONObjectWriter()
+        envelope.add("reason", reason)
+        envelope.add("error", json: JSONText.quote(tableError, maxBytes: 2 * maxErrorBytes).text)
+        envelope.add("source", "input")
+        envelope.add("topic", message.topic)
+        envelope.add("partition", Int(message.partition))
+        envelope.add("offset", Int(message.offset))
+        envelope.add("failed_at", RFC3339.format(failedAt))
+        let fixed = envelope.text.utf8.count + #","payload":"#.utf8.count + #","truncated":true}"#.utf8.count
+        let budget = maxBytes - recordOverhead - (key?.utf8.count ?? 0) - fixed
+        let (payload, payloadCut) = JSONText.quote(text, maxBytes: budget)
+        envelope.add("payload", json: payload)
+        let truncated = payloadCut || errorCut || keyCut
+        if truncated { envelope.add("truncated", json: "true") }
+        return Letter(reason: reason, error: tableError, payloadJSON: JSONText.quote(text), raw: exact == nil ? message.value : nil,
+                      key: key, dlq: envelope.finish(), truncated: truncated)
+    }
+
+    /// The longest prefix of `s` (whole characters) within `maxBytes` of UTF-8, plus the marker when cut.
+    static func cut(_ s: String, maxBytes: Int) -> (text: String, truncated: Bool) {
+        guard s.utf8.count > maxBytes else { return (s, false) }
+        let marker = JSONText.truncationMarker(total: s.utf8.count)
+        var kept = ""
+        var used = 0
+        for scalar in s.unicodeScalars {
+            let n = String(scalar).utf8.count
+            if used + n + marker.utf8.count > maxBytes { break }
+            used += n
+            kept.unicodeScalars.append(scalar)
+        }
+        return (kept + marker, true)
     }
 }
