@@ -93,7 +93,6 @@ public struct JSONParser {
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
-        case 0: throw fail("raw NUL byte (U+0000 is not allowed)")
         default: throw fail("unexpected character")
         }
     }
@@ -188,7 +187,6 @@ public struct JSONParser {
                 return s
             }
             if c == UInt8(ascii: "\\") { break }
-            if c == 0 { throw fail("raw NUL byte in a string (U+0000 is not allowed)") }
             if c < 0x20 { throw fail("control character in a string") }
             at += 1
         }

@@ -82,20 +82,34 @@ extension JSONText {
         let whole = quote(s)
         if whole.utf8.count <= maxBytes { return (whole, false) }
         let marker = truncationMarker(total: s.utf8.count)
-        let budget = max(0, maxBytes - 2 - marker.utf8.count)
-        var kept = ""
-        var used = 0
-        for scalar in s.unicodeScalars {
-            let cost: Int
+        let kept = prefix(of: s, within: max(0, maxBytes - 2 - marker.utf8.count)) { scalar in
             switch scalar {
-            case "\"", "\\", "\n", "\r", "\t": cost = 2
-            default: cost = scalar.value < 0x20 ? 6 : String(scalar).utf8.count
+            case "\"", "\\", "\n", "\r", "\t": 2
+            default: scalar.value < 0x20 ? 6 : String(scalar).utf8.count
             }
-            if used + cost > budget { break }
-            used += cost
-            kept.unicodeScalars.append(scalar)
         }
         return (quote(kept + marker), true)
+    }
+
+    /// `s` cut to whole characters within `maxBytes` of UTF-8, followed by
+    /// `truncationMarker` (counted in the bytes) when it had to be cut.
+    public static func cut(_ s: String, maxBytes: Int) -> (text: String, truncated: Bool) {
+        guard s.utf8.count > maxBytes else { return (s, false) }
+        let marker = truncationMarker(total: s.utf8.count)
+        return (prefix(of: s, within: maxBytes - marker.utf8.count) { String($0).utf8.count } + marker, true)
+    }
+
+    /// The longest beginning of `s`, in whole scalars, whose `cost` adds up to at most `budget`.
+    static func prefix(of s: String, within budget: Int, cost: (Unicode.Scalar) -> Int) -> String {
+        var kept = String.UnicodeScalarView()
+        var used = 0
+        for scalar in s.unicodeScalars {
+            let n = cost(scalar)
+            if used + n > budget { break }
+            used += n
+            kept.append(scalar)
+        }
+        return String(kept)
     }
 
     /// Text that PostgreSQL can store in `text` and `jsonb`: U+0000 becomes U+FFFD.

@@ -166,7 +166,6 @@ public enum TemplateLimits {
         }
         var tags = 0
         var depth = 0
-        var maxSeen = 0
         var copy = source
         try copy.withUTF8 { b in
             var i = 0
@@ -188,7 +187,6 @@ public enum TemplateLimits {
                         throw ValidationError(path, "set-delimiter tags ({{=… …=}}) are not supported")
                     case UInt8(ascii: "#"), UInt8(ascii: "^"), UInt8(ascii: "$"), UInt8(ascii: "<"):
                         depth += 1
-                        maxSeen = max(maxSeen, depth)
                         guard depth <= maxDepth else {
                             throw ValidationError(path, "template nests sections more than \(maxDepth) deep")
                         }

@@ -118,7 +118,7 @@ public struct DeliveryStore: Sendable {
             )
             SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed FROM changed GROUP BY status
             """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status), rows.map(\.reason), rows.map(\.attempts),
-                  rows.map(\.messageID), rows.map { $0.providerRef?.storable }, rows.map { $0.lastError?.storable }]) {
+                  rows.map(\.messageID), rows.map { $0.providerRef.map(JSONText.storable) }, rows.map { $0.lastError.map(JSONText.storable) }]) {
             result.inserted += row.int(1) ?? 0
             result.changed += row.int(2) ?? 0
             result.byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0
@@ -136,7 +136,7 @@ public struct DeliveryStore: Sendable {
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
                  AS t(campaign_id, user_id, channel, reason, error, attempts, payload)
             ON CONFLICT (campaign_id, user_id) WHERE source = 'delivery' AND replayed_at IS NULL DO NOTHING
-            """, [campaignIDs, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason), deadLetters.map(\.error.storable),
+            """, [campaignIDs, deadLetters.map(\.userID), deadLetters.map(\.channel), deadLetters.map(\.reason), deadLetters.map { JSONText.storable($0.error) },
                   deadLetters.map(\.attempts), deadLetters.map(\.payloadJSON)])
     }
 
@@ -189,10 +189,4 @@ public struct DeliveryStore: Sendable {
             return changed.changed
         }
     }
-}
-
-extension String {
-    /// Text a provider sent back (an error, a reference) as PostgreSQL can store
-    /// it: `text` refuses U+0000, so it is dropped.
-    var storable: String { contains("\u{0}" as Character) ? String(filter { $0 != "\u{0}" }) : self }
 }

@@ -49,8 +49,6 @@ final class CampaignLease: Sendable {
 
     var state: String { status.withLock { $0.state } }
     var isLost: Bool { status.withLock { $0.lost } }
-    /// The deadline passed without a renewal (PostgreSQL unreachable), but nobody took over.
-    var isLapsed: Bool { status.withLock { !$0.lost && ContinuousClock.now >= $0.deadline } }
 
     /// Stop sending (the instance is shutting down).
     func stop() { status.withLock { $0.stopping = true } }

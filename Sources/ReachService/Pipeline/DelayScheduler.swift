@@ -302,7 +302,7 @@ extension DeadLetterPublisher {
     /// `"truncated": true` is added. The table keeps the whole row.
     static func fit(_ json: String, key: String?, maxBytes: Int) -> (key: String?, value: String) {
         var key = key
-        if let k = key, k.utf8.count > InputDeadLetters.maxKeyBytes { key = InputDeadLetters.cut(k, maxBytes: InputDeadLetters.maxKeyBytes).text }
+        if let k = key, k.utf8.count > InputDeadLetters.maxKeyBytes { key = JSONText.cut(k, maxBytes: InputDeadLetters.maxKeyBytes).text }
         let budget = maxBytes - InputDeadLetters.recordOverhead - (key?.utf8.count ?? 0)
         guard json.utf8.count > budget else { return (key, json) }
         var fields: [String: JSONValue] = [:]
@@ -312,7 +312,7 @@ extension DeadLetterPublisher {
             payloadText = fields.removeValue(forKey: "payload").map { $0.jsonText } ?? ""
             for (name, value) in fields {
                 if case .string(let s) = value, s.utf8.count > InputDeadLetters.maxErrorBytes {
-                    fields[name] = .string(InputDeadLetters.cut(s, maxBytes: InputDeadLetters.maxErrorBytes).text)
+                    fields[name] = .string(JSONText.cut(s, maxBytes: InputDeadLetters.maxErrorBytes).text)
                 }
             }
         }

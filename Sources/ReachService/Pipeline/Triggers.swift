@@ -337,7 +337,7 @@ struct InputDeadLetters: Sendable {
         metrics.inputRejected(topic: message.topic, reason: reason)
         logger.warning("input rejected", metadata: [
             "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-            "reason": "\(reason)", "error": "\(Self.cut(letter.error, maxBytes: 512).text)", "truncated": "\(letter.truncated)",
+            "reason": "\(reason)", "error": "\(JSONText.cut(letter.error, maxBytes: 512).text)", "truncated": "\(letter.truncated)",
         ])
     }
 
@@ -345,11 +345,11 @@ struct InputDeadLetters: Sendable {
     static func letter(_ message: KafkaMessage, reason: String, error: String, maxBytes: Int, failedAt: Date = Date()) -> Letter {
         let exact = String(validating: message.value, as: UTF8.self).flatMap { $0.utf8.contains(0) ? nil : $0 }
         let text = exact ?? JSONText.storable(String(decoding: message.value, as: UTF8.self))
-        let (tableError, errorCut) = cut(JSONText.storable(error), maxBytes: maxErrorBytes)
+        let (tableError, errorCut) = JSONText.cut(JSONText.storable(error), maxBytes: maxErrorBytes)
         var key = message.key.map { JSONText.storable(String(decoding: $0, as: UTF8.self)) }
         var keyCut = false
         if let k = key, k.utf8.count > maxKeyBytes {
-            key = cut(k, maxBytes: maxKeyBytes).text
+            key = JSONText.cut(k, maxBytes: maxKeyBytes).text
             keyCut = true
         }
         var envelope = JSONObjectWriter()
@@ -368,20 +368,5 @@ struct InputDeadLetters: Sendable {
         if truncated { envelope.add("truncated", json: "true") }
         return Letter(reason: reason, error: tableError, payloadJSON: JSONText.quote(text), raw: exact == nil ? message.value : nil,
                       key: key, dlq: envelope.finish(), truncated: truncated)
-    }
-
-    /// The longest prefix of `s` (whole characters) within `maxBytes` of UTF-8, plus the marker when cut.
-    static func cut(_ s: String, maxBytes: Int) -> (text: String, truncated: Bool) {
-        guard s.utf8.count > maxBytes else { return (s, false) }
-        let marker = JSONText.truncationMarker(total: s.utf8.count)
-        var kept = ""
-        var used = 0
-        for scalar in s.unicodeScalars {
-            let n = String(scalar).utf8.count
-            if used + n + marker.utf8.count > maxBytes { break }
-            used += n
-            kept.unicodeScalars.append(scalar)
-        }
-        return (kept + marker, true)
     }
 }
