@@ -106,12 +106,12 @@ public struct DelayQueue: Sendable {
     // each item its claim still holds; returns how many.
     static let extendScript = RedisScript("""
         local inflight, items = KEYS[2], KEYS[3]
-        local until = tonumber(ARGV[1]) + tonumber(ARGV[2])
+        local expiry = tonumber(ARGV[1]) + tonumber(ARGV[2])
         local n = 0
         for i = 3, #ARGV, 2 do
           local id, token = ARGV[i], ARGV[i + 1]
           if redis.call('HGET', items, id .. '#token') == token then
-            redis.call('ZADD', inflight, 'XX', until, id)
+            redis.call('ZADD', inflight, 'XX', expiry, id)
             n = n + 1
           end
         end

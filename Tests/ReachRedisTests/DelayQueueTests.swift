@@ -107,4 +107,25 @@ struct DelayQueueTests {
         #expect(try await q.depth() == 1, "only 'later' is left")
         #expect(try await q.nextDue(shard: 0) == now + 60_000)
     }
+
+    @Test("a lease extended while its items are worked on keeps them; one that is not runs out; a stale claim extends nothing")
+    func extendLease() async throws {
+        let q = try queue(shards: 1)
+        let now = clock_gettime_ms()
+        try await q.schedule([("kept", "{}", now - 1), ("lapsed", "{}", now - 1)])
+        let items = try await q.claim(shard: 0, nowMs: now, limit: 10, lease: .milliseconds(500), owner: "a")
+        #expect(Set(items.map(\.id)) == ["kept", "lapsed"])
+        let kept = items.filter { $0.id == "kept" }
+        // Two renewals on the worker's own clock, past the first lease's end.
+        for step in 1...2 {
+            #expect(try await q.extend(kept, nowMs: now + 400 * Int64(step), lease: .milliseconds(500)) == 1)
+        }
+        // At now + 900 the unextended item is due again, the extended one is not (held until now + 1 300).
+        let again = try await q.claim(shard: 0, nowMs: now + 900, limit: 10, lease: .seconds(30), owner: "b")
+        #expect(again.map(\.id) == ["lapsed"])
+        // The first claim of "lapsed" is stale now: extending it changes nothing.
+        #expect(try await q.extend(items.filter { $0.id == "lapsed" }, nowMs: now + 900, lease: .seconds(60)) == 0)
+        #expect(try await q.ack(again) == 1)
+        #expect(try await q.ack(kept) == 1, "the worker that kept extending still holds its item")
+    }
 }

@@ -23,6 +23,20 @@ struct RateLimiterTests {
         }
     }
 
+    @Test("tokens a held batch gives back shorten the next batch's wait, and never lift the bucket above its burst")
+    func refund() async throws {
+        let limiter = RateLimiter(redis: try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 1), prefix: TestEnvironment.unique("rl") + ":")
+        let now = clock_gettime_ms()
+        // 1 000/s, burst 200: 200 + 1 000 tokens taken at once leave 1 s of debt.
+        #expect(try await limiter.acquire("push", count: 1_200, ratePerSecond: 1_000, nowMs: now) == .milliseconds(1_000))
+        try await limiter.refund("push", count: 1_000, ratePerSecond: 1_000)
+        // The refund cleared the debt: the next 100 tokens wait 0.1 s, not 1.1 s.
+        #expect(try await limiter.acquire("push", count: 100, ratePerSecond: 1_000, nowMs: now) == .milliseconds(100))
+        try await limiter.refund("push", count: 10_000, ratePerSecond: 1_000)
+        // Capped at the burst (200): 300 tokens leave 0.1 s of debt.
+        #expect(try await limiter.acquire("push", count: 300, ratePerSecond: 1_000, nowMs: now) == .milliseconds(100))
+    }
+
     @Test("two instances sharing one limit never exceed it by more than 10% over any 5 s window")
     func twoInstances() async throws {
         let prefix = TestEnvironment.unique("rl") + ":"

@@ -88,8 +88,12 @@ public final class DelayScheduler: Service, Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: lease / 4)
                 let sentAt = ContinuousClock.now
-                if (try? await queue.extend(items, nowMs: Epoch.ms(), lease: lease)) != nil {
+                do {
+                    try await queue.extend(items, nowMs: Epoch.ms(), lease: lease)
                     deadline.withLock { $0 = max($0, sentAt + usableLease) }
+                } catch {
+                    // The gate closes at the deadline already set; nothing else to do.
+                    logger.warning("delay-queue lease not renewed", metadata: ["error": "\(error)", "items": "\(items.count)"])
                 }
             }
         }
@@ -259,8 +263,8 @@ public final class DelayScheduler: Service, Sendable {
         }
         if !result.complete {
             // Held back (this instance is stopping, or the items' lease ran short): try again soon.
-            let sent = Set(result.rows.map(\.userID))
-            try await reschedule(waiting.filter { !sent.contains($0.user_id) }, campaignID: campaignID, in: .seconds(1))
+            let settled = Set((rows + result.rows).map(\.userID))
+            try await reschedule(waiting.filter { !settled.contains($0.user_id) }, campaignID: campaignID, in: .seconds(1))
         }
     }
 }
