@@ -64,6 +64,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "reachd", dependencies: [
             "ReachService", "ReachCore", "ReachKafka", "ReachPostgres", "ReachRedis",

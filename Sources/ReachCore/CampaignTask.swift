@@ -152,7 +152,7 @@ public struct TaskParser: Sendable {
                             template: template, data: data, schedule: schedule, expiresAt: expiresAt, quietHours: quietHours)
     }
 
-    func segment(_ value: JSONValue?) throws -> SegmentSelector {
+    public func segment(_ value: JSONValue?) throws -> SegmentSelector {
         guard let o = value?.object else { throw ValidationError("segment", "is required: {\"id\"}, {\"user_ids\"} or {\"rule\"}") }
         let forms = ["id", "user_ids", "rule"].filter { o[$0] != nil }
         guard forms.count == 1 else {

@@ -165,6 +165,23 @@ public enum Migrations {
         Migration(version: 5, name: "raw bytes of input dead letters", sql: """
         ALTER TABLE reach.dead_letters ADD COLUMN IF NOT EXISTS raw bytea;
         """),
+        // The operator API's trail: one row per /v1 write call, whatever its
+        // outcome. The body is stored masked (phones, e-mails, secrets), never a token.
+        Migration(version: 6, name: "audit trail", sql: """
+        CREATE TABLE IF NOT EXISTS reach.audit (
+            id          bigserial PRIMARY KEY,
+            at          timestamptz NOT NULL DEFAULT now(),
+            token_name  text,
+            client      text,
+            method      text NOT NULL,
+            route       text NOT NULL,
+            target      text,
+            status      integer NOT NULL,
+            body        text
+        );
+        CREATE INDEX IF NOT EXISTS audit_at ON reach.audit (at);
+        CREATE INDEX IF NOT EXISTS campaigns_created ON reach.campaigns (created_at DESC, id DESC);
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

@@ -47,6 +47,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     public var isUniqueViolation: Bool { sqlState == "23505" }
+    /// The server cancelled the statement at `statement_timeout`.
+    public var isStatementTimeout: Bool { sqlState == "57014" }
 
     public var description: String {
         if let sqlState { return "postgres \(code.rawValue) [\(sqlState)]: \(message)" }

@@ -135,3 +135,43 @@ extension DeadLetterStore {
         }
     }
 }
+
+extension DeadLetterStore {
+    /// A dead letter as the operator API lists it.
+    public struct Letter: Sendable {
+        public var id: Int
+        public var reason: String
+        public var error: String?
+        public var source: String
+        public var campaignID: String?
+        public var userID: String?
+        public var channel: String?
+        public var attempts: Int
+        public var failedAt: String
+        public var replayedAt: String?
+        /// jsonb as JSON text.
+        public var payloadJSON: String?
+        public var topic: String?
+        public var partition: Int?
+        public var offset: Int?
+    }
+
+    /// Newest first, with ids below `before`; filters as for replay (source optional).
+    public func list(campaignID: String?, channel: String?, since: String?, source: String?, before: Int?, limit: Int) async throws -> [Letter] {
+        try await client.query("""
+            SELECT id, reason, error, source, campaign_id, user_id, channel, attempts,
+                   to_char(failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   to_char(replayed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   payload::text, topic, kafka_partition, kafka_offset
+            FROM reach.dead_letters
+            WHERE ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR channel = $2)
+              AND ($3::timestamptz IS NULL OR failed_at >= $3::timestamptz) AND ($4::text IS NULL OR source = $4)
+              AND ($5::bigint IS NULL OR id < $5)
+            ORDER BY id DESC LIMIT $6
+            """, [campaignID, channel, since, source, before, limit]).map { r in
+            Letter(id: r.int(0) ?? 0, reason: r[1] ?? "", error: r[2], source: r[3] ?? "", campaignID: r[4], userID: r[5],
+                   channel: r[6], attempts: r.int(7) ?? 0, failedAt: r[8] ?? "", replayedAt: r[9], payloadJSON: r[10],
+                   topic: r[11], partition: r.int(12), offset: r.int(13))
+        }
+    }
+}

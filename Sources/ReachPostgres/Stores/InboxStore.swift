@@ -38,4 +38,38 @@ public struct InboxStore: Sendable {
                      body: row[4] ?? "", createdAt: row[5] ?? ""), row[6] == "t")
         }
     }
+
+    /// A message as the user's inbox lists it.
+    public struct Entry: Sendable, Equatable {
+        public var message: Message
+        public var readAt: String?
+    }
+
+    static let entryColumns = """
+        id, user_id, campaign_id, title, body, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        to_char(read_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        """
+
+    static func entry(_ r: PostgresRow) -> Entry {
+        Entry(message: Message(id: r.int(0) ?? 0, userID: r[1] ?? "", campaignID: r[2] ?? "", title: r[3] ?? "", body: r[4] ?? "",
+                               createdAt: r[5] ?? ""), readAt: r[6])
+    }
+
+    /// The user's messages newest first (ids below `before`), and how many are unread in all.
+    public func list(userID: String, unreadOnly: Bool, before: Int?, limit: Int) async throws -> (items: [Entry], unread: Int) {
+        let items = try await client.query("""
+            SELECT \(Self.entryColumns) FROM reach.inbox
+            WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2) AND (NOT $3 OR read_at IS NULL)
+            ORDER BY id DESC LIMIT $4
+            """, [userID, before, unreadOnly, limit]).map(Self.entry)
+        let unread = try await client.query("SELECT count(*) FROM reach.inbox WHERE user_id = $1 AND read_at IS NULL", [userID]).first?.int(0) ?? 0
+        return (items, unread)
+    }
+
+    /// Marks the message read (the first time only: `read_at` keeps the first read); nil when the user has no such message.
+    public func markRead(userID: String, id: Int) async throws -> Entry? {
+        try await client.query("""
+            UPDATE reach.inbox SET read_at = coalesce(read_at, now()) WHERE user_id = $1 AND id = $2 RETURNING \(Self.entryColumns)
+            """, [userID, id]).first.map(Self.entry)
+    }
 }

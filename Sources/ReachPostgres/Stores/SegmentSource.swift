@@ -51,18 +51,22 @@ public struct SegmentSource: Sendable {
     /// `reach.recipients` on every page (the benchmark's 1 000 000-recipient
     /// run read half a million index entries per page at its midpoint).
     public func page(_ segment: Resolved, after: String?, limit: Int) async throws -> [Recipient] {
+        let (sql, parameters) = Self.pageQuery(segment, after: after, limit: limit)
+        return try await client.query(sql, parameters).map(Self.recipient)
+    }
+
+    static func pageQuery(_ segment: Resolved, after: String?, limit: Int) -> (String, [any PostgresBindable]) {
         let after = after ?? ""
-        let rows: PostgresRows
         switch segment {
         case .members(let id):
-            rows = try await client.query("""
+            return ("""
                 SELECT \(Self.columns(r: "r")) FROM (
                     SELECT user_id FROM reach.segment_members WHERE segment_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3
                 ) u LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > $2
                 ORDER BY u.user_id
                 """, [id, after, limit])
         case .userIDs(let ids):
-            rows = try await client.query("""
+            return ("""
                 SELECT \(Self.columns(r: "r")) FROM (
                     SELECT DISTINCT user_id FROM unnest($1::text[]) AS ids(user_id) WHERE user_id > $2 ORDER BY user_id LIMIT $3
                 ) u LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > $2
@@ -70,28 +74,34 @@ public struct SegmentSource: Sendable {
                 """, [ids, after, limit])
         case .rule(let rule):
             let sql = rule.sql(alias: "u", firstParameter: 3)
-            rows = try await client.query("""
+            return ("""
                 SELECT \(Self.columns(r: "u")) FROM reach.recipients u
                 WHERE u.user_id > $1 AND \(sql.predicate) ORDER BY u.user_id LIMIT $2
                 """, [after, limit] + sql.parameters)
         }
-        return rows.map(Self.recipient)
     }
 
     /// How many users the segment holds, and the first few ids (preview).
-    public func preview(_ segment: Resolved, sample: Int = 20) async throws -> (count: Int, sample: [String]) {
-        let first = try await page(segment, after: nil, limit: sample).map(\.userID)
-        let count: Int
-        switch segment {
-        case .members(let id):
-            count = try await client.query("SELECT count(*) FROM reach.segment_members WHERE segment_id = $1", [id]).first?.int(0) ?? 0
-        case .userIDs(let ids):
-            count = ids.count
-        case .rule(let rule):
-            let sql = rule.sql(alias: "u", firstParameter: 1)
-            count = try await client.query("SELECT count(*) FROM reach.recipients u WHERE \(sql.predicate)", sql.parameters).first?.int(0) ?? 0
+    /// Both statements run under a server-side `statement_timeout`, so a
+    /// rule that matches half the table cannot hold a connection for long:
+    /// past it PostgreSQL cancels the statement (SQLSTATE 57014, `isStatementTimeout`).
+    public func preview(_ segment: Resolved, sample: Int = 20, timeout: Duration = .seconds(5)) async throws -> (count: Int, sample: [String]) {
+        try await client.withTransaction { conn in
+            try await conn.query("SELECT set_config('statement_timeout', $1, true)", ["\(max(1, Int(timeout.seconds * 1000)))ms"])
+            let (pageSQL, pageParameters) = Self.pageQuery(segment, after: nil, limit: sample)
+            let first = try await conn.query(pageSQL, pageParameters).map { $0[0] ?? "" }
+            let count: Int
+            switch segment {
+            case .members(let id):
+                count = try await conn.query("SELECT count(*) FROM reach.segment_members WHERE segment_id = $1", [id]).first?.int(0) ?? 0
+            case .userIDs(let ids):
+                count = Set(ids).count
+            case .rule(let rule):
+                let sql = rule.sql(alias: "u", firstParameter: 1)
+                count = try await conn.query("SELECT count(*) FROM reach.recipients u WHERE \(sql.predicate)", sql.parameters).first?.int(0) ?? 0
+            }
+            return (count, first)
         }
-        return (count, first)
     }
 
     static func recipient(_ row: PostgresRow) -> Recipient {

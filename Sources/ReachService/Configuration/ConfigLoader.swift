@@ -114,6 +114,10 @@ struct ConfigValidator {
         // HTTP
         check((0...65535).contains(c.http.port), "http.port", "must be 0-65535")
         check(!c.http.host.isEmpty, "http.host", "must not be empty")
+        check(c.http.maxBodyBytes >= 1024, "http.max_body_bytes", "must be at least 1024")
+        check(c.http.tokenRatePerSecond >= 0, "http.token_rate_per_second", "must be 0 (no limit) or more")
+        check(c.http.tokenBurst >= 1, "http.token_burst", "must be at least 1")
+        check(c.http.previewTimeoutMs >= 100, "http.preview_timeout_ms", "must be at least 100")
 
         // Auth
         var names: Set<String> = []

@@ -186,6 +186,13 @@ public struct RedisSettings: Decodable, Sendable {
 public struct HTTPSettings: Decodable, Sendable {
     public var host = "0.0.0.0"
     public var port = 8080
+    /// The largest `/v1` request body, in bytes (413 above it).
+    public var maxBodyBytes = 1_048_576
+    /// Requests per second each API token may make on one instance (0: no limit), and the burst above it (429 past it).
+    public var tokenRatePerSecond = 50
+    public var tokenBurst = 100
+    /// How long `POST /v1/segments/preview` may count before PostgreSQL stops it.
+    public var previewTimeoutMs = 5_000
 
     public init() {}
 
@@ -194,6 +201,10 @@ public struct HTTPSettings: Decodable, Sendable {
         let d = HTTPSettings()
         host = try c.value(AnyKey("host"), d.host)
         port = try c.value(AnyKey("port"), d.port)
+        maxBodyBytes = try c.value(AnyKey("max_body_bytes"), d.maxBodyBytes)
+        tokenRatePerSecond = try c.value(AnyKey("token_rate_per_second"), d.tokenRatePerSecond)
+        tokenBurst = try c.value(AnyKey("token_burst"), d.tokenBurst)
+        previewTimeoutMs = try c.value(AnyKey("preview_timeout_ms"), d.previewTimeoutMs)
     }
 }
 

@@ -6,11 +6,13 @@ public final class ReachMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let version: String
     public let pipeline: PipelineMetrics
+    public let http: HTTPMetrics
 
     public init(version: String = ReachVersion.current) {
         self.registry = PrometheusCollectorRegistry()
         self.version = version
         self.pipeline = PipelineMetrics(registry: registry)
+        self.http = HTTPMetrics(registry: registry)
         registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "build", unitName: "info",
                                              helpText: "Build information of reachd; the value is always 1."),
                            labels: [("version", version)]).set(to: 1.0)

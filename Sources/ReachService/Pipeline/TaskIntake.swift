@@ -82,10 +82,9 @@ public struct TaskIntake: Service {
             case .resume: .resume
             default: .cancel
             }
-            let applied = try await campaigns.control(id, control)
-            logger.info(applied ? "campaign control applied" : "campaign control had nothing to do",
-                        metadata: ["campaign": "\(id)", "control": "\(control.rawValue)"])
-            if applied { wake() }
+            let outcome = try await CampaignControls(store: campaigns, wake: wake).apply(id, control)
+            logger.info(outcome == .unknown || outcome.isRefusal ? "campaign control had nothing to do" : "campaign control applied",
+                        metadata: ["campaign": "\(id)", "control": "\(control.rawValue)", "outcome": "\(outcome)"])
         }
     }
 }

@@ -33,8 +33,14 @@ public struct Daemon: Sendable {
                                        owner: runner.owner, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
+        let api = OperatorAPI(infrastructure: infrastructure, rules: rules, wake: wake.signal,
+                              previewTimeout: .milliseconds(configuration.http.previewTimeoutMs))
+        let gateway = APIGateway(
+            tokens: APITokens(settings: configuration.auth),
+            limiter: APIRateLimiter(rate: Double(configuration.http.tokenRatePerSecond), burst: Double(configuration.http.tokenBurst)),
+            maxBodyBytes: configuration.http.maxBodyBytes, audit: AuditStore(client: infrastructure.postgres), logger: logger)
         let http = HTTPServer.makeApplication(
-            settings: configuration.http, readiness: readiness, metrics: metrics, logger: logger,
+            settings: configuration.http, readiness: readiness, metrics: metrics, api: api, gateway: gateway, logger: logger,
             onRunning: { port in
                 logger.info("HTTP server listening", metadata: ["host": "\(configuration.http.host)", "port": "\(port)"])
                 await onListening(port)

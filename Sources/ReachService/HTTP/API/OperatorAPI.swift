@@ -1,0 +1,115 @@
+import Foundation
+import Hummingbird
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ReachRedis
+import Synchronization
+
+/// The `/v1` routes of SPEC §7. Each group lives in its own file
+/// (`OperatorAPI+Campaigns.swift`, …); this is what they share.
+public struct OperatorAPI: Sendable {
+    let postgres: PostgresClient
+    let producer: KafkaProducer
+    let tasksTopic: String
+    let parser: TaskParser
+    let channels: [String: ChannelSettings]
+    let controls: CampaignControls
+    let rules: TriggerRules?
+    let replay: DeadLetterReplay
+    let switches: ChannelSwitches
+    let breakdowns = BreakdownCache()
+    let previewTimeout: Duration
+
+    public init(infrastructure: Infrastructure, rules: TriggerRules?, wake: @escaping @Sendable () -> Void,
+                previewTimeout: Duration = .seconds(5)) {
+        let c = infrastructure.configuration
+        self.postgres = infrastructure.postgres
+        self.producer = infrastructure.producer
+        self.tasksTopic = c.kafka.topics.tasks
+        self.parser = TaskParser(channels: Set(c.channels.keys))
+        self.channels = c.channels
+        self.controls = CampaignControls(store: CampaignStore(client: infrastructure.postgres), wake: wake)
+        self.rules = rules
+        self.replay = DeadLetterReplay(postgres: infrastructure.postgres, queue: infrastructure.delayQueue)
+        self.switches = ChannelSwitches(redis: infrastructure.redis, prefix: c.redis.prefix)
+        self.previewTimeout = previewTimeout
+    }
+
+    /// Every `/v1` route; the router is built from this list and the OpenAPI test compares it with the document.
+    public var routes: [APIRoute] {
+        campaignRoutes + segmentRoutes + triggerRoutes + deadLetterRoutes + inboxRoutes + channelRoutes + auditRoutes
+    }
+
+    var campaigns: CampaignStore { CampaignStore(client: postgres) }
+
+    /// `next` of a page: the last item's cursor when the page is full.
+    static func next<T>(_ items: [T], limit: Int, _ cursor: (T) -> String) -> String? {
+        items.count == limit ? items.last.map(cursor) : nil
+    }
+
+    static func object(_ pairs: [(String, String)]) -> String {
+        var w = JSONObjectWriter()
+        for (key, json) in pairs { w.add(key, json: json) }
+        return w.finish()
+    }
+
+    static func quoted(_ s: String?) -> String { s.map(JSONText.quote) ?? "null" }
+}
+
+/// Per-campaign delivery breakdowns, so a dashboard polling a running
+/// million-row campaign does not scan its rows on every request: an answer
+/// younger than `fresh` is served as is; an older one (up to `stale`) is served
+/// while one refresh runs behind it; callers never queue behind each other's
+/// scans, and at most one scan per campaign runs at a time.
+final class BreakdownCache: Sendable {
+    typealias Load = @Sendable () async throws -> [CampaignStore.Breakdown]
+    struct Entry {
+        var value: [CampaignStore.Breakdown]?
+        var at: ContinuousClock.Instant
+        var loading: Task<[CampaignStore.Breakdown], any Error>?
+    }
+    private let entries = Mutex<[String: Entry]>([:])
+    let fresh: Duration
+    let stale: Duration
+
+    init(fresh: Duration = .seconds(1), stale: Duration = .seconds(5)) {
+        self.fresh = fresh
+        self.stale = stale
+    }
+
+    func get(_ id: String, _ load: @escaping Load) async throws -> [CampaignStore.Breakdown] {
+        let now = ContinuousClock.now
+        let (cached, waitFor) = entries.withLock { all -> ([CampaignStore.Breakdown]?, Task<[CampaignStore.Breakdown], any Error>?) in
+            if all.count > 1_000 { all = all.filter { now - $0.value.at < stale } }
+            var entry = all[id] ?? Entry(value: nil, at: now, loading: nil)
+            if let value = entry.value, now - entry.at < fresh { return (value, nil) }
+            let task = entry.loading ?? Task { [weak self] in
+                do {
+                    let value = try await load()
+                    self?.stored(id, value)
+                    return value
+                } catch {
+                    self?.stored(id, nil)
+                    throw error
+                }
+            }
+            entry.loading = task
+            all[id] = entry
+            if let value = entry.value, now - entry.at < stale { return (value, nil) }
+            return (nil, task)
+        }
+        if let cached { return cached }
+        return try await waitFor!.value
+    }
+
+    private func stored(_ id: String, _ value: [CampaignStore.Breakdown]?) {
+        entries.withLock { all in
+            if let value {
+                all[id] = Entry(value: value, at: .now, loading: nil)
+            } else {
+                all[id]?.loading = nil
+            }
+        }
+    }
+}
