@@ -78,7 +78,9 @@ struct APITests {
                 "deploy/openapi.yaml changed: run scripts/openapi-embed")
 
         var c = try await testConfiguration()
-        c.channels = ["sms": ChannelSettings()]
+        var sms = ChannelSettings()
+        sms.path = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("sms")).path
+        c.channels = ["sms": sms]
         let infrastructure = try Infrastructure(configuration: c, logger: .init(label: "test"))
         defer { infrastructure.shutdown() }
         let api = OperatorAPI(infrastructure: infrastructure, rules: nil, wake: {})
