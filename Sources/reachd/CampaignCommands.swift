@@ -9,11 +9,12 @@ import ServiceLifecycle
 
 struct CampaignCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "campaign", abstract: "Publish campaign tasks and follow them.",
-        subcommands: [Publish.self, Watch.self])
+        commandName: "campaign", abstract: "Create, list, control and follow campaigns (through the HTTP API).",
+        subcommands: [Create.self, List.self, Show.self, Pause.self, Resume.self, Cancel.self, Watch.self, Publish.self])
 
     struct Publish: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate a task (SPEC §3.1) and publish it on the tasks topic.")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a task (SPEC §3.1) and publish it straight on the tasks topic (needs the broker, not the API).")
         @OptionGroup var options: ConfigOption
         @Argument(help: "JSON file with the task, or - for standard input.") var file: String
 
@@ -39,47 +40,59 @@ struct CampaignCommand: AsyncParsableCommand {
     }
 
     struct Watch: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a campaign's progress until it ends, then a summary.")
-        @OptionGroup var options: ConfigOption
+        static let configuration = CommandConfiguration(abstract: "Show a campaign's progress (GET /v1/campaigns/{id}) until it ends, then a summary.")
+        @OptionGroup var api: APIOptions
         @Argument(help: "Campaign id.") var id: String
         @Option(help: "Give up after this many seconds.") var timeout: Int = 600
 
         func run() async throws {
-            let c = try options.load()
-            let pg = PostgresClient(url: c.postgres.url, poolSize: 1)
-            let store = CampaignStore(client: pg)
-            let start = ContinuousClock.now
-            var state = "unknown"
-            var lastLine = ""
-            while ContinuousClock.now - start < .seconds(timeout) {
-                // Counters move with each page; the row count is the live truth.
-                let live = try await pg.query("SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'skipped'), count(*) FILTER (WHERE status IN ('failed', 'dead')), count(*) FROM reach.deliveries WHERE campaign_id = $1", [id]).first
-                state = try await store.status(id)?.state ?? "waiting"
-                let elapsed = (ContinuousClock.now - start).seconds
-                let total = live?.int(3) ?? 0
-                let line = String(format: "%6.1fs  %-9@ targeted %7d  sent %7d  skipped %6d  failed %5d  %8.0f/s",
-                                  elapsed, state as NSString, total, live?.int(0) ?? 0, live?.int(1) ?? 0, live?.int(2) ?? 0,
-                                  elapsed > 0 ? Double(total) / elapsed : 0)
-                if line != lastLine { print(line); fflush(nil); lastLine = line }
-                if ["done", "cancelled", "failed"].contains(state) { break }
-                try await Task.sleep(for: .milliseconds(500))
+            try await operatorCommand {
+                let client = try api.client()
+                let start = ContinuousClock.now
+                var lastLine = ""
+                var campaign = JSONValue.null
+                while ContinuousClock.now - start < .seconds(timeout) {
+                    do {
+                        campaign = try await client.call(.GET, "/v1/campaigns/" + APIClient.pathPart(id))
+                    } catch let error as CLIError where error.description.contains("HTTP 404") {
+                        // Published but not consumed yet.
+                        try await Task.sleep(for: .milliseconds(500))
+                        continue
+                    }
+                    let state = campaign["state"]?.string ?? "?"
+                    let progress = campaign["progress"]
+                    let statuses = campaign["statuses"]
+                    func n(_ v: JSONValue?) -> Int { v?.integer ?? 0 }
+                    let elapsed = (ContinuousClock.now - start).seconds
+                    let total = progress?["total"]?.integer.map(String.init) ?? "?"
+                    let line = String(format: "%6.1fs  %-9@ done %7d/%@  sent %7d  skipped %6d  dead %5d  waiting %6d  %8.0f/s",
+                                      elapsed, state as NSString, n(progress?["done"]), total as NSString, n(statuses?["sent"]),
+                                      n(statuses?["skipped"]), n(statuses?["dead"]), n(statuses?["scheduled"]),
+                                      campaign["throughput_per_second"]?.number ?? 0)
+                    if line != lastLine { print(line); fflush(nil); lastLine = line }
+                    if ["done", "cancelled", "failed"].contains(state) { break }
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+                guard campaign != .null else { throw CLIError("campaign \(id) did not appear within \(timeout) s") }
+                let state = campaign["state"]?.string ?? "?"
+                // Once more after the end, so the summary counts every row.
+                campaign = try await client.call(.GET, "/v1/campaigns/" + APIClient.pathPart(id))
+                if api.json { Output.json(campaign); if state != "done" { throw ExitCode(1) }; return }
+                print("\ncampaign \(id): \(state)\(campaign["error"]?.string.map { " (\($0))" } ?? "")")
+                print("  by channel and status:")
+                for (channel, counts) in (campaign["channels"]?.object ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    for (status, count) in (counts.object ?? [:]).sorted(by: { $0.key < $1.key }) {
+                        print(String(format: "    %-8@ %-9@ %8d", channel as NSString, status as NSString, count.integer ?? 0))
+                    }
+                }
+                for (reason, count) in (campaign["reasons"]?.object ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    print(String(format: "    %-18@ %8d", reason as NSString, count.integer ?? 0))
+                }
+                if let rate = campaign["throughput_per_second"]?.number, let done = campaign["progress"]?["done"]?.integer {
+                    print(String(format: "  %d recipients done, %.0f per second from start to finish", done, rate))
+                }
+                if state != "done" { throw ExitCode(1) }
             }
-            guard let status = try await store.status(id) else {
-                print("campaign \(id) does not exist")
-                throw ExitCode(1)
-            }
-            print("\ncampaign \(id): \(status.state)\(status.error.map { " (\($0))" } ?? "")")
-            print("  by channel and status:")
-            for row in try await pg.query("SELECT coalesce(channel, '-'), status, coalesce(reason, ''), count(*) FROM reach.deliveries WHERE campaign_id = $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", [id]) {
-                print(String(format: "    %-8@ %-8@ %-13@ %8d", (row[0] ?? "") as NSString, (row[1] ?? "") as NSString, (row[2] ?? "") as NSString, row.int(3) ?? 0))
-            }
-            if let timing = try await pg.query("SELECT extract(epoch FROM finished_at - started_at)::float8, extract(epoch FROM finished_at - created_at)::float8 FROM reach.campaigns WHERE id = $1 AND finished_at IS NOT NULL", [id]).first,
-               let run = Double(timing[0] ?? ""), let total = Double(timing[1] ?? "") {
-                let counters = status.counters
-                print(String(format: "  %d recipients in %.2f s from start to last row (%.2f s from task accepted): %.0f recipients/s, %.0f sends/s",
-                             counters.targeted, run, total, Double(counters.targeted) / max(run, 0.001), Double(counters.sent) / max(run, 0.001)))
-            }
-            if status.state != "done" { throw ExitCode(1) }
         }
     }
 }

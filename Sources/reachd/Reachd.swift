@@ -12,7 +12,8 @@ struct Reachd: AsyncParsableCommand {
         commandName: "reachd",
         abstract: "Delivery daemon for CRM touch messages.",
         version: ReachVersion.current,
-        subcommands: [Serve.self, Migrate.self, ConfigCommand.self, CampaignCommand.self, DeadLetterCommand.self, BenchCommand.self, DevKafka.self, DevProviderCommand.self])
+        subcommands: [Serve.self, Migrate.self, ConfigCommand.self, CampaignCommand.self, SegmentCommand.self, TriggerCommand.self,
+                      DeadLetterCommand.self, ChannelCommand.self, BenchCommand.self, DevKafka.self, DevProviderCommand.self])
 }
 
 /// `--config`, shared by every subcommand.
