@@ -12,10 +12,12 @@ the public doors, all in one run:
             latency p50/p99/max and the rate sustained
   delay     100 000 delayed sends due at once, two schedulers
   peer      the same 100 000 delayed jobs with arq (PyPI) on the same Redis
+  api       during the largest campaign: GET /v1/campaigns/{id}, 1 000 requests at
+            50 in flight (one keep-alive connection each): latency p50/p95/p99/max
   limits    ../shared/bench/limits.sh: every figure as a ratio of its ceiling
 Prints a table and writes bench-results.json; --profile adds perf profiles.
 """
-import argparse, glob, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, glob, http.client, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REACHD = os.path.join(ROOT, ".build", "release", "reachd")
@@ -134,11 +136,13 @@ class Stack:
         self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(self.latency_provider), "--latency-from-title"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.env = dict(os.environ, REACH_KAFKA_BROKERS=self.kafka, REACH_POSTGRES_URL=f"postgresql://reach@127.0.0.1:{self.pg}/reach",
-                        REACH_REDIS_URL=f"redis://127.0.0.1:{self.redis}/0", REACH_HTTP_PORT=str(self.http))
+                        REACH_REDIS_URL=f"redis://127.0.0.1:{self.redis}/0", REACH_HTTP_PORT=str(self.http),
+                        REACH_BENCH_TOKEN="bench-" + os.urandom(8).hex())
         with open(f"{self.dir}/bench.yaml", "w") as f:
             f.write(f"""
 kafka: {{brokers: "{self.kafka}", group_id: bench, consumer_properties: {{"fetch.wait.max.ms": "5"}}}}
-http: {{host: 127.0.0.1, port: {self.http}}}
+http: {{host: 127.0.0.1, port: {self.http}, token_rate_per_second: 0}}
+auth: {{tokens: [{{name: bench, scope: read, token_env: REACH_BENCH_TOKEN}}]}}
 quiet_hours: {{start: "00:00", end: "00:00"}}
 log: {{level: notice, format: json}}
 pipeline: {{page_size: 5000}}
@@ -164,7 +168,47 @@ channels:
         psql(self.pg, "VACUUM ANALYZE reach.segment_members")
         subprocess.run(["redis-cli", "-p", str(self.redis), "flushall"], check=True, stdout=subprocess.DEVNULL)
 
-    def campaign(self, n, profile=False):
+    def api_load(self, cid, requests=1000, in_flight=50):
+        """GET /v1/campaigns/{cid} `requests` times from `in_flight` threads, each on its own keep-alive connection."""
+        latencies, errors, states = [], [], []
+        lock = threading.Lock()
+        per_worker = requests // in_flight
+        headers = {"Authorization": "Bearer " + self.env["REACH_BENCH_TOKEN"]}
+
+        def worker():
+            conn = http.client.HTTPConnection("127.0.0.1", self.http, timeout=30)
+            for _ in range(per_worker):
+                t0 = time.perf_counter()
+                try:
+                    conn.request("GET", f"/v1/campaigns/{cid}", headers=headers)
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    elapsed = time.perf_counter() - t0
+                    with lock:
+                        if resp.status == 200:
+                            latencies.append(elapsed)
+                            states.append(json.loads(body).get("state"))
+                        else:
+                            errors.append(resp.status)
+                except Exception as e:  # a refused or reset connection counts as an error, not a latency
+                    with lock:
+                        errors.append(str(e))
+                    conn = http.client.HTTPConnection("127.0.0.1", self.http, timeout=30)
+            conn.close()
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(in_flight)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        wall = time.perf_counter() - started
+        latencies.sort()
+        pick = lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1) if latencies else None
+        return {"requests": requests, "in_flight": in_flight, "ok": len(latencies), "errors": len(errors),
+                "requests_per_second": round(len(latencies) / wall), "p50_ms": pick(0.5), "p95_ms": pick(0.95),
+                "p99_ms": pick(0.99), "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
+                "answered_while_running": states.count("running")}
+
+    def campaign(self, n, profile=False, api=False):
         reachd = self.serve(f"campaign-{n}")
         try:
             self.warm_up(n)
@@ -183,6 +227,13 @@ channels:
             subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             peak = 0.0
+            api_result = None
+            if api:
+                while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "running":
+                    time.sleep(0.1)
+                time.sleep(2)  # well into the run
+                say(f"API load: GET /v1/campaigns/{cid}, 1000 requests at 50 in flight")
+                api_result = self.api_load(cid)
             while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "done":
                 peak = max(peak, proc_stats(reachd.pid)[0])
                 time.sleep(0.2)
@@ -200,7 +251,7 @@ channels:
                     "peak_rss_mb": round(max(peak, rss), 1), "cpu_seconds": round(cpu, 1),
                     "provider_duplicates": stats["duplicates"],
                     "machine_cpu_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 2),
-                    "cpu_seconds_others": others}
+                    "cpu_seconds_others": others, "api": api_result}
         finally:
             reachd.send_signal(signal.SIGTERM)
             reachd.wait(timeout=30)
@@ -335,12 +386,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="campaign sizes, comma-separated")
     parser.add_argument("--profile", action="store_true", help="perf-record reachd during each campaign and the trigger load (bench-profile-*.txt)")
-    parser.add_argument("--only", default="", help="comma-separated scenarios to run (campaign,trigger,delay,peer,limits); default all")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (campaign,api,trigger,delay,peer,limits); default all")
     parser.add_argument("--event-rate", type=int, default=2000, help="trigger scenario: events per second")
     parser.add_argument("--event-seconds", type=int, default=30, help="trigger scenario: seconds of load")
     parser.add_argument("--limits-rows", type=int, default=1000000, help="N for limits.sh")
     args = parser.parse_args()
-    wanted = set(filter(None, args.only.split(","))) or {"campaign", "trigger", "delay", "peer", "limits"}
+    wanted = set(filter(None, args.only.split(","))) or {"campaign", "api", "trigger", "delay", "peer", "limits"}
     started = time.time()
     say("building reachd (release; already built by scripts/demo)")
     subprocess.run(["swift", "build", "-c", "release", "--product", "reachd"], cwd=ROOT, check=True,
@@ -350,10 +401,11 @@ def main():
     stack = Stack()
     try:
         stack.start()
-        if "campaign" in wanted:
-            for n in [int(s) for s in args.sizes.split(",") if s]:
+        if "campaign" in wanted or "api" in wanted:
+            sizes = [int(s) for s in args.sizes.split(",") if s]
+            for n in sizes if "campaign" in wanted else sizes[-1:]:
                 stack.seed(n)
-                results["campaigns"].append(stack.campaign(n, profile=args.profile))
+                results["campaigns"].append(stack.campaign(n, profile=args.profile, api="api" in wanted and n == sizes[-1]))
         if "trigger" in wanted:
             if not results["campaigns"]:
                 stack.seed(100000)
@@ -388,6 +440,11 @@ def report(results):
         print(f"{'  machine CPU busy (both cores)':46} {c['machine_cpu_busy']:>12}")
         for name, value in c["cpu_seconds_others"].items():
             print(f"{'  CPU seconds of ' + name:46} {value:>12}")
+        if c.get("api"):
+            a = c["api"]
+            print(f"{'  API GET /v1/campaigns/{id} during it: req/s':46} {a['requests_per_second']:>12}  ({a['ok']} ok, {a['errors']} errors, {a['in_flight']} in flight, {a['answered_while_running']} while running)")
+            for q in ["p50", "p95", "p99", "max"]:
+                print(f"{'    latency ' + q + ', ms':46} {a[q + '_ms']:>12}")
     if "triggers" in results:
         t = results["triggers"]
         print(f"{'triggers: events/s published (target ' + str(t['events_per_second_target']) + ')':46} {t['published_per_second']:>12}")

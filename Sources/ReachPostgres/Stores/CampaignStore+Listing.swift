@@ -34,12 +34,7 @@ extension CampaignStore {
         """
 
     static func summary(_ row: PostgresRow) -> Summary {
-        var counters = Counters()
-        counters.targeted = row.int("targeted") ?? 0
-        counters.sent = row.int("sent") ?? 0
-        counters.skipped = row.int("skipped") ?? 0
-        counters.failed = row.int("failed") ?? 0
-        counters.dead = row.int("dead") ?? 0
+        let counters = Counters(row)
         let id = row["id"] ?? ""
         let created = row["created"] ?? ""
         return Summary(id: id, name: row["name"], state: row["state"] ?? "", error: row["error"], counters: counters,

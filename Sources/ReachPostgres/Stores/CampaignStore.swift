@@ -27,6 +27,15 @@ public struct CampaignStore: Sendable {
         public var failed = 0
         public var dead = 0
         public init() {}
+
+        /// From a row with columns targeted, sent, skipped, failed and dead.
+        init(_ row: PostgresRow) {
+            targeted = row.int("targeted") ?? 0
+            sent = row.int("sent") ?? 0
+            skipped = row.int("skipped") ?? 0
+            failed = row.int("failed") ?? 0
+            dead = row.int("dead") ?? 0
+        }
     }
 
     public struct Status: Sendable {
@@ -179,13 +188,7 @@ public struct CampaignStore: Sendable {
                    created_at::text, started_at::text, finished_at::text
             FROM reach.campaigns WHERE id = $1
             """, [id]).first else { return nil }
-        var counters = Counters()
-        counters.targeted = row.int("targeted") ?? 0
-        counters.sent = row.int("sent") ?? 0
-        counters.skipped = row.int("skipped") ?? 0
-        counters.failed = row.int("failed") ?? 0
-        counters.dead = row.int("dead") ?? 0
-        return Status(id: id, state: row["state"] ?? "", counters: counters, checkpoint: row["checkpoint"], error: row["error"],
+        return Status(id: id, state: row["state"] ?? "", counters: Counters(row), checkpoint: row["checkpoint"], error: row["error"],
                       createdAt: row["created_at"] ?? "", startedAt: row["started_at"], finishedAt: row["finished_at"])
     }
 
