@@ -25,7 +25,8 @@ public final class DelayScheduler: Service, Sendable {
     let triggerSender: TriggerSender
     let wake: WakeSignal
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, owner: String,
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
+                logger: Logger, owner: String,
                 triggerRules: TriggerRules, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
@@ -33,7 +34,8 @@ public final class DelayScheduler: Service, Sendable {
         self.logger = logger
         self.owner = owner
         self.lease = max(.milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000)), registry.longestTimeout * 3)
-        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics, logger: logger, owner: owner)
+        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics,
+                                     logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
