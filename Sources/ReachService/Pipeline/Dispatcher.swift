@@ -85,6 +85,15 @@ struct Dispatcher: Sendable {
 
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
 
+    /// A dead letter's `payload`: the message (address masked) and, for a
+    /// trigger send, its `trigger` context (rule and event), so a replay can
+    /// rebuild the send — a trigger send has no stored campaign to render from.
+    static func deadLetterPayload(_ m: OutboundMessage, trigger: String?) -> String {
+        let message = m.json(maskAddress: true)
+        guard let trigger, message.hasSuffix("}") else { return message }
+        return String(message.dropLast()) + #","trigger":"# + trigger + "}"
+    }
+
     /// What `prepare` decided before any provider request: rows settled
     /// already (deferred to the end of quiet hours, over a frequency cap, sent
     /// by a runner that died before recording it) and the attempts to send,
@@ -231,8 +240,8 @@ struct Dispatcher: Sendable {
             case .dead(let reason):
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
                                          attempts: attempt.number, messageID: m.messageID, lastError: error))
-                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error,
-                                                attempts: attempt.number, payloadJSON: m.json(maskAddress: true), messageID: m.messageID))
+                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error, attempts: attempt.number,
+                                                payloadJSON: Self.deadLetterPayload(m, trigger: attempt.context), messageID: m.messageID))
                 dead.append(m)
                 counts[m.channel, default: [:]]["dead", default: 0] += 1
             }
