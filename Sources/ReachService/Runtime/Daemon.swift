@@ -51,8 +51,8 @@ public struct Daemon: Sendable {
         logger.info("reachd starting", metadata: [
             "version": "\(ReachVersion.current)",
             "kafka": "\(infrastructure.kafkaBootstrap)",
-            "postgres": "\(Redaction.maskURLPassword(configuration.postgres.url))",
-            "redis": "\(Redaction.maskURLPassword(configuration.redis.url))",
+            "postgres": "\(Redaction.maskConnectionSecrets(configuration.postgres.url))",
+            "redis": "\(Redaction.maskConnectionSecrets(configuration.redis.url))",
         ])
         await warnUnlessDurable(infrastructure.redis)
         try await ServiceGroup(configuration: group).run()
