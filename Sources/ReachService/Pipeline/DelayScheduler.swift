@@ -189,7 +189,7 @@ public final class DelayScheduler: Service, Sendable {
             // The rule was disabled or deleted meanwhile: nothing will be sent, and the
             // user ends `skipped/cancelled` (SPEC's reason for a send stopped on purpose).
             try await cancelTriggerSend(campaignID: "t:\(delayed.rule_id):\(event.eventID)", userID: event.userID, channel: channel,
-                                        attempts: max(0, attempt - 1), rule: delayed.rule_id)
+                                        attempts: max(0, attempt - 1), why: "trigger rule \(delayed.rule_id) was deleted or disabled")
             return
         }
         if let channel {
@@ -203,15 +203,15 @@ public final class DelayScheduler: Service, Sendable {
     /// Ends a trigger send whose rule is gone: a retry's `scheduled` row (a
     /// row already settled stays), or a delayed first send, which has no row
     /// yet (`channel` nil), becomes `skipped/cancelled`.
-    func cancelTriggerSend(campaignID: String, userID: String, channel: String?, attempts: Int, rule: String) async throws {
+    func cancelTriggerSend(campaignID: String, userID: String, channel: String?, attempts: Int, why: String) async throws {
         let current = try await deliveries.existing(campaignID: campaignID, userIDs: [userID])[userID]
         guard channel == nil ? current == nil : current == "scheduled" else { return }
         let row = DeliveryStore.Row(userID: userID, channel: channel, status: "skipped", reason: "cancelled", attempts: attempts,
                                     messageID: MessageID.make(campaignID: campaignID, userID: userID),
-                                    lastError: "trigger rule \(rule) was deleted or disabled")
+                                    lastError: why)
         try await deliveries.record(campaignID: campaignID, rows: [row], checkpoint: nil)
         metrics.message(channel: channel ?? "none", status: "skipped")
-        logger.info("trigger rule gone; pending send cancelled", metadata: ["rule": "\(rule)", "campaign": "\(campaignID)"])
+        logger.info("trigger rule gone; pending send cancelled", metadata: ["campaign": "\(campaignID)", "why": "\(why)"])
     }
 
     /// Retries of trigger sends (campaign id `t:<rule>:<event_id>`, no stored
@@ -241,7 +241,7 @@ public final class DelayScheduler: Service, Sendable {
         } else {
             for r in lost {
                 try await cancelTriggerSend(campaignID: campaignID, userID: r.user_id, channel: r.channel, attempts: r.attempts,
-                                            rule: String(campaignID.dropFirst(2)))
+                                            why: "no enabled trigger rule sends \(campaignID) any more (deleted or disabled)")
             }
         }
     }
