@@ -8,8 +8,8 @@ public struct SendOutcome: Sendable, Equatable {
         case retryable
         /// Any other refusal: trying again will not help.
         case permanent
-        /// Not attempted: the channel's circuit breaker is open. Retry after
-        /// `retryAfter` without counting an attempt.
+        /// Not attempted: the channel's circuit breaker is open, or the channel
+        /// is paused. Retry after `retryAfter` without counting an attempt.
         case deferred
     }
 
@@ -27,6 +27,13 @@ public struct SendOutcome: Sendable, Equatable {
     public static func deferred(after: Duration) -> SendOutcome {
         SendOutcome(status: .deferred, error: "circuit open", retryAfter: after)
     }
+    /// Not attempted: the channel is paused cluster-wide. Deferred exactly like an open breaker.
+    public static func paused(after: Duration) -> SendOutcome {
+        SendOutcome(status: .deferred, error: pausedError, retryAfter: after)
+    }
+    public static let pausedError = "channel paused"
+    /// A deferral because the channel is paused (not because its breaker is open).
+    public var isPaused: Bool { status == .deferred && error == Self.pausedError }
 }
 
 /// A delivery channel: one strategy per provider kind. Adding a channel is one

@@ -60,6 +60,22 @@ public struct DelayQueue: Sendable {
         return #ARGV / 3
         """)
 
+    // Like scheduleScript, but leaves an id that is queued or in flight alone.
+    // Returns how many were added.
+    static let scheduleMissingScript = RedisScript("""
+        local due, items = KEYS[1], KEYS[3]
+        local n = 0
+        for i = 1, #ARGV, 3 do
+          local id, at, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+          if redis.call('HEXISTS', items, id) == 0 then
+            redis.call('HSET', items, id, payload)
+            redis.call('ZADD', due, at, id)
+            n = n + 1
+          end
+        end
+        return n
+        """)
+
     // ARGV: now (ms), limit, lease (ms), token prefix. Returns id, payload, token triples.
     static let claimScript = RedisScript("""
         local due, inflight, items = KEYS[1], KEYS[2], KEYS[3]
@@ -139,6 +155,20 @@ public struct DelayQueue: Sendable {
                 try await redis.run(Self.scheduleScript, keys: keys(shard), arguments: arguments)
             }
         }
+    }
+
+    /// Schedules only the items whose id is neither waiting nor in flight (a
+    /// queued item keeps its payload and due time); returns how many were added.
+    @discardableResult
+    public func scheduleMissing(_ items: [(id: String, payload: String, dueMs: Int64)]) async throws -> Int {
+        var added = 0
+        for (shard, group) in Dictionary(grouping: items, by: { shard(of: $0.id) }) {
+            for chunk in stride(from: 0, to: group.count, by: 1000).map({ Array(group[$0..<min($0 + 1000, group.count)]) }) {
+                let arguments: [RedisArgument] = chunk.flatMap { [$0.id, $0.dueMs, $0.payload] as [RedisArgument] }
+                added += Int(try await redis.run(Self.scheduleMissingScript, keys: keys(shard), arguments: arguments).int ?? 0)
+            }
+        }
+        return added
     }
 
     public func schedule(id: String, payload: String, dueMs: Int64) async throws {

@@ -1,4 +1,4 @@
-/// Where and how to reach Redis. Built from a `redis://[:password@]host[:port][/db]` URL.
+/// Where and how to reach Redis. Built from a `redis://[:password@]host[:port][/db][?password=…]` URL.
 public struct RedisConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -17,6 +17,16 @@ public struct RedisConfiguration: Sendable {
         }
         var rest = Substring(url.dropFirst("redis://".count))
         var password: String?
+        // `?password=…` (as other Redis clients accept it); other parameters are ignored.
+        // Split off first, so no error below can quote it.
+        // (A password in the user info may itself hold a '?': look only after its '@'.)
+        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
+        if let question = rest[hostStart...].firstIndex(of: "?") {
+            for pair in rest[rest.index(after: question)...].split(separator: "&") where pair.hasPrefix("password=") {
+                password = String(pair.dropFirst("password=".count)).removingPercentEncodingLite
+            }
+            rest = rest[..<question]
+        }
         if let at = rest.lastIndex(of: "@") {
             let userInfo = rest[..<at]
             if let colon = userInfo.firstIndex(of: ":") {

@@ -128,4 +128,23 @@ struct DelayQueueTests {
         #expect(try await q.ack(again) == 1)
         #expect(try await q.ack(kept) == 1, "the worker that kept extending still holds its item")
     }
+
+    @Test("scheduleMissing (the stale-row sweep) adds only ids that are neither waiting nor in flight; a queued item keeps its payload and due time")
+    func scheduleMissing() async throws {
+        let q = try queue(shards: 1)
+        let now = clock_gettime_ms()
+        try await q.schedule(id: "waiting", payload: "with context", dueMs: now + 3_600_000)
+        try await q.schedule(id: "claimed", payload: "in flight", dueMs: now)
+        let claimed = try await q.claim(shard: 0, nowMs: now, limit: 10, lease: .seconds(30), owner: "a")
+        #expect(claimed.map(\.id) == ["claimed"])
+
+        let added = try await q.scheduleMissing([("waiting", "swept", now), ("claimed", "swept", now), ("lost", "swept", now)])
+        #expect(added == 1, "only the lost one")
+        let due = try await q.claim(shard: 0, nowMs: now + 1, limit: 10, lease: .seconds(30), owner: "b")
+        #expect(due.map(\.id) == ["lost"], "the waiting item was not made due now, the claimed one not released")
+        #expect(try await q.ack(claimed) == 1, "the first claim still holds its item")
+        #expect(try await q.ack(due) == 1)
+        let later = try await q.claim(shard: 0, nowMs: now + 3_600_001, limit: 10, lease: .seconds(30), owner: "c")
+        #expect(later.map(\.payload) == ["with context"], "the waiting item kept its payload")
+    }
 }

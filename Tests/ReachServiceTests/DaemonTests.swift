@@ -130,6 +130,57 @@ struct BinaryTests {
         #expect(!okText.contains("hunter2"), "passwords are masked")
     }
 
+    /// Database and Redis addresses with a secret in every form reachd accepts, for one server each.
+    static func secretForms(postgres: String, redis: String) throws -> [(postgres: String, redis: String, secrets: [String])] {
+        let pg = try #require(URLComponents(string: postgres))
+        let rd = try #require(URLComponents(string: redis))
+        let pgHost = pg.host ?? "127.0.0.1", pgPort = pg.port ?? 5432, db = String(pg.path.dropFirst()), user = pg.user ?? "reach"
+        let rdHost = rd.host ?? "127.0.0.1", rdPort = rd.port ?? 6379
+        return [
+            ("postgresql://\(user):pg-userinfo-s3cret@\(pgHost):\(pgPort)/\(db)",
+             "redis://:redis-userinfo-s3cret@\(rdHost):\(rdPort)/0", ["pg-userinfo-s3cret", "redis-userinfo-s3cret"]),
+            ("\(postgres)?sslmode=prefer&password=pg-query-s3cret",
+             "redis://\(rdHost):\(rdPort)/0?password=redis-query-s3cret", ["pg-query-s3cret", "redis-query-s3cret"]),
+            ("host=\(pgHost) port=\(pgPort) user=\(user) password='pg kw-s3cret' dbname=\(db)",
+             "redis://redis-bare-s3cret@\(rdHost):\(rdPort)/0", ["kw-s3cret", "redis-bare-s3cret"]),
+        ]
+    }
+
+    @Test("secrets in REACH_POSTGRES_URL (URL user info, ?password=, keyword string), REACH_REDIS_URL (:pw@, pw@, ?password=) and token variables never appear in the output of config check or serve")
+    func secretsNeverPrinted() async throws {
+        let forms = try Self.secretForms(postgres: try await TestDatabase.migrated(), redis: try TestEnvironment.redisURL())
+        let token = "tok-s3cret-7f2a"
+        let config = try writeConfig("""
+            auth:
+              tokens: [{name: ops, scope: write, token_env: REACH_OPS_TOKEN}]
+            """)
+        for form in forms {
+            let environment = ["REACH_POSTGRES_URL": form.postgres, "REACH_REDIS_URL": form.redis, "REACH_OPS_TOKEN": token]
+            let check = try spawnReachd(["config", "check", "--config", config], environment: environment)
+            #expect(try await check.wait(within: .seconds(10)) == 0, "\(check.output)")
+            let checked = check.output
+            #expect(checked.contains("configuration OK") && checked.contains("postgres.url") && checked.contains("***"), "\(checked)")
+            for secret in form.secrets + [token] {
+                #expect(!checked.contains(secret), "config check printed \(secret): \(checked)")
+            }
+
+            let port = try TestEnvironment.freePort()
+            let serve = try spawnReachd(["serve", "--config", config], environment: environment.merging([
+                "REACH_HTTP_HOST": "127.0.0.1", "REACH_HTTP_PORT": "\(port)", "REACH_SHUTDOWN_GRACE_PERIOD_MS": "3000",
+            ]) { _, n in n })
+            let started = try await eventually(timeout: .seconds(30)) { serve.output.contains("reachd starting") }
+            // Let it try Redis (these passwords are wrong for the test server, so AUTH errors get logged too).
+            try await Task.sleep(for: .seconds(2))
+            serve.signal(SIGTERM)
+            _ = try await serve.wait(within: .seconds(10))
+            let log = serve.output
+            #expect(started, "serve did not start: \(log)")
+            for secret in form.secrets + [token] {
+                #expect(!log.contains(secret), "serve printed \(secret): \(log)")
+            }
+        }
+    }
+
     @Test("reachd dev-kafka prints its bootstrap address first, and a client can use it")
     func devKafka() async throws {
         let broker = try spawnReachd(["dev-kafka", "--partitions", "2"])

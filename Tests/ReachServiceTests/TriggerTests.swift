@@ -173,4 +173,131 @@ struct TriggerTests {
             return row?[0] == "sent" && row?.int(1) == 1
         })
     }
+
+    /// A trigger send's queue context (what `TriggerSender.Delayed` encodes).
+    static func context(rule: String, event: String) -> String {
+        var trigger = JSONObjectWriter()
+        trigger.add("kind", "trigger")
+        trigger.add("rule_id", rule)
+        trigger.add("event", event)
+        return trigger.finish()
+    }
+
+    /// A retry item as the dispatcher (with `context`) or a replay / the stale-row sweep (without) writes it.
+    static func retryItem(_ campaignID: String, user: String, context: String?) -> String {
+        var payload = JSONObjectWriter()
+        payload.add("kind", "retry")
+        payload.add("campaign_id", campaignID)
+        payload.add("user_id", user)
+        payload.add("channel", "sms")
+        payload.add("attempts", 1)
+        if let context { payload.add("trigger", context) }
+        return payload.finish()
+    }
+
+    @Test("a replayed dead letter of a trigger send is rebuilt from the rule and event it keeps, and sent once")
+    func replayedTriggerDeadLetter() async throws {
+        let kafka = try embeddedKafka()
+        let rejecting = Switch()
+        let provider = DevProvider(behaviour: { _ in rejecting.isOn ? (400, nil) : nil })
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 5)
+        let pg = PostgresClient(url: url, poolSize: 1)
+        try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES ('paid', 'order.paid', '{"sms": 1}', '{"body": "paid {{properties.order_no}}"}', false)"#)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+
+        let campaignID = "t:paid:evt-dl"
+        let messageID = MessageID.make(campaignID: campaignID, userID: "u00001")
+        try await publish(kafka, #"{"event_id":"evt-dl","event":"order.paid","user_id":"u00001","properties":{"order_no":"A-9"}}"#,
+                          key: "u00001", topic: "reach.events")
+        #expect(try await eventually(timeout: .seconds(20)) {
+            try await pg.query("SELECT status FROM reach.deliveries WHERE campaign_id = $1", [campaignID]).first?[0] == "dead"
+        }, "the provider refused it")
+        #expect(try await pg.query("SELECT payload -> 'trigger' ->> 'rule_id' FROM reach.dead_letters WHERE campaign_id = $1",
+                                   [campaignID]).first?[0] == "paid", "the dead letter keeps the rule and the event")
+
+        rejecting.set(false)
+        let redis = try RedisClient(url: configuration.redis.url, poolSize: 1)
+        let replay = DeadLetterReplay(postgres: pg, queue: DelayQueue(redis: redis, prefix: configuration.redis.prefix,
+                                                                      shards: configuration.pipeline.delayQueueShards))
+        #expect(try await replay.replay(.init(campaignID: campaignID)) == 1)
+        #expect(try await eventually(timeout: .seconds(20)) {
+            try await pg.query("SELECT status FROM reach.deliveries WHERE campaign_id = $1", [campaignID]).first?[0] == "sent"
+        }, "the replay reached a terminal state: sent")
+        #expect(provider.received[messageID] == 1)
+        #expect(provider.message(messageID)?.body == "paid A-9", "rendered from the event's properties again")
+    }
+
+    @Test("trigger retries end terminal: rule deleted → skipped/cancelled (with or without the event in the item; a delayed first send too); event unknown → dead/trigger_context_lost; event kept by a replayed dead letter → sent")
+    func triggerRetriesEnd() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 5)
+        let pg = PostgresClient(url: url, poolSize: 1)
+        try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES ('live', 'x', '{"sms": 1}', '{"body": "live {{properties.k}}"}', false)"#)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        func event(_ id: String, _ user: String, _ rule: String) -> String {
+            #"{"event_id":"\#(id)","event":"x","user_id":"\#(user)","properties":{"k":"\#(rule)-\#(id)"}}"#
+        }
+        // (campaign, user, item carries the event?)
+        let retries: [(String, String, String?)] = [
+            ("t:gone:evt-1", "u00001", Self.context(rule: "gone", event: event("evt-1", "u00001", "gone"))),
+            ("t:gone:evt-2", "u00002", nil),
+            ("t:live:evt-3", "u00003", nil),
+            ("t:live:evt-4", "u00004", nil),
+        ]
+        let redis = try RedisClient(url: configuration.redis.url, poolSize: 1)
+        let queue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for (campaignID, user, context) in retries {
+            try await pg.query("""
+                INSERT INTO reach.deliveries (campaign_id, user_id, channel, status, reason, attempts, message_id)
+                VALUES ($1, $2, 'sms', 'scheduled', 'retry', 1, $3)
+                """, [campaignID, user, MessageID.make(campaignID: campaignID, userID: user)])
+            try await queue.schedule(id: "retry:\(campaignID):\(user)", payload: Self.retryItem(campaignID, user: user, context: context), dueMs: now)
+        }
+        // u00004's send was dead-lettered and replayed; its dead letter kept the event.
+        try await pg.query("""
+            INSERT INTO reach.dead_letters (reason, error, source, campaign_id, user_id, channel, attempts, payload, replayed_at, published_at)
+            VALUES ('provider_rejected', '400', 'delivery', 't:live:evt-4', 'u00004', 'sms', 1,
+                    jsonb_build_object('message_id', $1::text, 'trigger', $2::jsonb), now(), now())
+            """, [MessageID.make(campaignID: "t:live:evt-4", userID: "u00004"), Self.context(rule: "live", event: event("evt-4", "u00004", "live"))])
+        // A delayed first send of the deleted rule: no row yet.
+        var delayed = JSONObjectWriter()
+        delayed.add("kind", "trigger")
+        delayed.add("rule_id", "gone")
+        delayed.add("event", event("evt-5", "u00005", "gone"))
+        try await queue.schedule(id: "trigger:t:gone:evt-5", payload: delayed.finish(), dueMs: now)
+
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        func row(_ campaignID: String) async throws -> String {
+            guard let r = try await pg.query("SELECT status, coalesce(reason, '') FROM reach.deliveries WHERE campaign_id = $1", [campaignID]).first else { return "none" }
+            return "\(r[0] ?? "")/\(r[1] ?? "")"
+        }
+        let expected = ["t:gone:evt-1": "skipped/cancelled", "t:gone:evt-2": "skipped/cancelled", "t:live:evt-3": "dead/trigger_context_lost",
+                        "t:live:evt-4": "sent/", "t:gone:evt-5": "skipped/cancelled"]
+        var seen: [String: String] = [:]
+        let settled = try await eventually(timeout: .seconds(20)) {
+            for campaignID in expected.keys { seen[campaignID] = try await row(campaignID) }
+            return seen == expected
+        }
+        #expect(settled, "\(seen)")
+        #expect(try await pg.query("SELECT last_error FROM reach.deliveries WHERE campaign_id = 't:gone:evt-1'").first?[0]?.contains("gone") == true)
+        #expect(try await pg.query("""
+            SELECT count(*) FROM reach.dead_letters WHERE campaign_id = 't:live:evt-3' AND reason = 'trigger_context_lost' AND replayed_at IS NULL
+            """).first?.int(0) == 1, "the lost one is a dead letter")
+        let sentID = MessageID.make(campaignID: "t:live:evt-4", userID: "u00004")
+        #expect(provider.message(sentID)?.body == "live live-evt-4")
+        #expect(provider.stats.messages == 1, "nothing else was sent")
+        // Nothing is left in the delay queue to fire again.
+        #expect(try await eventually(timeout: .seconds(5)) { try await queue.depth() == 0 })
+    }
 }

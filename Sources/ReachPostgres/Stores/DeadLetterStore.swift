@@ -95,19 +95,48 @@ extension DeadLetterStore {
         public var campaignID: String
         public var userID: String
         public var channel: String
+        /// For a trigger send: the payload's `trigger` object (JSON text), what a replay rebuilds the send from.
+        public var trigger: String?
+
+        public init(id: Int, campaignID: String, userID: String, channel: String, trigger: String? = nil) {
+            self.id = id
+            self.campaignID = campaignID
+            self.userID = userID
+            self.channel = channel
+            self.trigger = trigger
+        }
     }
 
     /// The delivery dead letters a filter selects, not yet replayed.
     public func replayable(_ filter: ReplayFilter) async throws -> [Replayable] {
         try await client.query("""
-            SELECT id, campaign_id, user_id, channel FROM reach.dead_letters
+            SELECT id, campaign_id, user_id, channel, (payload -> 'trigger')::text FROM reach.dead_letters
             WHERE source = 'delivery' AND replayed_at IS NULL
               AND ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR channel = $2)
               AND ($3::timestamptz IS NULL OR failed_at >= $3::timestamptz) AND ($4::bigint[] IS NULL OR id = ANY($4::bigint[]))
             ORDER BY id LIMIT $5
             """, [filter.campaignID, filter.channel, filter.since, filter.ids, filter.limit]).map { row in
-            Replayable(id: row.int(0) ?? 0, campaignID: row[1] ?? "", userID: row[2] ?? "", channel: row[3] ?? "")
+            Replayable(id: row.int(0) ?? 0, campaignID: row[1] ?? "", userID: row[2] ?? "", channel: row[3] ?? "", trigger: row[4])
         }
+    }
+
+    /// The `trigger` context of the newest delivery dead letter of each
+    /// (campaign, user) that has one, keyed by `DeliveryStore.pairKey`: how a
+    /// trigger send whose queue item lost its context (re-queued by the stale-row
+    /// sweep after a replay) is rebuilt.
+    public func triggerContexts(_ pairs: [(campaignID: String, userID: String)]) async throws -> [String: String] {
+        guard !pairs.isEmpty else { return [:] }
+        var result: [String: String] = [:]
+        for row in try await client.query("""
+            SELECT DISTINCT ON (d.campaign_id, d.user_id) d.campaign_id, d.user_id, (d.payload -> 'trigger')::text
+            FROM reach.dead_letters d
+            JOIN unnest($1::text[], $2::text[]) AS p(campaign_id, user_id) ON d.campaign_id = p.campaign_id AND d.user_id = p.user_id
+            WHERE d.source = 'delivery' AND d.payload ? 'trigger'
+            ORDER BY d.campaign_id, d.user_id, d.id DESC
+            """, [pairs.map(\.campaignID), pairs.map(\.userID)]) {
+            if let context = row[2] { result[DeliveryStore.pairKey(campaignID: row[0] ?? "", userID: row[1] ?? "")] = context }
+        }
+        return result
     }
 
     /// Marks the dead letters replayed and puts their deliveries back to

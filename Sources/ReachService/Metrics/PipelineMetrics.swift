@@ -95,6 +95,14 @@ public final class PipelineMetrics: Sendable {
         }.set(to: open ? 1 : 0)
     }
 
+    public func channelPaused(channel: String, _ paused: Bool) {
+        gauge("p|\(channel)") {
+            registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "channel_paused", unitName: "",
+                                                 helpText: "1 while the channel is paused cluster-wide (its sends wait in the delay queue)."),
+                               labels: [("channel", channel)])
+        }.set(to: paused ? 1 : 0)
+    }
+
     public func consumerLag(topic: String, partition: Int32, lag: Int64) {
         gauge("l|\(topic)|\(partition)") {
             registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "kafka_consumer_lag", unitName: "",

@@ -27,7 +27,8 @@ public final class CampaignRunner: Service, Sendable {
     private let segments: SegmentSource
     private let dispatcher: Dispatcher
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, wake: WakeSignal) {
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
+                logger: Logger, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
@@ -40,7 +41,8 @@ public final class CampaignRunner: Service, Sendable {
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
-        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics, logger: logger, owner: owner)
+        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics,
+                                     logger: logger, owner: owner)
     }
 
     var lease: Duration { .milliseconds(settings.leaseMs) }

@@ -25,7 +25,8 @@ public final class DelayScheduler: Service, Sendable {
     let triggerSender: TriggerSender
     let wake: WakeSignal
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics, logger: Logger, owner: String,
+    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
+                logger: Logger, owner: String,
                 triggerRules: TriggerRules, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
@@ -33,7 +34,8 @@ public final class DelayScheduler: Service, Sendable {
         self.logger = logger
         self.owner = owner
         self.lease = max(.milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000)), registry.longestTimeout * 3)
-        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics, logger: logger, owner: owner)
+        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics,
+                                     logger: logger, owner: owner)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
@@ -110,17 +112,19 @@ public final class DelayScheduler: Service, Sendable {
     var usableLease: Duration { lease - registry.longestTimeout - max(lease / 5, .milliseconds(100)) }
 
     /// Re-queues `scheduled` rows that have waited far longer than any backoff
-    /// allows (their queue item was lost in a crash). Re-queueing an id that is
-    /// still queued only replaces it, so this is safe to run anywhere.
+    /// allows and have no queue item (it was lost in a crash). A row whose item
+    /// is still queued — a quiet-hours deferral waits for hours — keeps that
+    /// item: replacing it would fire it early and, for a trigger send, lose the
+    /// rule and event it carries. Safe to run anywhere.
     func sweep() async throws {
         let longestBackoff = registry.retryPolicies.values.map(\.backoff.max).max() ?? .seconds(60)
         let stale = try await deliveries.staleScheduled(olderThan: longestBackoff + .seconds(300))
         guard !stale.isEmpty else { return }
-        logger.warning("re-queueing retries that lost their queue item", metadata: ["count": "\(stale.count)"])
-        try await queue.schedule(try stale.map { row in
+        let added = try await queue.scheduleMissing(try stale.map { row in
             try Dispatcher.RetryPayload(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
                 .queueItem(dueMs: Epoch.ms())
         })
+        if added > 0 { logger.warning("re-queued retries that lost their queue item", metadata: ["count": "\(added)"]) }
     }
 
 
@@ -159,16 +163,17 @@ public final class DelayScheduler: Service, Sendable {
     }
 
     /// Ends retries that can never succeed: their rows (still `scheduled`)
-    /// become `dead` with a dead letter, and the campaign `failed`.
-    func abandon(_ campaignID: String, _ retries: [Dispatcher.RetryPayload], error: String) async throws {
+    /// become `dead` with a dead letter, and the campaign `failed` (a trigger
+    /// send has no campaign row: nothing to fail).
+    func abandon(_ campaignID: String, _ retries: [Dispatcher.RetryPayload], reason: String = "invalid_task", error: String) async throws {
         let current = try await deliveries.existing(campaignID: campaignID, userIDs: retries.map(\.user_id))
         let waiting = retries.filter { current[$0.user_id] == "scheduled" }
         let rows = waiting.map { r in
-            DeliveryStore.Row(userID: r.user_id, channel: r.channel, status: "dead", reason: "invalid_task", attempts: r.attempts,
+            DeliveryStore.Row(userID: r.user_id, channel: r.channel, status: "dead", reason: reason, attempts: r.attempts,
                               messageID: MessageID.make(campaignID: campaignID, userID: r.user_id), lastError: error)
         }
         let letters = waiting.map { r in
-            DeliveryStore.DeadLetter(userID: r.user_id, channel: r.channel, reason: "invalid_task", error: error, attempts: r.attempts,
+            DeliveryStore.DeadLetter(userID: r.user_id, channel: r.channel, reason: reason, error: error, attempts: r.attempts,
                                      payloadJSON: #"{"campaign_id":\#(JSONText.quote(campaignID)),"user_id":\#(JSONText.quote(r.user_id))}"#,
                                      messageID: MessageID.make(campaignID: campaignID, userID: r.user_id))
         }
@@ -181,8 +186,10 @@ public final class DelayScheduler: Service, Sendable {
     func fireTrigger(_ delayed: TriggerSender.Delayed, attempt: Int, channel: String?, gate: SendGate = .open) async throws {
         guard let event = try? TriggerEvent.parse(Array(delayed.event.utf8)) else { return }
         guard let rule = try await triggerRules.rule(id: delayed.rule_id) else {
-            // The rule was disabled or deleted meanwhile: its pending send is dropped.
-            logger.info("trigger rule gone; delayed send dropped", metadata: ["rule": "\(delayed.rule_id)"])
+            // The rule was disabled or deleted meanwhile: nothing will be sent, and the
+            // user ends `skipped/cancelled` (SPEC's reason for a send stopped on purpose).
+            try await cancelTriggerSend(campaignID: "t:\(delayed.rule_id):\(event.eventID)", userID: event.userID, channel: channel,
+                                        attempts: max(0, attempt - 1), why: "trigger rule \(delayed.rule_id) was deleted or disabled")
             return
         }
         if let channel {
@@ -193,10 +200,59 @@ public final class DelayScheduler: Service, Sendable {
         }
     }
 
+    /// Ends a trigger send whose rule is gone: a retry's `scheduled` row (a
+    /// row already settled stays), or a delayed first send, which has no row
+    /// yet (`channel` nil), becomes `skipped/cancelled`.
+    func cancelTriggerSend(campaignID: String, userID: String, channel: String?, attempts: Int, why: String) async throws {
+        let current = try await deliveries.existing(campaignID: campaignID, userIDs: [userID])[userID]
+        guard channel == nil ? current == nil : current == "scheduled" else { return }
+        let row = DeliveryStore.Row(userID: userID, channel: channel, status: "skipped", reason: "cancelled", attempts: attempts,
+                                    messageID: MessageID.make(campaignID: campaignID, userID: userID),
+                                    lastError: why)
+        try await deliveries.record(campaignID: campaignID, rows: [row], checkpoint: nil)
+        metrics.message(channel: channel ?? "none", status: "skipped")
+        logger.info("trigger rule gone; pending send cancelled", metadata: ["campaign": "\(campaignID)", "why": "\(why)"])
+    }
+
+    /// Retries of trigger sends (campaign id `t:<rule>:<event_id>`, no stored
+    /// campaign) whose queue item carries no rule and event: a dead-letter
+    /// replay from before dead letters kept them, or a row the stale-row sweep
+    /// re-queued. The context comes from the newest dead letter that has it;
+    /// without one the send cannot be rendered again: `skipped/cancelled` when
+    /// no rule matches the id any more, else `dead` (`trigger_context_lost`)
+    /// with a dead letter. Either way the row ends; it is never re-queued forever.
+    func retryTrigger(campaignID: String, _ retries: [Dispatcher.RetryPayload], gate: SendGate) async throws {
+        let contexts = try await DeadLetterStore(client: infrastructure.postgres)
+            .triggerContexts(retries.map { ($0.campaign_id, $0.user_id) })
+        var lost: [Dispatcher.RetryPayload] = []
+        for r in retries {
+            if let text = contexts[DeliveryStore.pairKey(campaignID: campaignID, userID: r.user_id)],
+               let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: Data(text.utf8)) {
+                try await fireTrigger(delayed, attempt: r.attempts + 1, channel: r.channel, gate: gate)
+            } else {
+                lost.append(r)
+            }
+        }
+        guard !lost.isEmpty else { return }
+        try await triggerRules.fresh()
+        if let rule = triggerRules.rule(forCampaignID: campaignID) {
+            try await abandon(campaignID, lost, reason: "trigger_context_lost",
+                              error: "the event of trigger rule \(rule.id) is no longer known (its queue item and dead letter do not carry it); it cannot be rendered again")
+        } else {
+            for r in lost {
+                try await cancelTriggerSend(campaignID: campaignID, userID: r.user_id, channel: r.channel, attempts: r.attempts,
+                                            why: "no enabled trigger rule sends \(campaignID) any more (deleted or disabled)")
+            }
+        }
+    }
+
     /// One more attempt for each retry of a campaign, on the channel first chosen.
     func retry(campaignID: String, _ retries: [Dispatcher.RetryPayload], gate: SendGate = .open) async throws {
-        // A campaign that no longer exists has no rows left to settle.
-        guard let stored = try await campaigns.spec(campaignID) else { return }
+        guard let stored = try await campaigns.spec(campaignID) else {
+            // A trigger send has no stored campaign; a campaign that no longer exists has no rows left to settle.
+            if campaignID.hasPrefix("t:") { try await retryTrigger(campaignID: campaignID, retries, gate: gate) }
+            return
+        }
         let task: CampaignTask
         do {
             guard case .campaign(let parsed) = try parser.parse(Array(stored.specJSON.utf8)) else {

@@ -50,6 +50,7 @@ struct Dispatcher: Sendable {
 
     let registry: ChannelRegistry
     let breakers: ChannelBreakers
+    let pauses: PausedChannels
     let idempotency: IdempotencyStore
     let queue: DelayQueue
     let quietHours: QuietHours?
@@ -60,17 +61,18 @@ struct Dispatcher: Sendable {
     let owner: String
 
     /// The dispatcher of this process's pipeline: queue, limits and caps from `infrastructure`.
-    init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, metrics: PipelineMetrics,
+    init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
          logger: Logger, owner: String) {
-        self.init(registry: registry, breakers: breakers, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
+        self.init(registry: registry, breakers: breakers, pauses: pauses, idempotency: infrastructure.idempotency, queue: infrastructure.delayQueue,
                   quietHours: infrastructure.quietHours, rateLimiter: infrastructure.rateLimiter, frequencyCap: infrastructure.frequencyCap,
                   metrics: metrics, logger: logger, owner: owner)
     }
 
-    init(registry: ChannelRegistry, breakers: ChannelBreakers, idempotency: IdempotencyStore, queue: DelayQueue, quietHours: QuietHours?,
-         rateLimiter: RateLimiter, frequencyCap: FrequencyCap, metrics: PipelineMetrics, logger: Logger, owner: String) {
+    init(registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, idempotency: IdempotencyStore, queue: DelayQueue,
+         quietHours: QuietHours?, rateLimiter: RateLimiter, frequencyCap: FrequencyCap, metrics: PipelineMetrics, logger: Logger, owner: String) {
         self.registry = registry
         self.breakers = breakers
+        self.pauses = pauses
         self.idempotency = idempotency
         self.queue = queue
         self.quietHours = quietHours
@@ -82,6 +84,15 @@ struct Dispatcher: Sendable {
     }
 
     static func retryID(campaignID: String, userID: String) -> String { "retry:\(campaignID):\(userID)" }
+
+    /// A dead letter's `payload`: the message (address masked) and, for a
+    /// trigger send, its `trigger` context (rule and event), so a replay can
+    /// rebuild the send — a trigger send has no stored campaign to render from.
+    static func deadLetterPayload(_ m: OutboundMessage, trigger: String?) -> String {
+        let message = m.json(maskAddress: true)
+        guard let trigger, message.hasSuffix("}") else { return message }
+        return String(message.dropLast()) + #","trigger":"# + trigger + "}"
+    }
 
     /// What `prepare` decided before any provider request: rows settled
     /// already (deferred to the end of quiet hours, over a frequency cap, sent
@@ -210,7 +221,7 @@ struct Dispatcher: Sendable {
             }
             released.append((m.campaignID, m.userID))
             let error = outcome.error ?? "failed"
-            // A deferral (open breaker) was no attempt: the next one keeps this number.
+            // A deferral (open breaker, paused channel) was no attempt: the next one keeps this number.
             let decision: RetryPolicy.Decision = outcome.status == .deferred
                 ? .retry(after: outcome.retryAfter ?? .seconds(1))
                 : registry.retryPolicy(m.channel).decide(attempts: attempt.number, retryable: outcome.status == .retryable,
@@ -223,14 +234,14 @@ struct Dispatcher: Sendable {
                     retries.append(item)
                 }
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
-                                         reason: outcome.status == .deferred ? "circuit_open" : "retry",
+                                         reason: outcome.isPaused ? "channel_paused" : outcome.status == .deferred ? "circuit_open" : "retry",
                                          attempts: attemptsMade, messageID: m.messageID, lastError: error))
                 counts[m.channel, default: [:]]["retried", default: 0] += 1
             case .dead(let reason):
                 result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
                                          attempts: attempt.number, messageID: m.messageID, lastError: error))
-                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error,
-                                                attempts: attempt.number, payloadJSON: m.json(maskAddress: true), messageID: m.messageID))
+                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error, attempts: attempt.number,
+                                                payloadJSON: Self.deadLetterPayload(m, trigger: attempt.context), messageID: m.messageID))
                 dead.append(m)
                 counts[m.channel, default: [:]]["dead", default: 0] += 1
             }
@@ -267,6 +278,7 @@ struct Dispatcher: Sendable {
         let idempotency = self.idempotency
         let logger = self.logger
         let breakers = self.breakers
+        let pauses = self.pauses
         let rateLimiter = self.rateLimiter
         let rates = registry.rates
         return await withTaskGroup(of: [(String, Dispatched)].self) { group in
@@ -285,8 +297,14 @@ struct Dispatcher: Sendable {
                         func hold(_ batch: [OutboundMessage], _ reason: SendGate.Hold) {
                             for message in batch { results.append((message.messageID, .withheld(reason))) }
                         }
+                        func deferPaused(_ batch: [OutboundMessage]) {
+                            // Paused cluster-wide: deferred through the delay queue like an open
+                            // breaker (no attempt spent, claim released, row `scheduled`).
+                            for message in batch { results.append((message.messageID, .outcome(.paused(after: PausedChannels.deferral)))) }
+                        }
                         batches: while let batch = queue.take() {
                             if case .hold(let reason) = gate.check() { hold(batch, reason); continue }
+                            if await pauses.isPaused(name) { deferPaused(batch); continue }
                             let breaker = breakers.gate(name)
                             if case .wait(let wait) = breaker {
                                 // Open breaker: defer through the delay queue, do not fail.
@@ -322,6 +340,12 @@ struct Dispatcher: Sendable {
                                 if case .hold(let reason) = gate.check() {
                                     try? await rateLimiter.refund(name, count: batch.count, ratePerSecond: rate)
                                     hold(batch, reason)
+                                    continue
+                                }
+                                if wait > .zero, await pauses.isPaused(name) {
+                                    // Paused while this batch waited out the debt.
+                                    try? await rateLimiter.refund(name, count: batch.count, ratePerSecond: rate)
+                                    deferPaused(batch)
                                     continue
                                 }
                             }

@@ -56,6 +56,15 @@ public final class TriggerRules: Sendable {
         try await fresh()
         return rules.withLock { $0.byID[id] }
     }
+
+    /// The enabled rule whose sends carry `campaignID` (`t:<rule>:<event_id>`),
+    /// from the rules as last loaded. A rule id may itself hold a `:`, so the
+    /// longest id that fits wins.
+    func rule(forCampaignID campaignID: String) -> TriggerRule? {
+        rules.withLock { r in
+            r.byID.values.filter { campaignID.hasPrefix("t:\($0.id):") }.max { $0.id.count < $1.id.count }
+        }
+    }
 }
 
 final class PlannerCache: Sendable {

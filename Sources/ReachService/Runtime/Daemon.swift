@@ -24,12 +24,15 @@ public struct Daemon: Sendable {
         let registry = try ChannelRegistry.make(configuration: configuration, postgres: infrastructure.postgres, redis: infrastructure.redis)
         let wake = WakeSignal()
         let breakers = ChannelBreakers(configuration: configuration, metrics: metrics.pipeline)
+        let pauses = PausedChannels(switches: infrastructure.channelSwitches, channels: Array(configuration.channels.keys),
+                                    metrics: metrics.pipeline, logger: logger)
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
-        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger, wake: wake)
-        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger,
+        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics.pipeline,
+                                    logger: logger, wake: wake)
+        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, pauses: pauses,
                                      dependencyUp: { metrics.dependencyUp($0, $1) })
         let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
-        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, metrics: metrics.pipeline, logger: logger,
+        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics.pipeline, logger: logger,
                                        owner: runner.owner, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
@@ -54,8 +57,8 @@ public struct Daemon: Sendable {
         logger.info("reachd starting", metadata: [
             "version": "\(ReachVersion.current)",
             "kafka": "\(infrastructure.kafkaBootstrap)",
-            "postgres": "\(Redaction.maskURLPassword(configuration.postgres.url))",
-            "redis": "\(Redaction.maskURLPassword(configuration.redis.url))",
+            "postgres": "\(Redaction.maskConnectionSecrets(configuration.postgres.url))",
+            "redis": "\(Redaction.maskConnectionSecrets(configuration.redis.url))",
         ])
         await warnUnlessDurable(infrastructure.redis)
         try await ServiceGroup(configuration: group).run()

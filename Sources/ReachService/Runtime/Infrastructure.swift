@@ -18,6 +18,8 @@ public final class Infrastructure: Sendable {
     public let quietHours: QuietHours?
     public let rateLimiter: RateLimiter
     public let frequencyCap: FrequencyCap
+    /// The cluster-wide channel switch; senders read it through `PausedChannels`.
+    public let channelSwitches: ChannelSwitches
 
     public init(configuration: ReachConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -44,6 +46,7 @@ public final class Infrastructure: Sendable {
         self.delayQueue = DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards)
         self.rateLimiter = RateLimiter(redis: redis, prefix: configuration.redis.prefix)
         self.frequencyCap = FrequencyCap(redis: redis, prefix: configuration.redis.prefix)
+        self.channelSwitches = ChannelSwitches(redis: redis, prefix: configuration.redis.prefix)
         self.quietHours = QuietHours(start: configuration.quietHours.start, end: configuration.quietHours.end,
                                      defaultTimeZone: configuration.quietHours.defaultTimezone)
         self.idempotency = IdempotencyStore(

@@ -4,20 +4,23 @@ import ReachPostgres
 import ServiceLifecycle
 
 /// Samples the gauges that are read from elsewhere every few seconds:
-/// campaigns by state (PostgreSQL) and the consumer group's lag (Kafka).
+/// campaigns by state (PostgreSQL), the consumer group's lag (Kafka) and
+/// which channels are paused (Redis, so the gauge is current even while nothing is sent).
 public struct MetricsSampler: Service {
     let infrastructure: Infrastructure
     let metrics: PipelineMetrics
     let logger: Logger
     let interval: Duration
+    let pauses: PausedChannels?
     let dependencyUp: (@Sendable (String, Bool) -> Void)?
 
     public init(infrastructure: Infrastructure, metrics: PipelineMetrics, logger: Logger, interval: Duration = .seconds(5),
-                dependencyUp: (@Sendable (String, Bool) -> Void)? = nil) {
+                pauses: PausedChannels? = nil, dependencyUp: (@Sendable (String, Bool) -> Void)? = nil) {
         self.infrastructure = infrastructure
         self.metrics = metrics
         self.logger = logger
         self.interval = interval
+        self.pauses = pauses
         self.dependencyUp = dependencyUp
     }
 
@@ -47,6 +50,8 @@ public struct MetricsSampler: Service {
         } else {
             dependencyUp?("redis", false)
         }
+        // Sets reach_channel_paused for every configured channel.
+        await pauses?.refresh()
         var partitions: [TopicPartition] = []
         for topic in topics { partitions += (try? await observer.partitions(of: topic)) ?? [] }
         guard let committed = try? await observer.committedOffsets(partitions, timeout: .seconds(2)) else { return }

@@ -32,7 +32,7 @@ public struct OperatorAPI: Sendable {
         self.controls = CampaignControls(store: CampaignStore(client: infrastructure.postgres), wake: wake)
         self.rules = rules
         self.replay = DeadLetterReplay(postgres: infrastructure.postgres, queue: infrastructure.delayQueue)
-        self.switches = ChannelSwitches(redis: infrastructure.redis, prefix: c.redis.prefix)
+        self.switches = infrastructure.channelSwitches
         self.previewTimeout = previewTimeout
     }
 

@@ -1,0 +1,53 @@
+import ReachCore
+import Testing
+
+@Suite("masking the secrets of connection strings before they are printed")
+struct ConnectionSecretsTests {
+    func masked(_ text: String) -> String { Redaction.maskConnectionSecrets(text) }
+
+    @Test("URL user info: the password after the colon")
+    func userInfo() {
+        #expect(masked("postgresql://reach:s3cret@db:5432/reach") == "postgresql://reach:***@db:5432/reach")
+        #expect(masked("postgres://reach:s3cret@db/reach?sslmode=require") == "postgres://reach:***@db/reach?sslmode=require")
+        #expect(masked("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0")
+        #expect(masked("redis://user:pw@127.0.0.1:6379/0") == "redis://user:***@127.0.0.1:6379/0")
+        // Unescaped '@', '/', '?' and '#' in a password are still masked (user info runs to the last '@').
+        #expect(masked("postgresql://u:p@ss/w?rd#x@db/reach") == "postgresql://u:***@db/reach")
+    }
+
+    @Test("redis:// user info without a colon is the password (that is how reachd reads it)")
+    func redisBarePassword() {
+        #expect(masked("redis://hunter2@127.0.0.1:6379/0") == "redis://***@127.0.0.1:6379/0")
+        #expect(masked("rediss://hunter2@cache.example:6380") == "rediss://***@cache.example:6380")
+        // For PostgreSQL it is the user name, which stays readable.
+        #expect(masked("postgresql://reach@127.0.0.1:5432/reach") == "postgresql://reach@127.0.0.1:5432/reach")
+    }
+
+    @Test("URL query parameters: password and sslpassword, anywhere in the query")
+    func queryParameters() {
+        #expect(masked("postgresql://u@h/db?password=x") == "postgresql://u@h/db?password=***")
+        #expect(masked("postgresql://h/db?sslmode=require&password=x&application_name=reachd")
+                == "postgresql://h/db?sslmode=require&password=***&application_name=reachd")
+        #expect(masked("postgresql:///db?host=/tmp&sslpassword=k3y") == "postgresql:///db?host=/tmp&sslpassword=***")
+        #expect(masked("redis://h?password=x") == "redis://h?password=***")
+        #expect(masked("redis://127.0.0.1:6379/0?PASSWORD=x#frag") == "redis://127.0.0.1:6379/0?PASSWORD=***#frag")
+    }
+
+    @Test("keyword connection strings: plain and quoted values, spaces around '='")
+    func keywords() {
+        #expect(masked("host=db port=5432 user=reach password=s3cret dbname=reach")
+                == "host=db port=5432 user=reach password=*** dbname=reach")
+        #expect(masked("host=db password='a b\\'c' dbname=reach") == "host=db password=*** dbname=reach")
+        #expect(masked("host = db password = s3cret") == "host = db password = ***")
+        #expect(masked("dbname=reach sslpassword=k3y") == "dbname=reach sslpassword=***")
+        #expect(masked("password=s3cret") == "password=***")
+    }
+
+    @Test("nothing else changes")
+    func noSecrets() {
+        for text in ["postgresql://reach@127.0.0.1:5432/reach", "redis://127.0.0.1:6379/0", "host=db dbname=reach user=reach", "", "embedded"] {
+            #expect(masked(text) == text)
+        }
+        #expect(Redaction.maskURLPassword("postgresql://reach:s3cret@db/reach") == masked("postgresql://reach:s3cret@db/reach"))
+    }
+}
