@@ -299,9 +299,9 @@ struct APITests {
         #expect(try await api.call("POST", "/v1/inbox/u00006/\(id)/read").status == 404, "another user's message")
     }
 
-    @Test("channels: pause and resume through the API are the cluster-wide switch in Redis; unknown channel 404")
+    @Test("channels: pause and resume through the API are the cluster-wide switch in Redis; a paused channel defers, a resumed one delivers, nothing lost; unknown channel 404")
     func channelSwitch() async throws {
-        let api = try await APIHarness.start()
+        let api = try await APIHarness.start(users: 40, recordRequests: true)
         defer { api.stop() }
         let paused = try await api.call("POST", "/v1/channels/sms/pause")
         #expect(paused.status == 200 && paused.json["changed"] as? Bool == true, "\(paused.body)")
@@ -312,8 +312,20 @@ struct APITests {
         #expect(list.items.count == 4)
         let redis = try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 1)
         #expect(try await redis.send("HEXISTS", api.configuration.redis.prefix + "channels:paused", "sms").int == 1)
+        // A campaign while sms is paused: nothing reaches the provider, the users wait scheduled.
+        #expect(try await api.call("POST", "/v1/campaigns", body: #"{"campaign_id": "paused-sms", "segment": {"user_ids": ["u00001", "u00002", "u00003"]}, "channels": {"sms": 1}, "template": {"body": "x"}}"#).status == 202)
+        #expect(try await eventually(timeout: .seconds(20)) {
+            try await api.pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'paused-sms' AND status = 'scheduled'").first?.int(0) == 3
+        })
+        try await Task.sleep(for: .seconds(1))
+        #expect(api.provider.requests.isEmpty, "no request while paused")
+        #expect(try await api.call("GET", "/metrics", token: nil).body.contains(#"reach_channel_paused{channel="sms"} 1"#))
         #expect(try await api.call("POST", "/v1/channels/sms/resume").json["changed"] as? Bool == true)
         #expect(try await redis.send("HEXISTS", api.configuration.redis.prefix + "channels:paused", "sms").int == 0)
+        #expect(try await waitForCampaign(api.pg, "paused-sms", timeout: .seconds(30)))
+        #expect(try await api.pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'paused-sms' AND status = 'sent'").first?.int(0) == 3)
+        let ids = api.provider.requests.flatMap(\.messageIDs)
+        #expect(ids.count == 3 && Set(ids).count == 3, "each message once: \(ids)")
         #expect(try await api.call("POST", "/v1/channels/fax/pause").status == 404)
     }
 
