@@ -292,12 +292,26 @@ public struct TaskParser: Sendable {
         throw ValidationError("schedule", Self.scheduleForms)
     }
 
+    /// The canonical IANA zone names of the system's database.
+    static let zoneNames = Set(TimeZone.knownTimeZoneIdentifiers)
+
+    /// An IANA name: canonical, or an alias shaped like one (`Etc/UTC`,
+    /// `US/Eastern`) that the database knows. Abbreviations such as `EST` and
+    /// anything path-like are refused before any lookup.
+    static func isZoneName(_ name: String) -> Bool {
+        if name == "UTC" || zoneNames.contains(name) { return true }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count >= 2 && parts.allSatisfy { part in
+            !part.isEmpty && part.first!.isLetter && part.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_+-".contains($0)) }
+        }
+    }
+
     /// `schedule.cron` in `schedule.timezone`: an IANA zone name, UTC when absent
     /// (not the quiet-hours zone: a stored task must mean the same under any configuration).
     static func cron(_ expression: JSONValue, timezone: JSONValue?) throws -> CronSchedule {
         var zone = TimeZone(identifier: "UTC")!
         if let timezone, !timezone.isNull {
-            guard let name = timezone.string, name.contains("/") || name == "UTC", let named = TimeZone(identifier: name) else {
+            guard let name = timezone.string, Self.isZoneName(name), let named = TimeZone(identifier: name) else {
                 throw ValidationError("schedule.timezone", "must be an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\"")
             }
             zone = named

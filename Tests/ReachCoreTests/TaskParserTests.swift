@@ -110,6 +110,9 @@ struct TaskParserTests {
         guard case .campaign(let utc) = try parse(#"{\#(base),"schedule":{"cron":"*/5 * * * *"}}"#),
               case .cron(let inUTC) = utc.schedule else { Issue.record("not a recurring campaign"); return }
         #expect(inUTC.timeZone.secondsFromGMT(for: Date()) == 0)
+        for zone in ["America/New_York", "Europe/Berlin", "Etc/UTC", "UTC"] {
+            #expect(error(#"{\#(base),"schedule":{"cron":"0 9 * * 1","timezone":"\#(zone)"}}"#) == nil, "\(zone)")
+        }
         // Quartz's six fields are accepted.
         #expect(error(#"{\#(base),"schedule":{"cron":"0 0/5 * * * ?"}}"#) == nil)
 
@@ -120,6 +123,8 @@ struct TaskParserTests {
             (#"{"cron":"0 9 * * 1","timezone":"Mars/Olympus"}"#, "schedule.timezone"),
             (#"{"cron":"0 9 * * 1","timezone":"EST"}"#, "schedule.timezone"),
             (#"{"cron":"0 9 * * 1","timezone":8}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","timezone":"../../etc/passwd"}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","timezone":"asia/shanghai"}"#, "schedule.timezone"),
             (#"{"cron":"0 9 * * 1","at":"2026-11-23T09:00:00Z"}"#, "schedule"),
             (#"{"timezone":"Asia/Shanghai"}"#, "schedule"),
         ]

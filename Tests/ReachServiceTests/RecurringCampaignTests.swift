@@ -182,4 +182,47 @@ struct RecurringCampaignTests {
     }
 }
 
+extension RecurringCampaignTests {
+    @Test("a run that fell due while every instance was down fires once after the restart, and not again after the next")
+    func restart() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 10)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let redis = try RedisClient(url: configuration.redis.url, poolSize: 1)
+        let h = Harness(kafka: kafka, pg: PostgresClient(url: url, poolSize: 1), redis: redis,
+                        queue: DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards),
+                        prefix: configuration.redis.prefix, stop: {})
+        let (this, next) = months
+        let (_, first) = try await startDaemon(configuration)
+        try await h.publishSeries("restart")
+        #expect(try await eventually(timeout: .seconds(10)) { try await h.itemDue("restart") != nil })
+        first.cancel()
+        _ = try? await first.value
+
+        // While nothing runs, the run falls due: the series waits for it and its item is due.
+        try await h.rewind("restart", to: this)
+        try await h.fireItem("restart")
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await h.runs(of: "restart").isEmpty)
+
+        let (_, second) = try await startDaemon(configuration)
+        let runID = "restart@\(CampaignRun.format(this))"
+        #expect(try await waitForCampaign(h.pg, runID, timeout: .seconds(30)))
+        #expect(try await h.scheduledAt("restart") == next)
+        second.cancel()
+        _ = try? await second.value
+
+        let (_, third) = try await startDaemon(configuration)
+        defer { third.cancel() }
+        try await Task.sleep(for: .seconds(3))
+        #expect(try await h.runs(of: "restart") == [runID])
+        #expect(try await rows(h.pg, runID) == 10)
+        #expect(try await h.itemDue("restart") == epochMs(next) + 20)
+    }
+}
+
 private func epochMs(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
