@@ -13,14 +13,25 @@ public enum CampaignSchedule: Sendable, Equatable {
     case now
     case at(Date)
     case delay(seconds: Int)
+    /// Recurring: the campaign itself never runs; each run is a child campaign
+    /// (`CampaignRun`) whose stored task is this one without a schedule.
+    case cron(CronSchedule)
 
-    /// When the campaign is due, given when its task was accepted.
+    /// When the campaign is due, given when its task was accepted; for a
+    /// recurring one, its first run (or `acceptedAt` when it has none, so the
+    /// series ends as soon as it is looked at).
     public func dueDate(acceptedAt: Date) -> Date {
         switch self {
         case .now: acceptedAt
         case .at(let date): date
         case .delay(let seconds): acceptedAt.addingTimeInterval(TimeInterval(seconds))
+        case .cron(let cron): cron.next(after: acceptedAt) ?? acceptedAt
         }
+    }
+
+    public var isRecurring: Bool {
+        if case .cron = self { return true }
+        return false
     }
 }
 
@@ -79,9 +90,15 @@ public enum TaskMessage: Sendable, Equatable {
 public struct TaskParser: Sendable {
     /// Channel names the configuration defines.
     public let channels: Set<String>
+    /// Whether a campaign task may carry a run id (`<id>@<time>`): true for
+    /// the tasks reachd stored itself (a recurring campaign's runs), false at
+    /// intake, so nobody can publish a run ahead of its series. Control
+    /// messages always may: a single run can be paused or cancelled.
+    public let acceptsRunIDs: Bool
 
-    public init(channels: Set<String>) {
+    public init(channels: Set<String>, acceptsRunIDs: Bool = false) {
         self.channels = channels
+        self.acceptsRunIDs = acceptsRunIDs
     }
 
     public func parse(_ bytes: [UInt8]) throws -> TaskMessage {
@@ -98,7 +115,7 @@ public struct TaskParser: Sendable {
     public func parse(_ json: JSONValue) throws -> TaskMessage {
         guard let object = json.object else { throw ValidationError("", "a task must be a JSON object") }
         guard let kind = object["kind"]?.string else { throw ValidationError("kind", "is required: campaign, pause, resume or cancel") }
-        let id = try Self.campaignID(object["campaign_id"])
+        let id = try Self.campaignID(object["campaign_id"], allowRun: kind != "campaign" || acceptsRunIDs)
         switch kind {
         case "campaign": return .campaign(try campaign(object, id: id))
         case "pause": return .pause(campaignID: id)
@@ -108,8 +125,15 @@ public struct TaskParser: Sendable {
         }
     }
 
-    static func campaignID(_ value: JSONValue?) throws -> String {
+    static func campaignID(_ value: JSONValue?, allowRun: Bool = false) throws -> String {
         guard let id = value?.string else { throw ValidationError("campaign_id", "is required (a string)") }
+        if id.contains("@") {
+            guard allowRun, let run = CampaignRun.parse(id) else {
+                throw ValidationError("campaign_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : - ('@' marks the runs of a recurring campaign, which reachd creates itself)")
+            }
+            _ = try campaignID(.string(run.parent))
+            return id
+        }
         let allowed = id.unicodeScalars.allSatisfy { s in
             (s.value >= 48 && s.value <= 57) || (s.value >= 65 && s.value <= 90) || (s.value >= 97 && s.value <= 122)
                 || s == "." || s == "_" || s == ":" || s == "-"
@@ -142,6 +166,8 @@ public struct TaskParser: Sendable {
             if case .at(let at) = schedule, let expiresAt, expiresAt <= at {
                 throw ValidationError("expires_at", "must be after schedule.at")
             }
+            // For schedule.cron it ends the series (no run at or after it); not
+            // checked against the clock here, since stored tasks are parsed again later.
         }
         var quietHours = true
         if let q = o["quiet_hours"], !q.isNull {
@@ -244,11 +270,18 @@ public struct TaskParser: Sendable {
         return spec
     }
 
+    static let scheduleForms = #"must be {"at": RFC 3339}, {"delay_seconds": n} or {"cron": "0 9 * * 1", "timezone": "Asia/Shanghai"}"#
+
     func schedule(_ value: JSONValue?) throws -> CampaignSchedule {
         guard let value, !value.isNull else { return .now }
-        guard let o = value.object, o.count == 1 else {
-            throw ValidationError("schedule", "must be {\"at\": RFC 3339} or {\"delay_seconds\": n}")
+        guard let o = value.object else { throw ValidationError("schedule", Self.scheduleForms) }
+        if let cron = o["cron"] {
+            guard Set(o.keys).isSubset(of: ["cron", "timezone"]) else {
+                throw ValidationError("schedule", "takes cron with an optional timezone, nothing else: \(Self.scheduleForms)")
+            }
+            return .cron(try Self.cron(cron, timezone: o["timezone"]))
         }
+        guard o.count == 1 else { throw ValidationError("schedule", Self.scheduleForms) }
         if let at = o["at"] { return .at(try Self.date(at, path: "schedule.at")) }
         if let delay = o["delay_seconds"] {
             guard let n = delay.integer, n >= 0, n <= 366 * 86_400 else {
@@ -256,7 +289,37 @@ public struct TaskParser: Sendable {
             }
             return .delay(seconds: n)
         }
-        throw ValidationError("schedule", "must be {\"at\": RFC 3339} or {\"delay_seconds\": n}")
+        throw ValidationError("schedule", Self.scheduleForms)
+    }
+
+    /// The canonical IANA zone names of the system's database.
+    static let zoneNames = Set(TimeZone.knownTimeZoneIdentifiers)
+
+    /// An IANA name: canonical, or an alias shaped like one (`Etc/UTC`,
+    /// `US/Eastern`) that the database knows. Abbreviations such as `EST` and
+    /// anything path-like are refused before any lookup.
+    static func isZoneName(_ name: String) -> Bool {
+        if name == "UTC" || zoneNames.contains(name) { return true }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count >= 2 && parts.allSatisfy { part in
+            !part.isEmpty && part.first!.isLetter && part.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_+-".contains($0)) }
+        }
+    }
+
+    /// `schedule.cron` in `schedule.timezone`: an IANA zone name, UTC when absent
+    /// (not the quiet-hours zone: a stored task must mean the same under any configuration).
+    static func cron(_ expression: JSONValue, timezone: JSONValue?) throws -> CronSchedule {
+        var zone = TimeZone(identifier: "UTC")!
+        if let timezone, !timezone.isNull {
+            guard let name = timezone.string, Self.isZoneName(name), let named = TimeZone(identifier: name) else {
+                throw ValidationError("schedule.timezone", "must be an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\"")
+            }
+            zone = named
+        }
+        guard let text = expression.string else {
+            throw ValidationError("schedule.cron", "must be a string of five fields, e.g. \"0 9 * * 1\"")
+        }
+        return try CronSchedule(text, timeZone: zone)
     }
 
     static func date(_ value: JSONValue, path: String) throws -> Date {

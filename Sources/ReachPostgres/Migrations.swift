@@ -182,6 +182,15 @@ public enum Migrations {
         CREATE INDEX IF NOT EXISTS audit_at ON reach.audit (at);
         CREATE INDEX IF NOT EXISTS campaigns_created ON reach.campaigns (created_at DESC, id DESC);
         """),
+        // Recurring campaigns (schedule.cron): a series' own row is never run
+        // (the runner skips `recurring` rows); its scheduled_at is the next run.
+        // Each run is a campaign of its own, whose parent_id names the series.
+        Migration(version: 7, name: "recurring campaigns", sql: """
+        ALTER TABLE reach.campaigns ADD COLUMN IF NOT EXISTS recurring boolean NOT NULL DEFAULT false;
+        ALTER TABLE reach.campaigns ADD COLUMN IF NOT EXISTS parent_id text;
+        CREATE INDEX IF NOT EXISTS campaigns_series_due ON reach.campaigns (scheduled_at) WHERE recurring AND finished_at IS NULL;
+        CREATE INDEX IF NOT EXISTS campaigns_parent ON reach.campaigns (parent_id) WHERE parent_id IS NOT NULL;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

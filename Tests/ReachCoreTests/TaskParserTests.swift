@@ -95,6 +95,55 @@ struct TaskParserTests {
         #expect(c.segment == .userIDs(["a", "b"]))
         #expect(c.schedule == .now && c.quietHours && c.fallback.isEmpty)
     }
+
+    @Test("schedule.cron: recurring, in its time zone (UTC by default); bad expressions and zones name their field")
+    func cronSchedule() throws {
+        let base = #""kind":"campaign","campaign_id":"weekly","segment":{"id":"s"},"channels":{"sms":1},"template":{"body":"b"}"#
+        guard case .campaign(let c) = try parse(#"{\#(base),"schedule":{"cron":"0 9 * * 1","timezone":"Asia/Shanghai"},"expires_at":"2027-01-01T00:00:00Z"}"#),
+              case .cron(let cron) = c.schedule else { Issue.record("not a recurring campaign"); return }
+        #expect(cron.timeZone.identifier == "Asia/Shanghai")
+        #expect(c.schedule.isRecurring)
+        // expires_at ends the series: it is not compared with a run here (a stored task is parsed again later).
+        #expect(c.expiresAt == RFC3339.parse("2027-01-01T00:00:00Z"))
+        // The first run is the due date: Monday 09:00 Shanghai after a Thursday.
+        #expect(c.schedule.dueDate(acceptedAt: RFC3339.parse("2026-12-03T10:00:00Z")!) == RFC3339.parse("2026-12-07T01:00:00Z"))
+        guard case .campaign(let utc) = try parse(#"{\#(base),"schedule":{"cron":"*/5 * * * *"}}"#),
+              case .cron(let inUTC) = utc.schedule else { Issue.record("not a recurring campaign"); return }
+        #expect(inUTC.timeZone.secondsFromGMT(for: Date()) == 0)
+        for zone in ["America/New_York", "Europe/Berlin", "Etc/UTC", "UTC"] {
+            #expect(error(#"{\#(base),"schedule":{"cron":"0 9 * * 1","timezone":"\#(zone)"}}"#) == nil, "\(zone)")
+        }
+        // Quartz's six fields are accepted.
+        #expect(error(#"{\#(base),"schedule":{"cron":"0 0/5 * * * ?"}}"#) == nil)
+
+        let cases: [(String, String)] = [
+            (#"{"cron":"0 9 * *"}"#, "schedule.cron"),
+            (#"{"cron":"61 * * * *"}"#, "schedule.cron"),
+            (#"{"cron":5}"#, "schedule.cron"),
+            (#"{"cron":"0 9 * * 1","timezone":"Mars/Olympus"}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","timezone":"EST"}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","timezone":8}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","timezone":"../../etc/passwd"}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","timezone":"asia/shanghai"}"#, "schedule.timezone"),
+            (#"{"cron":"0 9 * * 1","at":"2026-11-23T09:00:00Z"}"#, "schedule"),
+            (#"{"timezone":"Asia/Shanghai"}"#, "schedule"),
+        ]
+        for (schedule, path) in cases {
+            #expect(error(#"{\#(base),"schedule":\#(schedule)}"#)?.path == path, "\(schedule)")
+        }
+    }
+
+    @Test("run ids (<id>@<time>) only in stored tasks and control messages, never in a published campaign")
+    func runIDs() throws {
+        let run = #""kind":"campaign","campaign_id":"weekly@2026-12-07T01:00:00Z","segment":{"id":"s"},"channels":{"sms":1},"template":{"body":"b"}"#
+        #expect(error("{\(run)}")?.path == "campaign_id")
+        let stored = TaskParser(channels: ["sms"], acceptsRunIDs: true)
+        guard case .campaign(let c) = try stored.parse(Array("{\(run)}".utf8)) else { Issue.record("not a campaign"); return }
+        #expect(c.campaignID == "weekly@2026-12-07T01:00:00Z")
+        #expect(try parse(#"{"kind":"cancel","campaign_id":"weekly@2026-12-07T01:00:00Z"}"#) == .cancel(campaignID: "weekly@2026-12-07T01:00:00Z"))
+        #expect(error(#"{"kind":"cancel","campaign_id":"weekly@monday"}"#)?.path == "campaign_id")
+        #expect(error(#"{"kind":"cancel","campaign_id":"bad id@2026-12-07T01:00:00Z"}"#)?.path == "campaign_id")
+    }
 }
 
 @Suite("segment rules: parsing and SQL with bound parameters only")

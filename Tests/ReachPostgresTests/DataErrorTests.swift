@@ -39,6 +39,7 @@ struct DataErrorTests {
         #expect(row?[0] == "7b00ff5c220ac3")
         #expect(row?[1] == "{\u{FFFD}")
         #expect(DeadLetterStore.byteaHex([0x00, 0xAB]) == "\\x00ab")
-        #expect(try await pg.query("SELECT max(version) FROM reach.schema_migrations").first?.int(0) == 5)
+        // Migration 5 is applied (later versions may follow it).
+        #expect(try await pg.query("SELECT count(*) FROM reach.schema_migrations WHERE version = 5").first?.int(0) == 1)
     }
 }

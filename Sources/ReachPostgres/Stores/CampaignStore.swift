@@ -52,11 +52,11 @@ public struct CampaignStore: Sendable {
     /// Inserts the campaign; false when the id already existed (a no-op).
     public func create(_ task: CampaignTask, specJSON: String, acceptedAt: Date = Date()) async throws -> Bool {
         let rows = try await client.query("""
-            INSERT INTO reach.campaigns (id, name, spec, state, scheduled_at, expires_at)
-            VALUES ($1, $2, $3::jsonb, 'scheduled', $4::timestamptz, $5::timestamptz)
+            INSERT INTO reach.campaigns (id, name, spec, state, scheduled_at, expires_at, recurring)
+            VALUES ($1, $2, $3::jsonb, 'scheduled', $4::timestamptz, $5::timestamptz, $6::boolean)
             ON CONFLICT (id) DO NOTHING RETURNING id
             """, [task.campaignID, task.name, specJSON, Self.scheduledAt(task.schedule, acceptedAt: acceptedAt),
-                  task.expiresAt.map(RFC3339.format)])
+                  task.expiresAt.map(RFC3339.format), task.schedule.isRecurring])
         return rows.count == 1
     }
 
@@ -67,11 +67,13 @@ public struct CampaignStore: Sendable {
 
     /// Ids of campaigns with work for a runner, whose lease is free or expired:
     /// due ones, and cancelled ones whose remaining users are not yet marked.
+    /// Never a recurring campaign's own row: only its runs are run.
     public func claimable(limit: Int = 16) async throws -> [String] {
         try await client.query("""
             SELECT id FROM reach.campaigns
             WHERE ((state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now())
                    OR (state = 'cancelled' AND finished_at IS NULL))
+              AND NOT recurring
               AND (lease_until IS NULL OR lease_until < now())
             ORDER BY created_at LIMIT $1
             """, [limit]).compactMap { $0[0] }
@@ -86,19 +88,25 @@ public struct CampaignStore: Sendable {
     /// lease alone: a runner still finishing the requests it had on the wire
     /// when the pause came either goes on or hands the campaign back itself,
     /// so nobody else can start while those requests may still be answered.
+    ///
+    /// A recurring campaign's own row: pause holds its future runs (those
+    /// that come due meanwhile are skipped), resume makes it `scheduled` again,
+    /// cancel ends the series (`cancelled` and finished). Its runs are
+    /// campaigns of their own, controlled by their own ids.
     public func control(_ id: String, _ control: Control) async throws -> Bool {
         let sql = switch control {
         case .pause:
             "UPDATE reach.campaigns SET state = 'paused', updated_at = now() WHERE id = $1 AND state IN ('scheduled', 'running')"
         case .resume:
             """
-            UPDATE reach.campaigns SET state = CASE WHEN coalesce(scheduled_at, created_at) > now() THEN 'scheduled' ELSE 'running' END,
+            UPDATE reach.campaigns SET state = CASE WHEN recurring OR coalesce(scheduled_at, created_at) > now() THEN 'scheduled' ELSE 'running' END,
                    updated_at = now()
             WHERE id = $1 AND state = 'paused'
             """
         case .cancel:
             """
-            UPDATE reach.campaigns SET state = 'cancelled', updated_at = now()
+            UPDATE reach.campaigns SET state = 'cancelled', updated_at = now(),
+                   finished_at = CASE WHEN recurring THEN now() ELSE finished_at END
             WHERE id = $1 AND state IN ('scheduled', 'running', 'paused')
             """
         }
@@ -138,6 +146,7 @@ public struct CampaignStore: Sendable {
             WHERE c.id = old.id
               AND ((c.state IN ('scheduled', 'running') AND coalesce(c.scheduled_at, c.created_at) <= now())
                    OR (c.state = 'cancelled' AND c.finished_at IS NULL))
+              AND NOT c.recurring
               AND (c.owner IS NULL OR c.owner = $2 OR c.lease_until IS NULL OR c.lease_until < now())
             RETURNING c.spec::text, c.checkpoint, extract(epoch FROM c.created_at)::float8, c.epoch,
                       (old.old_owner IS NOT NULL AND old.old_owner <> $2)
@@ -207,5 +216,82 @@ public struct CampaignStore: Sendable {
             counts[row[0] ?? ""] = row.int(1) ?? 0
         }
         return counts
+    }
+
+    // MARK: recurring campaigns (schedule.cron)
+
+    /// A recurring campaign's own row, as the code that fires its runs reads it.
+    public struct Series: Sendable {
+        public var id: String
+        public var state: String
+        public var specJSON: String
+        /// The run the series waits for.
+        public var due: Date
+        /// `due` exactly as stored, for the compare-and-set of `advance`.
+        public var dueText: String
+        /// The series ended (cancelled, expired, failed).
+        public var finished: Bool
+    }
+
+    /// The row of recurring campaign `id`; nil when there is none (or it is not recurring).
+    public func series(_ id: String) async throws -> Series? {
+        guard let row = try await client.query("""
+            SELECT state, spec::text, scheduled_at::text, extract(epoch FROM scheduled_at)::float8, finished_at IS NOT NULL
+            FROM reach.campaigns WHERE id = $1 AND recurring AND scheduled_at IS NOT NULL
+            """, [id]).first, let state = row[0], let spec = row[1], let dueText = row[2], let epoch = Double(row[3] ?? "") else { return nil }
+        return Series(id: id, state: state, specJSON: spec, due: Date(timeIntervalSince1970: epoch), dueText: dueText, finished: row[4] == "t")
+    }
+
+    /// Recurring campaigns whose run came due at least `grace` ago and was not
+    /// fired: their delay-queue item was lost, or no scheduler got to it.
+    public func overdueSeries(grace: Duration, limit: Int = 50) async throws -> [String] {
+        try await client.query("""
+            SELECT id FROM reach.campaigns
+            WHERE recurring AND finished_at IS NULL AND state IN ('scheduled', 'paused')
+              AND scheduled_at <= now() - make_interval(secs => $1::double precision)
+            ORDER BY scheduled_at LIMIT $2
+            """, [grace.seconds, limit]).compactMap { $0[0] }
+    }
+
+    public struct Advance: Sendable, Equatable {
+        /// The series' state when it moved on: a `paused` series skips the run.
+        public var state: String
+        /// The run's campaign was created now (false: it existed already, or the run was skipped).
+        public var created: Bool
+    }
+
+    /// Moves series `id` from the run it waited for (`dueText`, as read) to
+    /// `next`, and creates `run` as a campaign of its own (id `run.id`, the
+    /// series' stored task with that id and no schedule) unless the series is
+    /// paused; `next` nil ends the series (`done`). One statement, so the run
+    /// exists exactly when the series has moved past it; nil (nothing done)
+    /// when the series is no longer waiting for `dueText` (another instance
+    /// moved it, or it was cancelled), so firing twice creates one run.
+    public func advance(_ id: String, from dueText: String, run: (id: String, at: Date)?, next: Date?) async throws -> Advance? {
+        guard let row = try await client.query("""
+            WITH old AS (
+                SELECT id, state FROM reach.campaigns
+                WHERE id = $1 AND recurring AND finished_at IS NULL AND state IN ('scheduled', 'paused')
+                  AND scheduled_at = $2::timestamptz
+                FOR UPDATE
+            ), parent AS (
+                UPDATE reach.campaigns c SET
+                    scheduled_at = coalesce($3::timestamptz, c.scheduled_at),
+                    state = CASE WHEN $3::timestamptz IS NULL THEN 'done' ELSE c.state END,
+                    finished_at = CASE WHEN $3::timestamptz IS NULL THEN now() END,
+                    updated_at = now()
+                FROM old WHERE c.id = old.id
+                RETURNING c.id, old.state AS old_state, c.name, c.spec, c.expires_at
+            ), run AS (
+                INSERT INTO reach.campaigns (id, name, spec, state, scheduled_at, expires_at, parent_id)
+                SELECT $4::text, p.name, jsonb_set(p.spec - 'schedule', '{campaign_id}', to_jsonb($4::text)),
+                       'scheduled', $5::timestamptz, p.expires_at, p.id
+                FROM parent p WHERE p.old_state = 'scheduled' AND $4::text IS NOT NULL
+                ON CONFLICT (id) DO NOTHING RETURNING id
+            )
+            SELECT (SELECT old_state FROM parent), (SELECT count(*) FROM run)
+            """, [id, dueText, next.map(RFC3339.format), run?.id, run.map { RFC3339.format($0.at) }]).first,
+            let state = row[0] else { return nil }
+        return Advance(state: state, created: row.int(1) == 1)
     }
 }

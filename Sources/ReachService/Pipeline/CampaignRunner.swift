@@ -26,6 +26,7 @@ public final class CampaignRunner: Service, Sendable {
     private let deliveries: DeliveryStore
     private let segments: SegmentSource
     private let dispatcher: Dispatcher
+    private let recurring: RecurringCampaigns
 
     public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
                 logger: Logger, wake: WakeSignal) {
@@ -37,19 +38,31 @@ public final class CampaignRunner: Service, Sendable {
         let configuration = infrastructure.configuration
         self.settings = configuration.pipeline
         self.owner = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
-        self.parser = TaskParser(channels: Set(configuration.channels.keys))
+        // The runs of recurring campaigns have run ids (`<id>@<time>`).
+        self.parser = TaskParser(channels: Set(configuration.channels.keys), acceptsRunIDs: true)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics,
                                      logger: logger, owner: owner)
+        self.recurring = RecurringCampaigns(infrastructure: infrastructure, logger: logger, wake: wake.signal)
     }
 
     var lease: Duration { .milliseconds(settings.leaseMs) }
 
     public func run() async throws {
         await withDiscardingTaskGroup { group in
+            var lastSeriesCheck: ContinuousClock.Instant?
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                if lastSeriesCheck.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
+                    // Recurring campaigns whose run is overdue lost their queue item: fire them from here.
+                    do {
+                        try await recurring.fireOverdue()
+                    } catch {
+                        logger.warning("cannot look for overdue recurring campaigns", metadata: ["error": "\(error)"])
+                    }
+                    lastSeriesCheck = ContinuousClock.now
+                }
                 let free = settings.maxCampaigns - active.withLock { $0.count }
                 if free > 0 {
                     do {

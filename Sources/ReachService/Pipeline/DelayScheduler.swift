@@ -21,6 +21,7 @@ public final class DelayScheduler: Service, Sendable {
     private let deliveries: DeliveryStore
     private let segments: SegmentSource
     private let parser: TaskParser
+    private let recurring: RecurringCampaigns
     let triggerRules: TriggerRules
     let triggerSender: TriggerSender
     let wake: WakeSignal
@@ -39,7 +40,9 @@ public final class DelayScheduler: Service, Sendable {
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
-        self.parser = TaskParser(channels: Set(infrastructure.configuration.channels.keys))
+        // Retries of a recurring campaign's runs read tasks with run ids.
+        self.parser = TaskParser(channels: Set(infrastructure.configuration.channels.keys), acceptsRunIDs: true)
+        self.recurring = RecurringCampaigns(infrastructure: infrastructure, logger: logger, wake: wake.signal)
         self.triggerRules = triggerRules
         self.wake = wake
         self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, dispatcher: dispatcher, metrics: metrics)
@@ -132,6 +135,11 @@ public final class DelayScheduler: Service, Sendable {
         var retries: [Dispatcher.RetryPayload] = []
         for item in items {
             let data = Data(item.payload.utf8)
+            if item.payload.contains("\"cron_run\""), item.id.hasPrefix(RecurringCampaigns.itemPrefix) {
+                // A recurring campaign's run is due: create it, queue the next one.
+                try await recurring.fire(String(item.id.dropFirst(RecurringCampaigns.itemPrefix.count)))
+                continue
+            }
             if item.payload.contains("\"campaign_start\"") {
                 // A timed campaign is due: the runner claims it from PostgreSQL now.
                 wake.signal()

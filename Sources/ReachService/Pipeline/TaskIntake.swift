@@ -66,7 +66,12 @@ public struct TaskIntake: Service {
             if try await campaigns.create(campaign, specJSON: specJSON, acceptedAt: acceptedAt) {
                 logger.info("campaign created", metadata: ["campaign": "\(campaign.campaignID)", "offset": "\(message.offset)"])
                 let due = campaign.schedule.dueDate(acceptedAt: acceptedAt)
-                if due > Date() {
+                if campaign.schedule.isRecurring {
+                    // The series waits in the delay queue for its first run; the runner's poll is the safety net.
+                    try await RecurringCampaigns(infrastructure: infrastructure, logger: logger, wake: wake)
+                        .queue(campaign.campaignID, at: due, expiresAt: campaign.expiresAt)
+                    logger.info("recurring campaign scheduled", metadata: ["campaign": "\(campaign.campaignID)", "first_run": "\(CampaignRun.format(due))"])
+                } else if due > Date() {
                     // The start waits in the delay queue; the runner's poll of scheduled_at is the safety net.
                     try await infrastructure.delayQueue.schedule(
                         id: "campaign:\(campaign.campaignID)", payload: #"{"kind":"campaign_start"}"#,
