@@ -27,11 +27,12 @@ extension CampaignCommand {
         @OptionGroup var api: APIOptions
         @Option(help: "Only campaigns in this state (scheduled running paused done cancelled failed).") var state: String?
         @Option(help: "Only campaigns created at or after this RFC 3339 time.") var since: String?
+        @Option(help: "Only the runs of this recurring series.") var parent: String?
         @Option(help: "At most this many.") var limit: Int = 50
 
         func run() async throws {
             try await operatorCommand {
-                let items = try await api.client().all("/v1/campaigns", query: [("state", state), ("since", since)], max: limit)
+                let items = try await api.client().all("/v1/campaigns", query: [("state", state), ("since", since), ("parent", parent)], max: limit)
                 if api.json { return Output.json(.array(items)) }
                 Output.table(["ID", "STATE", "TARGETED", "SENT", "SKIPPED", "DEAD", "CREATED", "NAME"], items.map { c in
                     let counters = c["counters"]

@@ -60,6 +60,11 @@ struct CampaignCommand: AsyncParsableCommand {
                         continue
                     }
                     let state = campaign["state"]?.string ?? "?"
+                    if campaign["recurring"]?.bool == true {
+                        // A series never ends by itself: its runs are the campaigns to follow.
+                        print("campaign \(id) is a recurring series (\(state), next run \(Output.cell(campaign["scheduled_at"]))); follow a run: reachd campaign list --parent \(id)")
+                        return
+                    }
                     let progress = campaign["progress"]
                     let statuses = campaign["statuses"]
                     func n(_ v: JSONValue?) -> Int { v?.integer ?? 0 }

@@ -187,6 +187,17 @@ struct APITests {
         #expect(page2.items.map { $0["id"] as? String } == ["api-1"])
         #expect(try await api.call("GET", "/v1/campaigns?state=done").items.map { $0["id"] as? String } == ["api-1"])
         #expect(try await api.call("GET", "/v1/campaigns?state=bogus").errorField == "state")
+        // A recurring series through the API: a scheduled row with its next run, paused and cancelled like any campaign.
+        let series = try await api.call("POST", "/v1/campaigns", body: #"{"campaign_id": "weekly", "segment": {"id": "all"}, "channels": {"inapp": 1}, "template": {"body": "x"}, "schedule": {"cron": "0 9 * * 1", "timezone": "Asia/Shanghai"}}"#)
+        #expect(series.status == 202, "\(series.body)")
+        #expect(try await eventually(timeout: .seconds(20)) { try await api.call("GET", "/v1/campaigns/weekly").json["recurring"] as? Bool == true })
+        let weekly = try await api.call("GET", "/v1/campaigns/weekly").json
+        #expect(weekly["state"] as? String == "scheduled" && (weekly["scheduled_at"] as? String)?.hasSuffix("T01:00:00Z") == true, "\(weekly)")
+        #expect(try await api.call("POST", "/v1/campaigns/weekly/pause").json["state"] as? String == "paused")
+        #expect(try await api.call("POST", "/v1/campaigns/weekly/cancel").json["state"] as? String == "cancelled")
+        #expect(try await api.call("GET", "/v1/campaigns?parent=weekly").items.isEmpty, "no run fell due")
+        let badCron = try await api.call("POST", "/v1/campaigns", body: #"{"campaign_id": "bad-cron", "segment": {"id": "all"}, "channels": {"inapp": 1}, "template": {"body": "x"}, "schedule": {"cron": "61 * * * *"}}"#)
+        #expect(badCron.status == 400 && badCron.errorField == "schedule.cron", "\(badCron.body)")
         let audit = try await api.call("GET", "/v1/audit?target=api-1")
         #expect(audit.items.map { $0["route"] as? String }.contains("/v1/campaigns/{id}/pause"), "\(audit.body)")
     }

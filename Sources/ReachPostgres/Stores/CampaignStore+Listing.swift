@@ -18,12 +18,16 @@ extension CampaignStore {
         public var runSeconds: Double?
         /// How many users the task lists (`segment.user_ids`), nil for segments and rules.
         public var listed: Int?
+        /// A recurring series (`schedule.cron`): its runs are campaigns of their own.
+        public var recurring: Bool
+        /// The series a run belongs to.
+        public var parentID: String?
         /// Keyset position of this row in the newest-first listing.
         public var cursor: String
     }
 
     static let summaryColumns = """
-        id, name, state, error, targeted, sent, skipped, failed, dead,
+        id, name, state, error, targeted, sent, skipped, failed, dead, recurring, parent_id,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created,
         to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS scheduled,
         to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS expires,
@@ -40,12 +44,14 @@ extension CampaignStore {
         return Summary(id: id, name: row["name"], state: row["state"] ?? "", error: row["error"], counters: counters,
                        createdAt: created, scheduledAt: row["scheduled"], expiresAt: row["expires"],
                        startedAt: row["started"], finishedAt: row["finished"],
-                       runSeconds: row["run_seconds"].flatMap(Double.init), listed: row.int("listed"), cursor: created + "|" + id)
+                       runSeconds: row["run_seconds"].flatMap(Double.init), listed: row.int("listed"), recurring: row.bool("recurring") ?? false,
+                       parentID: row["parent_id"], cursor: created + "|" + id)
     }
 
     /// Campaigns newest first, optionally in one state and created at or after
     /// `since` (RFC 3339), after the keyset position `after` (a row's `cursor`).
-    public func list(state: String?, since: String?, after: String?, limit: Int) async throws -> [Summary] {
+    /// `parent`: only the runs of that recurring series.
+    public func list(state: String?, since: String?, parent: String? = nil, after: String?, limit: Int) async throws -> [Summary] {
         var afterCreated: String?
         var afterID: String?
         if let after, let bar = after.firstIndex(of: "|") {
@@ -56,8 +62,9 @@ extension CampaignStore {
             SELECT \(Self.summaryColumns) FROM reach.campaigns
             WHERE ($1::text IS NULL OR state = $1) AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::text))
+              AND ($6::text IS NULL OR parent_id = $6)
             ORDER BY created_at DESC, id DESC LIMIT $5
-            """, [state, since, afterCreated, afterID, limit]).map(Self.summary)
+            """, [state, since, afterCreated, afterID, limit, parent]).map(Self.summary)
     }
 
     public func summary(_ id: String) async throws -> Summary? {

@@ -109,6 +109,10 @@ paths:
         - name: state
           in: query
           schema: {$ref: "#/components/schemas/CampaignState"}
+        - name: parent
+          in: query
+          description: only the runs of this recurring series
+          schema: {type: string}
         - {$ref: "#/components/parameters/since"}
         - {$ref: "#/components/parameters/limit"}
         - {$ref: "#/components/parameters/after"}
@@ -693,6 +697,8 @@ components:
         expires_at: {type: [string, "null"], format: date-time}
         started_at: {type: [string, "null"], format: date-time}
         finished_at: {type: [string, "null"], format: date-time}
+        recurring: {type: boolean, description: "a series (schedule.cron): scheduled_at is its next run; its runs are campaigns <id>@<time>"}
+        parent_id: {type: [string, "null"], description: the series this run belongs to}
         counters: {$ref: "#/components/schemas/Counters"}
         statuses:
           description: Delivery rows by status (detail only)

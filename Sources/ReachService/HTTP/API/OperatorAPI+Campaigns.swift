@@ -62,7 +62,8 @@ extension OperatorAPI {
             after = decoded
         }
         let limit = try request.limit()
-        let items = try await campaigns.list(state: state, since: try request.time("since"), after: after, limit: limit)
+        let items = try await campaigns.list(state: state, since: try request.time("since"), parent: request.queryString("parent"),
+                                             after: after, limit: limit)
         return .list(items.map { Self.campaignJSON($0, breakdown: nil) },
                      next: Self.next(items, limit: limit) { Self.encodeCursor($0.cursor) })
     }
@@ -121,6 +122,8 @@ extension OperatorAPI {
         w.add("expires_at", s.expiresAt)
         w.add("started_at", s.startedAt)
         w.add("finished_at", s.finishedAt)
+        w.add("recurring", json: s.recurring ? "true" : "false")
+        w.add("parent_id", s.parentID)
         let c = s.counters
         w.add("counters", json: object([("targeted", "\(c.targeted)"), ("sent", "\(c.sent)"), ("skipped", "\(c.skipped)"),
                                         ("failed", "\(c.failed)"), ("dead", "\(c.dead)")]))
