@@ -232,8 +232,9 @@ channels:
                 while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "running":
                     time.sleep(0.1)
                 time.sleep(2)  # well into the run
-                say(f"API load: GET /v1/campaigns/{cid}, 1000 requests at 50 in flight")
+                say(f"API load: GET /v1/campaigns/{cid}, 1000 requests at 50 in flight, then 1000 at once")
                 api_result = self.api_load(cid)
+                api_result["at_once"] = self.api_load(cid, requests=1000, in_flight=1000)
             while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "done":
                 peak = max(peak, proc_stats(reachd.pid)[0])
                 time.sleep(0.2)
@@ -441,10 +442,13 @@ def report(results):
         for name, value in c["cpu_seconds_others"].items():
             print(f"{'  CPU seconds of ' + name:46} {value:>12}")
         if c.get("api"):
-            a = c["api"]
-            print(f"{'  API GET /v1/campaigns/{id} during it: req/s':46} {a['requests_per_second']:>12}  ({a['ok']} ok, {a['errors']} errors, {a['in_flight']} in flight, {a['answered_while_running']} while running)")
-            for q in ["p50", "p95", "p99", "max"]:
-                print(f"{'    latency ' + q + ', ms':46} {a[q + '_ms']:>12}")
+            for a in [c["api"], c["api"].get("at_once")]:
+                if not a:
+                    continue
+                print(f"{'  API GET /v1/campaigns/{id}, ' + str(a['in_flight']) + ' in flight: req/s':46} {a['requests_per_second']:>12}  {ratio(a['requests_per_second'], ceilings, 'http_requests')}")
+                print(f"{'    ok / errors / answered while running':46} {str(a['ok']) + ' / ' + str(a['errors']) + ' / ' + str(a['answered_while_running']):>12}")
+                for q in ["p50", "p95", "p99", "max"]:
+                    print(f"{'    latency ' + q + ', ms':46} {a[q + '_ms']:>12}")
     if "triggers" in results:
         t = results["triggers"]
         print(f"{'triggers: events/s published (target ' + str(t['events_per_second_target']) + ')':46} {t['published_per_second']:>12}")

@@ -131,6 +131,22 @@ struct APITests {
         #expect(utf8.status == 400, "\(utf8.body)")
         let trigger = try await api.call("POST", "/v1/triggers", body: #"{"id": "t1", "event": "e", "channels": {"sms": 1}, "template": {"body": "{{#x}}"}}"#)
         #expect(trigger.status == 400 && trigger.errorField?.hasPrefix("template") == true, "\(trigger.body)")
+        // Every body route with junk bytes (NUL, invalid UTF-8, deep nesting, huge numbers): a 4xx, never a crash or a 5xx.
+        var rng = SplitMix64(seed: 0x5EED)
+        let junk: [[UInt8]] = (0..<12).map { _ in (0..<Int(rng.next() % 300)).map { _ in UInt8(truncatingIfNeeded: rng.next()) } } + [
+            Array(String(repeating: "[", count: 5000).utf8), Array(#"{"campaign_id": 1e999}"#.utf8), [0x7B, 0x00, 0x7D],
+            Array(#"{"segment": {"rule": {"all": []}}}"#.utf8), Array(#"{"ids": [-1]}"#.utf8), Array(#"{"id": "x", "event": "e", "channels": {"sms": 1e308}}"#.utf8),
+        ]
+        for path in ["/v1/campaigns", "/v1/segments/preview", "/v1/triggers", "/v1/dead-letters/replay"] {
+            for bytes in junk {
+                let reply = try await api.call("POST", path, bytes: bytes)
+                #expect((400..<500).contains(reply.status) && reply.errorCode != nil, "\(path) with \(bytes.prefix(40)): \(reply.status) \(reply.body)")
+            }
+        }
+        for bytes in junk {
+            let reply = try await api.call("PUT", "/v1/triggers/junk", bytes: bytes)
+            #expect((400..<500).contains(reply.status), "PUT with \(bytes.prefix(40)): \(reply.status) \(reply.body)")
+        }
         #expect(try await api.pg.query("SELECT count(*) FROM reach.campaigns").first?.int(0) == 0)
         #expect(try await api.pg.query("SELECT count(*) FROM reach.triggers").first?.int(0) == 0)
         // The daemon is still serving.
@@ -370,3 +386,4 @@ struct APITests {
         #expect(row["status"] as? Int == 202 && row["method"] as? String == "POST" && row["client"] as? String == "127.0.0.1")
     }
 }
+

@@ -118,6 +118,7 @@ struct ConfigValidator {
         check(c.http.tokenRatePerSecond >= 0, "http.token_rate_per_second", "must be 0 (no limit) or more")
         check(c.http.tokenBurst >= 1, "http.token_burst", "must be at least 1")
         check(c.http.previewTimeoutMs >= 100, "http.preview_timeout_ms", "must be at least 100")
+        check(c.http.postgresPoolSize >= 1, "http.postgres_pool_size", "must be at least 1")
 
         // Auth
         var names: Set<String> = []

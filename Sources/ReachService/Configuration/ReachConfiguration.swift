@@ -193,6 +193,10 @@ public struct HTTPSettings: Decodable, Sendable {
     public var tokenBurst = 100
     /// How long `POST /v1/segments/preview` may count before PostgreSQL stops it.
     public var previewTimeoutMs = 5_000
+    /// PostgreSQL connections of the API's own pool: its reads never queue
+    /// behind the pipeline's page writes, and a burst of API calls never takes
+    /// the pipeline's connections.
+    public var postgresPoolSize = 2
 
     public init() {}
 
@@ -205,6 +209,7 @@ public struct HTTPSettings: Decodable, Sendable {
         tokenRatePerSecond = try c.value(AnyKey("token_rate_per_second"), d.tokenRatePerSecond)
         tokenBurst = try c.value(AnyKey("token_burst"), d.tokenBurst)
         previewTimeoutMs = try c.value(AnyKey("preview_timeout_ms"), d.previewTimeoutMs)
+        postgresPoolSize = try c.value(AnyKey("postgres_pool_size"), d.postgresPoolSize)
     }
 }
 

@@ -12,6 +12,8 @@ public final class Infrastructure: Sendable {
     public let kafkaBootstrap: String
     public let producer: KafkaProducer
     public let postgres: PostgresClient
+    /// The operator API's own pool (`http.postgres_pool_size`).
+    public let apiPostgres: PostgresClient
     public let redis: RedisClient
     public let delayQueue: DelayQueue
     public let idempotency: IdempotencyStore
@@ -40,6 +42,9 @@ public final class Infrastructure: Sendable {
         pg.connectTimeout = .milliseconds(configuration.postgres.connectTimeoutMs)
         pg.queryTimeout = .milliseconds(configuration.postgres.queryTimeoutMs)
         self.postgres = PostgresClient(configuration: pg)
+        var api = pg
+        api.poolSize = configuration.http.postgresPoolSize
+        self.apiPostgres = PostgresClient(configuration: api)
         var redisConfiguration = try RedisConfiguration(url: configuration.redis.url, poolSize: configuration.redis.poolSize)
         redisConfiguration.commandTimeout = .milliseconds(configuration.redis.timeoutMs)
         self.redis = RedisClient(configuration: redisConfiguration)

@@ -70,10 +70,10 @@ extension OperatorAPI {
 
     func show(_ request: APIRequest) async throws -> APIReply {
         let id = request.parameter("id")
-        guard let summary = try await campaigns.summary(id) else {
+        let store = campaigns
+        guard let summary = try await summaries.run(id, { try await store.summary(id) }) else {
             throw APIError.notFound("campaign '\(id)' does not exist (a task just published appears once reach.tasks is consumed)")
         }
-        let store = campaigns
         // Keyed by state too: a campaign that just paused or finished is counted afresh, not served from before.
         let breakdown = try await breakdowns.get("\(id)|\(summary.state)|\(summary.finishedAt ?? "")") { try await store.breakdown(id) }
         return APIReply(.ok, Self.campaignJSON(summary, breakdown: breakdown))
@@ -81,6 +81,7 @@ extension OperatorAPI {
 
     func control(_ request: APIRequest, _ control: CampaignStore.Control) async throws -> APIReply {
         let id = request.parameter("id")
+        defer { summaries.forget(id) }
         switch try await controls.apply(id, control) {
         case .applied(let state):
             return APIReply(.ok, Self.object([("campaign_id", JSONText.quote(id)), ("state", JSONText.quote(state))]), target: id)

@@ -19,19 +19,20 @@ public struct OperatorAPI: Sendable {
     let replay: DeadLetterReplay
     let switches: ChannelSwitches
     let breakdowns = BreakdownCache()
+    let summaries = SingleFlight<CampaignStore.Summary?>()
     let previewTimeout: Duration
 
     public init(infrastructure: Infrastructure, rules: TriggerRules?, wake: @escaping @Sendable () -> Void,
                 previewTimeout: Duration = .seconds(5)) {
         let c = infrastructure.configuration
-        self.postgres = infrastructure.postgres
+        self.postgres = infrastructure.apiPostgres
         self.producer = infrastructure.producer
         self.tasksTopic = c.kafka.topics.tasks
         self.parser = TaskParser(channels: Set(c.channels.keys))
         self.channels = c.channels
-        self.controls = CampaignControls(store: CampaignStore(client: infrastructure.postgres), wake: wake)
+        self.controls = CampaignControls(store: CampaignStore(client: infrastructure.apiPostgres), wake: wake)
         self.rules = rules
-        self.replay = DeadLetterReplay(postgres: infrastructure.postgres, queue: infrastructure.delayQueue)
+        self.replay = DeadLetterReplay(postgres: infrastructure.apiPostgres, queue: infrastructure.delayQueue)
         self.switches = infrastructure.channelSwitches
         self.previewTimeout = previewTimeout
     }
@@ -110,6 +111,44 @@ final class BreakdownCache: Sendable {
             } else {
                 all[id]?.loading = nil
             }
+        }
+    }
+}
+
+/// Concurrent loads of the same key share one query: a thousand clients
+/// polling one campaign cost one PostgreSQL round trip at a time, not a
+/// thousand queued on the pool. Only loads already in flight are shared
+/// (nothing is cached), and `forget` makes the next caller start afresh, so
+/// a caller that has just changed the row reads its own write.
+final class SingleFlight<Value: Sendable>: Sendable {
+    private let inFlight = Mutex<[String: (generation: Int, task: Task<Value, any Error>)]>([:])
+    private let generations = Mutex<[String: Int]>([:])
+
+    func run(_ key: String, _ load: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let generation = generations.withLock { $0[key] ?? 0 }
+        let task = inFlight.withLock { all -> Task<Value, any Error> in
+            if let running = all[key], running.generation == generation { return running.task }
+            let task = Task { [weak self] in
+                defer { self?.finished(key, generation) }
+                return try await load()
+            }
+            all[key] = (generation, task)
+            return task
+        }
+        return try await task.value
+    }
+
+    /// Loads that start after this call do not join one started before it.
+    func forget(_ key: String) {
+        generations.withLock { all in
+            all[key, default: 0] += 1
+            if all.count > 10_000 { all.removeAll() }
+        }
+    }
+
+    private func finished(_ key: String, _ generation: Int) {
+        inFlight.withLock { all in
+            if all[key]?.generation == generation { all[key] = nil }
         }
     }
 }
