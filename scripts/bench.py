@@ -208,6 +208,24 @@ channels:
                 "p99_ms": pick(0.99), "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
                 "answered_while_running": states.count("running")}
 
+    def api_wrk(self, cid, connections=50, seconds=5):
+        """The API's capacity on the same route: wrk (C, keep-alive) for a few seconds, so the client is not the limit."""
+        if not shutil.which("wrk"):
+            return None
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+                              "-H", "Authorization: Bearer " + self.env["REACH_BENCH_TOKEN"],
+                              f"http://127.0.0.1:{self.http}/v1/campaigns/{cid}"], capture_output=True, text=True).stdout
+        def ms(label):
+            m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+            if not m:
+                return None
+            value, unit = float(m.group(1)), m.group(2)
+            return round(value / 1000 if unit == "us" else value * 1000 if unit == "s" else value, 1)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        return {"connections": connections, "seconds": seconds, "requests_per_second": round(float(rps.group(1))) if rps else None,
+                "p50_ms": ms("50"), "p90_ms": ms("90"), "p99_ms": ms("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
     def campaign(self, n, profile=False, api=False):
         reachd = self.serve(f"campaign-{n}")
         try:
@@ -235,6 +253,7 @@ channels:
                 say(f"API load: GET /v1/campaigns/{cid}, 1000 requests at 50 in flight, then 1000 at once")
                 api_result = self.api_load(cid)
                 api_result["at_once"] = self.api_load(cid, requests=1000, in_flight=1000)
+                api_result["wrk"] = self.api_wrk(cid)
             while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "done":
                 peak = max(peak, proc_stats(reachd.pid)[0])
                 time.sleep(0.2)
@@ -449,6 +468,10 @@ def report(results):
                 print(f"{'    ok / errors / answered while running':46} {str(a['ok']) + ' / ' + str(a['errors']) + ' / ' + str(a['answered_while_running']):>12}")
                 for q in ["p50", "p95", "p99", "max"]:
                     print(f"{'    latency ' + q + ', ms':46} {a[q + '_ms']:>12}")
+            w = c["api"].get("wrk")
+            if w:
+                print(f"{'  API same route, wrk ' + str(w['connections']) + ' conns ' + str(w['seconds']) + ' s: req/s':46} {w['requests_per_second']:>12}  {ratio(w['requests_per_second'], ceilings, 'http_requests')}")
+                print(f"{'    latency p50 / p90 / p99, ms; non-2xx':46} {str(w['p50_ms']) + ' / ' + str(w['p90_ms']) + ' / ' + str(w['p99_ms']) + '; ' + str(w['non_2xx']):>12}")
     if "triggers" in results:
         t = results["triggers"]
         print(f"{'triggers: events/s published (target ' + str(t['events_per_second_target']) + ')':46} {t['published_per_second']:>12}")
