@@ -5,6 +5,7 @@ import ReachCore
 import ReachKafka
 import ReachPostgres
 import ReachService
+import ServiceLifecycle
 
 @main
 struct Reachd: AsyncParsableCommand {
@@ -110,41 +111,17 @@ struct DevKafka: AsyncParsableCommand {
         print(broker.bootstrapServers)
         fflush(nil)
         FileHandle.standardError.write(Data("embedded Kafka on \(broker.bootstrapServers); topics \(c.kafka.topics.all.joined(separator: ", ")) with \(count) partitions; Ctrl-C stops it\n".utf8))
-        await Signals.wait(for: [SIGINT, SIGTERM])
+        // Runs until SIGINT/SIGTERM, through the same lifecycle as `serve`.
+        let group = ServiceGroup(configuration: .init(services: [UntilShutdown()], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: options.logger(c, label: "reach.dev-kafka")))
+        try await group.run()
         broker.shutdown()
     }
 }
 
-enum Signals {
-    /// Suspends until one of `signals` arrives.
-    static func wait(for signals: [Int32]) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let fired = SignalOnce(continuation)
-            for number in signals {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { fired.fire() }
-                source.resume()
-                fired.keep(source)
-            }
-        }
-    }
-}
-
-final class SignalOnce: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<Void, Never>?
-    private var sources: [any DispatchSourceSignal] = []
-
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-
-    func keep(_ source: any DispatchSourceSignal) { lock.withLock { sources.append(source) } }
-
-    func fire() {
-        let c = lock.withLock { () -> CheckedContinuation<Void, Never>? in
-            defer { continuation = nil }
-            return continuation
-        }
-        c?.resume()
+/// A service that only waits for the group's graceful shutdown.
+struct UntilShutdown: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
     }
 }

@@ -18,14 +18,7 @@ public enum HTTPServer {
         }
         router.get("readyz") { _, _ in
             let report = await readiness.check()
-            var body = "{\"ready\":\(report.ready),\"checks\":{"
-            body += report.checks.map { check in
-                var entry = JSONText.quote(check.name) + ":{\"ok\":\(check.error == nil)"
-                if let error = check.error { entry += ",\"error\":" + JSONText.quote(error) }
-                return entry + "}"
-            }.joined(separator: ",")
-            body += "}}"
-            return json(report.ready ? .ok : .serviceUnavailable, body)
+            return json(report.ready ? .ok : .serviceUnavailable, try ReadinessBody(report).encoded())
         }
         router.get("metrics") { _, _ in
             Response(
@@ -56,6 +49,27 @@ public enum HTTPServer {
 
     static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// `/readyz`'s answer: `{"ready": bool, "checks": {"kafka": {"ok": bool, "error"?: "…"}, …}}`.
+struct ReadinessBody: Encodable {
+    struct Check: Encodable {
+        var ok: Bool
+        var error: String?
+    }
+    var ready: Bool
+    var checks: [String: Check]
+
+    init(_ report: Readiness.Report) {
+        ready = report.ready
+        checks = Dictionary(uniqueKeysWithValues: report.checks.map { ($0.name, Check(ok: $0.error == nil, error: $0.error)) })
+    }
+
+    func encoded() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 }
 
