@@ -51,6 +51,11 @@ public struct TriggerStore: Sendable {
             """, [event, after, limit]).map(Self.row)
     }
 
+    /// Every enabled rule, in id order (what the trigger pipeline loads).
+    public func enabled() async throws -> [Row] {
+        try await client.query("SELECT \(Self.columns) FROM reach.triggers WHERE enabled ORDER BY id").map(Self.row)
+    }
+
     public func get(_ id: String) async throws -> Row? {
         try await client.query("SELECT \(Self.columns) FROM reach.triggers WHERE id = $1", [id]).first.map(Self.row)
     }

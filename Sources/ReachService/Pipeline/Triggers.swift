@@ -25,18 +25,15 @@ public final class TriggerRules: Sendable {
     public func reload() async throws {
         var byEvent: [String: [TriggerRule]] = [:]
         var byID: [String: TriggerRule] = [:]
-        for row in try await postgres.query("""
-            SELECT id, event, channels::text, fallback::text, template::text, delay_seconds, quiet_hours
-            FROM reach.triggers WHERE enabled ORDER BY id
-            """) {
+        for row in try await TriggerStore(client: postgres).enabled() {
             do {
-                let rule = try TriggerRule(id: row[0] ?? "", event: row[1] ?? "", channelsJSON: row[2] ?? "{}", fallbackJSON: row[3] ?? "[]",
-                                           templateJSON: row[4] ?? "{}", delaySeconds: row.int(5) ?? 0, quietHours: row.bool("quiet_hours") ?? true,
+                let rule = try TriggerRule(id: row.id, event: row.event, channelsJSON: row.channelsJSON, fallbackJSON: row.fallbackJSON,
+                                           templateJSON: row.templateJSON, delaySeconds: row.delaySeconds, quietHours: row.quietHours,
                                            channels: channels)
                 byEvent[rule.event, default: []].append(rule)
                 byID[rule.id] = rule
             } catch {
-                logger.error("trigger rule ignored", metadata: ["rule": "\(row[0] ?? "")", "error": "\(error)"])
+                logger.error("trigger rule ignored", metadata: ["rule": "\(row.id)", "error": "\(error)"])
             }
         }
         rules.withLock { $0 = (byEvent, byID, .now) }
