@@ -53,7 +53,7 @@ public final class CampaignRunner: Service, Sendable {
     public func run() async throws {
         await withDiscardingTaskGroup { group in
             var lastSeriesCheck: ContinuousClock.Instant?
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            for await _ in wake.passes(every: .milliseconds(settings.pollIntervalMs)).cancelOnGracefulShutdown() {
                 if lastSeriesCheck.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
                     // Recurring campaigns whose run is overdue lost their queue item: fire them from here.
                     do {
@@ -78,7 +78,6 @@ public final class CampaignRunner: Service, Sendable {
                         logger.warning("cannot look for due campaigns", metadata: ["error": "\(error)"])
                     }
                 }
-                await wake.wait(timeout: .milliseconds(settings.pollIntervalMs))
             }
         }
     }

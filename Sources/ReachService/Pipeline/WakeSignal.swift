@@ -1,20 +1,23 @@
-import Synchronization
+import AsyncAlgorithms
 
-/// A nudge from one service to another ("a campaign arrived"), checked by a
-/// loop that would otherwise poll at its own pace.
+/// A nudge from one service to another ("a campaign arrived", "a campaign
+/// finished") for a loop that otherwise runs at its own pace. Signals that
+/// arrive while the loop is busy collapse into one pass; nothing polls.
 public final class WakeSignal: Sendable {
-    private let pending = Atomic<Bool>(false)
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
 
-    public init() {}
+    public init() {
+        (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        // The first pass of the loop runs at once.
+        continuation.yield()
+    }
 
-    public func signal() { pending.store(true, ordering: .releasing) }
+    public func signal() { continuation.yield() }
 
-    /// Returns when signalled, or after `timeout`, or on cancellation.
-    public func wait(timeout: Duration) async {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline, !Task.isCancelled {
-            if pending.exchange(false, ordering: .acquiringAndReleasing) { return }
-            try? await Task.sleep(for: .milliseconds(25))
-        }
+    /// One element per pass: at once, then on every signal and at least every
+    /// `interval`. For one consumer (the loop that owns the signal).
+    public func passes(every interval: Duration) -> some AsyncSequence<Void, Never> & Sendable {
+        merge(stream, AsyncTimerSequence(interval: interval, clock: .continuous).map { _ in () })
     }
 }
