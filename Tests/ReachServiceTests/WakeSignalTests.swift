@@ -23,9 +23,10 @@ struct WakeSignalTests {
         wake.signal()
         _ = try await iterator.next()
         times.append(.now - start)
-        #expect(times[0] < .milliseconds(50), "\(times)")
-        #expect(times[1] >= .milliseconds(100) && times[1] < .seconds(5), "\(times)")
-        #expect(times[2] - times[1] < .milliseconds(50), "\(times)")
+        // Upper bounds stay far below the 30 s interval (the parallel suite can hold the cooperative pool for seconds).
+        #expect(times[0] < .seconds(10), "\(times)")
+        #expect(times[1] >= .milliseconds(100) && times[1] < .seconds(15), "\(times)")
+        #expect(times[2] - times[1] < .seconds(10), "\(times)")
         let t0 = ContinuousClock.now
         Task {
             try await Task.sleep(for: .milliseconds(300))
@@ -45,6 +46,6 @@ struct WakeSignalTests {
         _ = try await iterator.next()
         _ = try await iterator.next()
         let elapsed = ContinuousClock.now - start
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(3), "\(elapsed)")
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(15), "\(elapsed)")
     }
 }
