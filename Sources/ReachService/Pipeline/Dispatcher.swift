@@ -212,35 +212,28 @@ struct Dispatcher: Sendable {
             case .outcome(let o):
                 outcome = o
             }
-            if outcome.status == .sent {
-                sentCount += 1
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "sent", attempts: attempt.number,
-                                         messageID: m.messageID, providerRef: outcome.providerRef))
-                counts[m.channel, default: [:]]["sent", default: 0] += 1
-                continue
-            }
-            released.append((m.campaignID, m.userID))
+            let decision = DeliveryDecision.decide(Self.answer(outcome), attempt: attempt.number, policy: registry.retryPolicy(m.channel))
             let error = outcome.error ?? "failed"
-            // A deferral (open breaker, paused channel) was no attempt: the next one keeps this number.
-            let decision: RetryPolicy.Decision = outcome.status == .deferred
-                ? .retry(after: outcome.retryAfter ?? .seconds(1))
-                : registry.retryPolicy(m.channel).decide(attempts: attempt.number, retryable: outcome.status == .retryable,
-                                                         retryAfter: outcome.retryAfter)
-            let attemptsMade = outcome.status == .deferred ? attempt.number - 1 : attempt.number
             switch decision {
-            case .retry(let after):
-                if let item = try? RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attemptsMade,
+            case .sent(let attempts, let providerRef):
+                sentCount += 1
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: decision.status.rawValue, attempts: attempts,
+                                         messageID: m.messageID, providerRef: providerRef))
+                counts[m.channel, default: [:]]["sent", default: 0] += 1
+            case .wait(let reason, let after, let attempts):
+                released.append((m.campaignID, m.userID))
+                if let item = try? RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attempts,
                                                 trigger: attempt.context).queueItem(dueMs: Epoch.ms(now) + after.milliseconds) {
                     retries.append(item)
                 }
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled",
-                                         reason: outcome.isPaused ? "channel_paused" : outcome.status == .deferred ? "circuit_open" : "retry",
-                                         attempts: attemptsMade, messageID: m.messageID, lastError: error))
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: decision.status.rawValue, reason: reason.rawValue,
+                                         attempts: attempts, messageID: m.messageID, lastError: error))
                 counts[m.channel, default: [:]]["retried", default: 0] += 1
-            case .dead(let reason):
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: "dead", reason: reason,
-                                         attempts: attempt.number, messageID: m.messageID, lastError: error))
-                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason, error: error, attempts: attempt.number,
+            case .dead(let reason, let attempts):
+                released.append((m.campaignID, m.userID))
+                result.rows.append(.init(userID: m.userID, channel: m.channel, status: decision.status.rawValue, reason: reason.rawValue,
+                                         attempts: attempts, messageID: m.messageID, lastError: error))
+                result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason.rawValue, error: error, attempts: attempts,
                                                 payloadJSON: Self.deadLetterPayload(m, trigger: attempt.context), messageID: m.messageID))
                 dead.append(m)
                 counts[m.channel, default: [:]]["dead", default: 0] += 1
@@ -257,6 +250,16 @@ struct Dispatcher: Sendable {
         }
         metrics.endToEnd(kind: kind, .seconds(max(0, Date().timeIntervalSince(acceptedAt))), count: sentCount)
         return result
+    }
+
+    /// The channel module's outcome as the decision reads it.
+    static func answer(_ outcome: SendOutcome) -> ProviderAnswer {
+        switch outcome.status {
+        case .sent: .accepted(providerRef: outcome.providerRef)
+        case .retryable: .retryable(retryAfter: outcome.retryAfter)
+        case .permanent: .rejected
+        case .deferred: .deferred(outcome.isPaused ? .channelPaused : .circuitOpen, retryAfter: outcome.retryAfter)
+        }
     }
 
     /// A message's fate in `dispatch`: the provider's answer, or held back by the gate.
