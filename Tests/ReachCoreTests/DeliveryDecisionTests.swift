@@ -1,3 +1,4 @@
+import Foundation
 import ReachCore
 import Testing
 
@@ -44,4 +45,36 @@ struct DeliveryDecisionTests {
 /// Always the middle of the range: backoff with jitter becomes predictable.
 struct FixedGenerator: RandomNumberGenerator {
     mutating func next() -> UInt64 { UInt64.max / 2 }
+}
+
+@Suite("SendVerdict: may the next provider request of a campaign go out")
+struct SendVerdictTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func verdict(stopping: Bool = false, lost: Bool = false, usable: Bool = true, state: CampaignState? = .running,
+                 expires: TimeInterval? = nil) -> SendVerdict {
+        .campaign(stopping: stopping, leaseLost: lost, leaseUsable: usable, state: state,
+                  expiresAt: expires.map { now.addingTimeInterval($0) }, now: now)
+    }
+
+    @Test("go while running, leased and not expired")
+    func go() { #expect(verdict() == .go) }
+
+    @Test("shutdown first, then the lease, then pause/cancel, then expiry")
+    func order() {
+        #expect(verdict(stopping: true, lost: true, state: .cancelled, expires: -1) == .hold(.shuttingDown))
+        #expect(verdict(lost: true, state: .paused) == .hold(.leaseLost))
+        #expect(verdict(usable: false, state: .cancelled) == .hold(.leaseLost), "a lease past its usable part sends nothing")
+        #expect(verdict(state: .paused, expires: -1) == .hold(.paused))
+        #expect(verdict(state: .cancelled) == .hold(.cancelled))
+        #expect(verdict(expires: 0) == .hold(.expired), "nothing is sent at or after expires_at")
+        #expect(verdict(expires: 1) == .go)
+    }
+
+    @Test("only cancel and expiry settle the held users (skipped); pause, lost lease and shutdown leave them unsent")
+    func skipReasons() {
+        #expect(SendVerdict.Hold.cancelled.skipReason == .cancelled)
+        #expect(SendVerdict.Hold.expired.skipReason == .expired)
+        #expect([SendVerdict.Hold.paused, .leaseLost, .shuttingDown].allSatisfy { $0.skipReason == nil })
+    }
 }

@@ -60,15 +60,8 @@ final class CampaignLease: Sendable {
 
     func verdict() -> SendGate.Verdict {
         let s = status.withLock { $0 }
-        if s.stopping { return .hold(.shuttingDown) }
-        if s.lost || ContinuousClock.now >= s.deadline { return .hold(.leaseLost) }
-        switch s.state {
-        case "paused": return .hold(.paused)
-        case "cancelled": return .hold(.cancelled)
-        default: break
-        }
-        if let expiresAt, Date() >= expiresAt { return .hold(.expired) }
-        return .go
+        return .campaign(stopping: s.stopping, leaseLost: s.lost, leaseUsable: ContinuousClock.now < s.deadline,
+                         state: CampaignState(rawValue: s.state), expiresAt: expiresAt, now: Date())
     }
 
     /// Renews the lease every `interval` until cancelled or lost.

@@ -125,7 +125,7 @@ public final class CampaignRunner: Service, Sendable {
     func fail(_ id: String, fence: Fence, _ message: String) async {
         logger.error("campaign failed", metadata: ["campaign": "\(id)", "error": "\(message)"])
         _ = try? await persist(logger, "campaign failure") {
-            try await campaigns.finish(id, fence: fence, state: "failed", error: message)
+            try await campaigns.finish(id, fence: fence, state: CampaignState.failed.rawValue, error: message)
             // Its users without a terminal row stay as they are; retries still queued are dropped when they fire.
         }
     }
@@ -234,11 +234,7 @@ public final class CampaignRunner: Service, Sendable {
                     return
                 }
             }
-            let mode: Mode = switch verdict {
-            case .hold(.cancelled): .skip(reason: "cancelled")
-            case .hold(.expired): .skip(reason: "expired")
-            default: .send
-            }
+            let mode: Mode = if case .hold(let hold) = verdict, let reason = hold.skipReason { .skip(reason: reason.rawValue) } else { .send }
             let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
             guard let last = page.last else {
                 guard try await drain() else {
@@ -250,7 +246,7 @@ public final class CampaignRunner: Service, Sendable {
                     try await Task.sleep(for: .milliseconds(250))
                     continue
                 }
-                let final = lease.state == "cancelled" ? "cancelled" : "done"
+                let final = (lease.state == CampaignState.cancelled.rawValue ? CampaignState.cancelled : .done).rawValue
                 guard try await campaigns.finish(id, fence: fence, state: final) else {
                     throw FencedOut("campaign finish", fence: fence)
                 }

@@ -202,7 +202,7 @@ struct Dispatcher: Sendable {
             case .withheld(let hold):
                 released.append((m.campaignID, m.userID))
                 if let reason = hold.skipReason {
-                    result.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: reason,
+                    result.rows.append(.init(userID: m.userID, channel: m.channel, status: DeliveryStatus.skipped.rawValue, reason: reason.rawValue,
                                              attempts: attempt.number - 1, messageID: m.messageID))
                     counts[m.channel, default: [:]]["skipped", default: 0] += 1
                 } else {
@@ -381,23 +381,8 @@ struct Dispatcher: Sendable {
 /// still send? A campaign runner answers from its lease (renewed on its own
 /// clock) and the campaign's state; the delay scheduler from its items' lease.
 struct SendGate: Sendable {
-    enum Hold: Sendable, Equatable {
-        case paused, cancelled, expired, leaseLost, shuttingDown
-
-        /// The `skipped` reason for users held back for good; nil: they stay unsent.
-        var skipReason: String? {
-            switch self {
-            case .cancelled: "cancelled"
-            case .expired: "expired"
-            case .paused, .leaseLost, .shuttingDown: nil
-            }
-        }
-    }
-
-    enum Verdict: Sendable, Equatable {
-        case go
-        case hold(Hold)
-    }
+    typealias Hold = SendVerdict.Hold
+    typealias Verdict = SendVerdict
 
     let check: @Sendable () -> Verdict
 
