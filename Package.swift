@@ -66,8 +66,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Development and benchmark tools the CLI runs (dev provider, benchmark drivers); not part of the daemon.
+        .target(name: "ReachDevTools", dependencies: [
+            "ReachCore", "ReachKafka", "ReachRedis",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .executableTarget(name: "reachd", dependencies: [
-            "ReachService", "ReachCore", "ReachKafka", "ReachPostgres", "ReachRedis",
+            "ReachService", "ReachDevTools", "ReachCore", "ReachKafka", "ReachPostgres", "ReachRedis",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -86,7 +93,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "ReachServiceTests", dependencies: [
-            "ReachService", "ReachKafka", "ReachPostgres", "ReachRedis", "TestSupport",
+            "ReachService", "ReachDevTools", "ReachKafka", "ReachPostgres", "ReachRedis", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ],
