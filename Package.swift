@@ -38,6 +38,7 @@ let package = Package(
         .target(name: "ReachKafka", dependencies: [
             "CRdKafka", "ReachCore", "ReachSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "ReachRedis", dependencies: [
             "CHiredis", "ReachCore", "ReachSupport",
@@ -85,7 +86,11 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["ReachCore", "ReachPostgres"], path: "Tests/TestSupport"),
         .testTarget(name: "ReachCoreTests", dependencies: ["ReachCore"]),
-        .testTarget(name: "ReachKafkaTests", dependencies: ["ReachKafka", "TestSupport"]),
+        .testTarget(name: "ReachKafkaTests", dependencies: [
+            "ReachKafka", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "ReachRedisTests", dependencies: ["ReachRedis", "TestSupport"]),
         .testTarget(name: "ReachPostgresTests", dependencies: ["ReachPostgres", "TestSupport"]),
         .testTarget(name: "ReachChannelsTests", dependencies: [
