@@ -39,6 +39,7 @@ let package = Package(
         .target(name: "ReachKafka", dependencies: [
             "CRdKafka", "ReachCore", "ReachSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "ReachRedis", dependencies: [
             "CHiredis", "ReachCore", "ReachSupport",
@@ -68,8 +69,15 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
         ]),
+        // Development and benchmark tools the CLI runs (dev provider, benchmark drivers); not part of the daemon.
+        .target(name: "ReachDevTools", dependencies: [
+            "ReachCore", "ReachKafka", "ReachRedis",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .executableTarget(name: "reachd", dependencies: [
-            "ReachService", "ReachCore", "ReachKafka", "ReachPostgres", "ReachRedis",
+            "ReachService", "ReachDevTools", "ReachCore", "ReachKafka", "ReachPostgres", "ReachRedis",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -80,7 +88,11 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["ReachCore", "ReachPostgres"], path: "Tests/TestSupport"),
         .testTarget(name: "ReachCoreTests", dependencies: ["ReachCore"]),
-        .testTarget(name: "ReachKafkaTests", dependencies: ["ReachKafka", "TestSupport"]),
+        .testTarget(name: "ReachKafkaTests", dependencies: [
+            "ReachKafka", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "ReachRedisTests", dependencies: ["ReachRedis", "TestSupport"]),
         .testTarget(name: "ReachPostgresTests", dependencies: ["ReachPostgres", "TestSupport"]),
         .testTarget(name: "ReachChannelsTests", dependencies: [
@@ -88,7 +100,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "ReachServiceTests", dependencies: [
-            "ReachService", "ReachKafka", "ReachPostgres", "ReachRedis", "TestSupport",
+            "ReachService", "ReachDevTools", "ReachKafka", "ReachPostgres", "ReachRedis", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ],

@@ -1,7 +1,7 @@
-import CRdKafka
 import ReachCore
 import Dispatch
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// A member of a Kafka consumer group.
@@ -10,6 +10,10 @@ import Synchronization
 /// backpressure, nothing is read ahead beyond librdkafka's own fetch buffer).
 /// Auto-commit is off: call `commit` with a processed record once its work is
 /// durable, and the group resumes after it.
+///
+/// As a ServiceLifecycle `Service`, `run` waits until graceful shutdown or
+/// cancellation, then closes the consumer; it also returns when the consumer
+/// was closed by other means (`close`).
 public final class KafkaConsumer: Sendable {
     public struct Configuration: Sendable {
         public var bootstrapServers: String
@@ -42,11 +46,12 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
-    private let handle: RDKafkaHandle
+    private let client: RDKafkaClient
     private let group: GroupState
     private let pollQueue = DispatchQueue(label: "reach.kafka.consumer.poll")
     private let commitQueue = DispatchQueue(label: "reach.kafka.consumer.commit")
-    private let closed = Atomic<Bool>(false)
+    /// Running, closing or closed, and who waits for the close; every decision that depends on it is one transition.
+    private let state = Mutex(StateMachine<CheckedContinuation<Void, Never>>())
     private let logger: Logger
     public let configuration: Configuration
 
@@ -54,32 +59,29 @@ public final class KafkaConsumer: Sendable {
         self.configuration = configuration
         self.logger = logger
         let group = GroupState(logger: logger)
-        let conf = try RDKafkaConfig.make(configuration.librdkafkaProperties)
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(group).toOpaque())
-        rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
-            guard let rk, let opaque else { return }
-            let group = Unmanaged<GroupState>.fromOpaque(opaque).takeUnretainedValue()
-            group.rebalance(rk, err, partitions)
-        }
-        let handle = RDKafkaHandle(pointer: try RDKafkaConfig.newHandle(type: RD_KAFKA_CONSUMER, conf: conf))
-        rd_kafka_poll_set_consumer(handle.pointer)
-        self.handle = handle
-        self.group = group
-
+        let client = try RDKafkaClient.consumer(properties: configuration.librdkafkaProperties, group: group)
         // With no topics the client only observes (committed offsets, watermarks).
-        guard !configuration.topics.isEmpty else { return }
-        let subscription = TopicPartitionList(configuration.topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), Int64(0)) })
-        let err = rd_kafka_subscribe(handle.pointer, subscription.pointer)
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            rd_kafka_destroy(handle.pointer)
-            throw KafkaError(code: err, context: "subscribe \(configuration.topics)")
+        if !configuration.topics.isEmpty {
+            do {
+                try client.subscribe(configuration.topics)
+            } catch {
+                client.destroy()
+                throw error
+            }
         }
+        self.client = client
+        self.group = group
     }
 
     deinit {
         // No poll block can be running: each holds a reference to `self`.
-        if !closed.load(ordering: .acquiring) { rd_kafka_consumer_close(handle.pointer) }
-        rd_kafka_destroy(handle.pointer)
+        switch state.withLock({ $0.deinitialize() }) {
+        case .leaveGroupAndDestroy:
+            client.consumerClose()
+            client.destroy()
+        case .destroy:
+            client.destroy()
+        }
     }
 
     /// The partitions this member owns right now.
@@ -95,106 +97,92 @@ public final class KafkaConsumer: Sendable {
     /// Commits the given next-offsets (the offset of the next record to read).
     public func commit(_ nextOffsets: [TopicPartition: Int64]) async throws {
         guard !nextOffsets.isEmpty else { return }
-        let handle = self.handle
+        let client = self.client
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             commitQueue.async {
-                let list = TopicPartitionList(nextOffsets.map { ($0.key, $0.value) })
-                let err = rd_kafka_commit(handle.pointer, list.pointer, 0)
-                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    continuation.resume(throwing: KafkaError(code: err, context: "commit"))
-                    return
-                }
-                if let failed = list.entries.first(where: { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }) {
-                    continuation.resume(throwing: KafkaError(code: failed.2, context: "commit \(failed.0)"))
-                    return
-                }
-                continuation.resume()
+                continuation.resume(with: Result { try client.commit(nextOffsets) })
             }
         }
     }
 
     /// The group's committed next-offset for each partition (nil: nothing committed).
     public func committedOffsets(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws -> [TopicPartition: Int64?] {
-        let handle = self.handle
+        let client = self.client
         return try await withCheckedThrowingContinuation { continuation in
             commitQueue.async {
-                let list = TopicPartitionList(partitions.map { ($0, Int64(RD_KAFKA_OFFSET_INVALID)) })
-                let err = rd_kafka_committed(handle.pointer, list.pointer, Int32(timeout.milliseconds))
-                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    continuation.resume(throwing: KafkaError(code: err, context: "committed offsets"))
-                    return
-                }
-                var result: [TopicPartition: Int64?] = [:]
-                for (tp, offset, _) in list.entries { result[tp] = offset >= 0 ? offset : nil }
-                continuation.resume(returning: result)
+                continuation.resume(with: Result { try client.committed(partitions, timeout: timeout) })
             }
         }
     }
 
     /// The (low, high) watermarks of a partition; `high` is the next offset to be written.
     public func watermarks(_ tp: TopicPartition, timeout: Duration = .seconds(2)) async throws -> (low: Int64, high: Int64) {
-        let handle = self.handle
+        let client = self.client
         return try await withCheckedThrowingContinuation { continuation in
             commitQueue.async {
-                continuation.resume(with: Result { try KafkaMetadata.watermarks(handle, tp, timeout: timeout) })
+                continuation.resume(with: Result { try client.watermarks(tp, timeout: timeout) })
             }
         }
     }
 
     /// The partitions of `topic`, from cluster metadata.
     public func partitions(of topic: String, timeout: Duration = .seconds(2)) async throws -> [TopicPartition] {
-        let handle = self.handle
+        let client = self.client
         return try await withCheckedThrowingContinuation { continuation in
             commitQueue.async {
                 continuation.resume(with: Result {
-                    try KafkaMetadata.partitionCount(handle, topic: topic, timeout: timeout)
+                    try client.partitionCount(of: topic, timeout: timeout)
                 }.map { count in (0..<count).map { TopicPartition(topic, $0) } })
             }
         }
     }
 
     public func checkConnectivity(timeout: Duration = .seconds(2)) throws {
-        try KafkaMetadata.check(handle, timeout: timeout)
+        try client.checkMetadata(timeout: timeout)
     }
 
     /// Leaves the group (handing its partitions to the other members) and stops
     /// delivering records. Commits nothing on its own: commit before closing.
+    /// A second call while the first is under way returns at once.
     public func close() async {
-        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let handle = self.handle
+        guard state.withLock({ $0.close() }) == .leaveGroup else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            pollQueue.async {
-                rd_kafka_consumer_close(handle.pointer)
+            pollQueue.async { [self] in
+                self.leaveGroup()
                 continuation.resume()
             }
         }
+    }
+
+    /// On the poll queue, after `close` decided to: leaves the group and wakes `run`.
+    private func leaveGroup() {
+        client.consumerClose()
+        for waiter in state.withLock({ $0.closeFinished() }) { waiter.resume() }
         logger.debug("consumer closed", metadata: ["group": "\(configuration.groupID)"])
     }
 
-    /// Polls once (up to 100 ms) and drains what else is ready, up to `max` records.
-    fileprivate func pollBatch(max: Int) async throws -> [KafkaMessage] {
-        if closed.load(ordering: .acquiring) { return [] }
-        let handle = self.handle
+    /// Polls once (up to 100 ms) and drains what else is ready, up to `max`
+    /// records; nil once the consumer is closing or closed.
+    fileprivate func pollBatch(max: Int) async throws -> [KafkaMessage]? {
+        let client = self.client
         let logger = self.logger
         return try await withCheckedThrowingContinuation { continuation in
             pollQueue.async { [self] in
-                if self.closed.load(ordering: .acquiring) { return continuation.resume(returning: []) }
+                guard self.state.withLock({ $0.poll() }) == .poll else { return continuation.resume(returning: nil) }
                 var batch: [KafkaMessage] = []
                 var timeout: Int32 = 100
-                while batch.count < max, let raw = rd_kafka_consumer_poll(handle.pointer, timeout) {
-                    defer { rd_kafka_message_destroy(raw) }
+                while batch.count < max, let event = client.consumerPoll(timeoutMs: timeout) {
                     timeout = 0
-                    let err = raw.pointee.err
-                    if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                        batch.append(KafkaMessage(copying: raw))
-                    } else if err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    switch event {
+                    case .message(let message):
+                        batch.append(message)
+                    case .partitionEOF:
                         continue
-                    } else {
-                        var buffer = [CChar](repeating: 0, count: 512)
-                        if rd_kafka_fatal_error(handle.pointer, &buffer, buffer.count) != RD_KAFKA_RESP_ERR_NO_ERROR {
-                            return continuation.resume(throwing: KafkaError(context: "consume", message: String(nulTerminated: buffer)))
+                    case .error(let error):
+                        if let fatal = client.fatalErrorMessage() {
+                            return continuation.resume(throwing: KafkaError(context: "consume", message: fatal))
                         }
-                        logger.warning("consumer error", metadata: ["error": "\(KafkaError(code: err, context: "consume"))"])
+                        logger.warning("consumer error", metadata: ["error": "\(error)"])
                     }
                 }
                 continuation.resume(returning: batch)
@@ -221,8 +209,8 @@ public final class KafkaConsumer: Sendable {
 
             public mutating func next() async throws -> [KafkaMessage]? {
                 while true {
-                    if Task.isCancelled || consumer.closed.load(ordering: .acquiring) { return nil }
-                    let batch = try await consumer.pollBatch(max: max)
+                    if Task.isCancelled { return nil }
+                    guard let batch = try await consumer.pollBatch(max: max) else { return nil }
                     if !batch.isEmpty { return batch }
                 }
             }
@@ -244,8 +232,9 @@ public final class KafkaConsumer: Sendable {
 
             public mutating func next() async throws -> KafkaMessage? {
                 while position >= buffer.count {
-                    if Task.isCancelled || consumer.closed.load(ordering: .acquiring) { return nil }
-                    buffer = try await consumer.pollBatch(max: 256)
+                    if Task.isCancelled { return nil }
+                    guard let next = try await consumer.pollBatch(max: 256) else { return nil }
+                    buffer = next
                     position = 0
                 }
                 defer { position += 1 }
@@ -265,16 +254,27 @@ final class GroupState: Sendable {
 
     var assignment: Set<TopicPartition> { owned.withLock { $0 } }
 
-    func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
-        let listed = partitions.map { TopicPartitionList.read($0).map(\.0) } ?? []
-        if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            rd_kafka_assign(rk, partitions)
-            owned.withLock { $0 = Set(listed) }
-            logger.info("partitions assigned", metadata: ["partitions": "\(listed.map(\.description).sorted())"])
-        } else {
-            rd_kafka_assign(rk, nil)
-            owned.withLock { $0 = [] }
-            logger.info("partitions revoked", metadata: ["partitions": "\(listed.map(\.description).sorted())"])
+    func assigned(_ partitions: [TopicPartition]) {
+        owned.withLock { $0 = Set(partitions) }
+        logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+    }
+
+    func revoked(_ partitions: [TopicPartition]) {
+        owned.withLock { $0 = [] }
+        logger.info("partitions revoked", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+    }
+}
+
+extension KafkaConsumer: Service {
+    /// Waits until graceful shutdown or cancellation and then closes the
+    /// consumer; returns as soon as it is closed, by this or by `close`.
+    public func run() async throws {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                if let now = state.withLock({ $0.waitForClose(continuation) }) { now.resume() }
+            }
+        } onCancelOrGracefulShutdown: { [self] in
+            if state.withLock({ $0.close() }) == .leaveGroup { pollQueue.async { self.leaveGroup() } }
         }
     }
 }

@@ -1,5 +1,3 @@
-import CRdKafka
-
 public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
     public var topic: String
     public var partition: Int32
@@ -32,26 +30,6 @@ public struct KafkaMessage: Sendable {
         self.key = key
         self.value = value
         self.timestampMs = timestampMs
-    }
-
-    init(copying message: UnsafeMutablePointer<rd_kafka_message_t>) {
-        let m = message.pointee
-        topic = String(cString: rd_kafka_topic_name(m.rkt))
-        partition = m.partition
-        offset = m.offset
-        if let keyPointer = m.key, m.key_len > 0 {
-            key = Array(UnsafeRawBufferPointer(start: keyPointer, count: m.key_len))
-        } else {
-            key = nil
-        }
-        if let payload = m.payload, m.len > 0 {
-            value = Array(UnsafeRawBufferPointer(start: payload, count: m.len))
-        } else {
-            value = []
-        }
-        var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let ts = rd_kafka_message_timestamp(message, &type)
-        timestampMs = type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts
     }
 }
 

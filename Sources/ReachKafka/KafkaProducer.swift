@@ -1,4 +1,3 @@
-import CRdKafka
 import ReachCore
 import Foundation
 import Logging
@@ -34,40 +33,26 @@ public final class KafkaProducer: Sendable {
         }
     }
 
-    private let handle: RDKafkaHandle
+    private let client: RDKafkaClient
     private let reports: DeliveryReports
-    private let topics = Mutex<[String: RDKafkaHandle]>([:])
+    private let topics = Mutex<[String: RDKafkaTopic]>([:])
     private let poller: PollThread
     private let logger: Logger
 
     public init(configuration: Configuration, logger: Logger = Logger(label: "reach.kafka.producer")) throws {
         self.logger = logger
         let reports = DeliveryReports()
-        let conf = try RDKafkaConfig.make(configuration.librdkafkaProperties)
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(reports).toOpaque())
-        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
-            guard let message, let opaque else { return }
-            let reports = Unmanaged<DeliveryReports>.fromOpaque(opaque).takeUnretainedValue()
-            let m = message.pointee
-            let id = UInt(bitPattern: m._private)
-            if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let topic = String(cString: rd_kafka_topic_name(m.rkt))
-                reports.complete(id, with: .success(KafkaDeliveryReport(topic: topic, partition: m.partition, offset: m.offset)))
-            } else {
-                reports.complete(id, with: .failure(KafkaError(code: m.err, context: "delivery")))
-            }
-        }
-        let handle = RDKafkaHandle(pointer: try RDKafkaConfig.newHandle(type: RD_KAFKA_PRODUCER, conf: conf))
-        self.handle = handle
+        let client = try RDKafkaClient.producer(properties: configuration.librdkafkaProperties, reports: reports)
+        self.client = client
         self.reports = reports
-        self.poller = PollThread(name: "reach-kafka-producer") { rd_kafka_poll(handle.pointer, 100) }
+        self.poller = PollThread(name: "reach-kafka-producer") { client.poll(timeoutMs: 100) }
     }
 
     deinit {
         poller.stop()
-        rd_kafka_flush(handle.pointer, 5_000)
-        for (_, topic) in topics.withLock({ $0 }) { rd_kafka_topic_destroy(topic.pointer) }
-        rd_kafka_destroy(handle.pointer)
+        try? client.flush(timeout: .seconds(5))
+        for (_, topic) in topics.withLock({ $0 }) { topic.destroy() }
+        client.destroy()
         reports.failAll(KafkaError(context: "delivery", message: "producer destroyed"))
     }
 
@@ -79,17 +64,10 @@ public final class KafkaProducer: Sendable {
             do {
                 return try await withCheckedThrowingContinuation { continuation in
                     let id = reports.register(continuation)
-                    let rc = value.withUnsafeBytes { valueBytes in
-                        withOptionalBytes(key) { keyBytes in
-                            rd_kafka_produce(
-                                topicHandle.pointer, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                                UnsafeMutableRawPointer(mutating: valueBytes.baseAddress), valueBytes.count,
-                                keyBytes.baseAddress, keyBytes.count,
-                                UnsafeMutableRawPointer(bitPattern: id))
-                        }
-                    }
-                    if rc != 0 {
-                        reports.complete(id, with: .failure(KafkaError(code: rd_kafka_last_error(), context: "produce to \(topic)")))
+                    do {
+                        try topicHandle.produce(key: key, value: value, id: id)
+                    } catch {
+                        reports.complete(id, with: .failure(error))
                     }
                 }
             } catch let error as KafkaError where error.isQueueFull {
@@ -105,31 +83,22 @@ public final class KafkaProducer: Sendable {
 
     /// Waits until every record handed to the producer was acknowledged or failed.
     public func flush(timeout: Duration = .seconds(10)) throws {
-        let err = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "flush") }
+        try client.flush(timeout: timeout)
     }
 
     /// Asks the cluster for metadata: proves a broker answers within `timeout`.
     public func checkConnectivity(timeout: Duration = .seconds(2)) throws {
-        try KafkaMetadata.check(handle, timeout: timeout)
+        try client.checkMetadata(timeout: timeout)
     }
 
-    private func topicHandle(_ name: String) throws -> RDKafkaHandle {
+    private func topicHandle(_ name: String) throws -> RDKafkaTopic {
         try topics.withLock { topics in
             if let existing = topics[name] { return existing }
-            guard let created = rd_kafka_topic_new(handle.pointer, name, nil) else {
-                throw KafkaError(code: rd_kafka_last_error(), context: "topic \(name)")
-            }
-            let topic = RDKafkaHandle(pointer: created)
+            let topic = try RDKafkaTopic(client, name: name)
             topics[name] = topic
             return topic
         }
     }
-}
-
-private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-    guard let bytes else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-    return bytes.withUnsafeBytes(body)
 }
 
 /// Continuations waiting for delivery reports, keyed by the id passed as the

@@ -1,4 +1,5 @@
 import Foundation
+import ReachDevTools
 import ReachKafka
 import ArgumentParser
 import ReachService

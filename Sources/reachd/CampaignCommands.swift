@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ReachCore
+import ReachDevTools
 import ReachKafka
 import ReachPostgres
 import ReachService

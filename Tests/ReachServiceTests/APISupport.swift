@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import ReachDevTools
 import ReachKafka
 import ReachPostgres
 import ReachService

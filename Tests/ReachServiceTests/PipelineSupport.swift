@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ReachDevTools
 import ReachKafka
 import ReachPostgres
 import ReachRedis

@@ -1,5 +1,6 @@
 import Foundation
 import ReachCore
+import ReachDevTools
 import ReachPostgres
 import ReachService
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import ReachCore
+import ReachDevTools
 import ReachKafka
 import ReachPostgres
 import ReachRedis

@@ -33,12 +33,6 @@ enum RDKafkaConfig {
     }
 }
 
-/// A raw librdkafka handle that may be shared across threads
-/// (librdkafka's `rd_kafka_t` is thread-safe).
-struct RDKafkaHandle: @unchecked Sendable {
-    let pointer: OpaquePointer
-}
-
 extension String {
     /// The text of a C buffer up to its first NUL.
     init(nulTerminated buffer: [CChar]) {

@@ -9,18 +9,18 @@ import ReachKafka
 /// producer batches them, and the delivery reports are collected per tick.
 public struct EventLoad: Sendable {
     public struct Report: Sendable, CustomStringConvertible {
-        public var published: Int
-        public var failed: Int
-        public var seconds: Double
+        var published: Int
+        var failed: Int
+        var seconds: Double
         public var description: String {
             String(format: "events: %d published in %.2f s (%.0f/s), %d failed", published, seconds, Double(published) / seconds, failed)
         }
     }
 
-    public let producer: KafkaProducer
-    public let topic: String
-    public let event: String
-    public let users: Int
+    let producer: KafkaProducer
+    let topic: String
+    let event: String
+    let users: Int
 
     public init(producer: KafkaProducer, topic: String, event: String, users: Int) {
         self.producer = producer
@@ -49,7 +49,7 @@ public struct EventLoad: Sendable {
                     w.add("event_id", "bench-\(run)-\(sent)")
                     w.add("event", event)
                     w.add("user_id", user)
-                    w.add("properties", json: "{\"published_us\":\(Epoch.micros())}")
+                    w.add("properties", json: "{\"published_us\":\(ToolClock.micros())}")
                     let value = w.finish()
                     group.addTask {
                         (try? await producer.send(topic: topic, key: user, value: value)) != nil

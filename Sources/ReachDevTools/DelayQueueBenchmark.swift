@@ -8,14 +8,14 @@ import Synchronization
 /// each item (fire time − due time).
 public struct DelayQueueBenchmark: Sendable {
     public struct Report: Sendable, CustomStringConvertible {
-        public var items: Int
-        public var scheduleSeconds: Double
-        public var allFiredAfterDueSeconds: Double
-        public var firePerSecond: Double
-        public var latenessP50Ms: Double
-        public var latenessP99Ms: Double
-        public var latenessMaxMs: Double
-        public var firedTwice: Int
+        var items: Int
+        var scheduleSeconds: Double
+        var allFiredAfterDueSeconds: Double
+        var firePerSecond: Double
+        var latenessP50Ms: Double
+        var latenessP99Ms: Double
+        var latenessMaxMs: Double
+        var firedTwice: Int
 
         public var description: String {
             String(format: """
@@ -26,10 +26,10 @@ public struct DelayQueueBenchmark: Sendable {
         }
     }
 
-    public let redisURL: String
-    public let items: Int
-    public let schedulers: Int
-    public let shards: Int
+    let redisURL: String
+    let items: Int
+    let schedulers: Int
+    let shards: Int
 
     public init(redisURL: String, items: Int = 100_000, schedulers: Int = 2, shards: Int = 4) {
         self.redisURL = redisURL
@@ -44,7 +44,7 @@ public struct DelayQueueBenchmark: Sendable {
         let setup = DelayQueue(redis: try RedisClient(url: redisURL, poolSize: 4), prefix: prefix, shards: shards)
         // Due far enough ahead that scheduling finishes first.
         let lead = Int64(max(2_000, items / 20))
-        let due = Epoch.ms() + lead
+        let due = ToolClock.ms() + lead
         let started = Date()
         for chunk in stride(from: 0, to: items, by: 10_000) {
             try await setup.schedule((chunk..<min(chunk + 10_000, items)).map { ("b\($0)", "{\"kind\":\"bench\"}", due) })
@@ -60,10 +60,10 @@ public struct DelayQueueBenchmark: Sendable {
                     while tally.count < items {
                         var got = 0
                         for shard in 0..<shards {
-                            let claimed = try await queue.claim(shard: (shard + s) % shards, nowMs: Epoch.ms(), limit: 1_000,
+                            let claimed = try await queue.claim(shard: (shard + s) % shards, nowMs: ToolClock.ms(), limit: 1_000,
                                                                 lease: .seconds(30), owner: "bench-\(s)")
                             guard !claimed.isEmpty else { continue }
-                            tally.fired(claimed.map(\.id), lateness: Epoch.ms() - due)
+                            tally.fired(claimed.map(\.id), lateness: ToolClock.ms() - due)
                             try await queue.ack(claimed)
                             got += claimed.count
                         }

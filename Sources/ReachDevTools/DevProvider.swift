@@ -108,13 +108,13 @@ public final class DevProvider: Sendable {
     /// Every POST received, in arrival order (with `recordRequests`; invalid bodies always).
     public var requests: [Request] { log.withLock { $0 } }
     /// The POSTs whose body was empty or not a message batch.
-    public var invalidRequests: [Request] { log.withLock { $0.filter { !$0.valid } } }
+    var invalidRequests: [Request] { log.withLock { $0.filter { !$0.valid } } }
     /// The last copy of a message, by id.
     public func message(_ id: String) -> (to: String?, title: String?, body: String?)? {
         state.withLock { $0.last[id].map { ($0.to, $0.title, $0.body) } }
     }
 
-    public func makeRouter() -> Router<BasicRequestContext> {
+    func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.get("stats") { _, _ in
             let data = try JSONEncoder().encode(self.stats)
@@ -131,7 +131,7 @@ public final class DevProvider: Sendable {
                 }
                 throw error
             }
-            let receivedAt = Epoch.micros()
+            let receivedAt = ToolClock.micros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
             let parsed = Batch(Array(buffer: body))
             if self.recordRequests || parsed == nil { self.log.withLock {
