@@ -16,7 +16,8 @@ func startProvider(_ provider: DevProvider) async throws -> (Int, Task<Void, any
         port.withLock { $0 = p }
     }
     let task = Task { try await app.runService() }
-    guard try await eventually(timeout: .seconds(10), { port.withLock { $0 } != nil }) else {
+    // Generous: on a loaded machine (parallel suites, builds) binding can take seconds.
+    guard try await eventually(timeout: .seconds(30), { port.withLock { $0 } != nil }) else {
         task.cancel()
         throw TestEnvironment.Missing(name: "dev provider did not start")
     }
