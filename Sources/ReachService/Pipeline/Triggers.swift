@@ -203,7 +203,7 @@ public struct TriggerIntake: Service {
 
     public func run() async throws {
         let topic = infrastructure.configuration.kafka.topics.events
-        let consumer = try infrastructure.makeConsumer(topics: [topic], groupSuffix: ".events", logger: logger)
+        let consumer = try infrastructure.makeConsumer(topics: [topic], groupSuffix: Infrastructure.eventsGroupSuffix, logger: logger)
         let rejects = InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger)
         do {
             for try await batch in consumer.batches(max: 256).cancelOnGracefulShutdown() {
