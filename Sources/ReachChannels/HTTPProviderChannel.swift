@@ -74,8 +74,10 @@ public final class HTTPProviderChannel: Channel {
     }
 
     /// SPEC §6: 2xx accepted (per-message `results` when given), 429/5xx
-    /// retryable (honouring `Retry-After`), other statuses permanent.
-    static func outcomes(status: Int, retryAfter: String?, body: ByteBuffer, batch: [OutboundMessage]) -> [SendOutcome] {
+    /// retryable (honouring `Retry-After`, in seconds or as an HTTP-date read
+    /// against `now`), other statuses permanent.
+    static func outcomes(status: Int, retryAfter: String?, body: ByteBuffer, batch: [OutboundMessage],
+                         now: Date = Date()) -> [SendOutcome] {
         let text = String(buffer: body)
         switch status {
         case 200..<300:
@@ -86,7 +88,7 @@ public final class HTTPProviderChannel: Channel {
                 return .sent(result.ref)
             }
         case 429, 500..<600:
-            let after = retryAfter.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds(max(0, $0)) }
+            let after = retryAfter.flatMap { RetryAfter.delay($0, now: now) }
             return Array(repeating: .retryable("\(status) \(Self.snippet(text))", after: after), count: batch.count)
         default:
             return Array(repeating: .permanent("\(status) \(Self.snippet(text))"), count: batch.count)

@@ -4,7 +4,9 @@ import ReachRedis
 
 /// The `inapp` channel: a row in `reach.inbox` plus `PUBLISH <prefix>inapp:<user_id>`
 /// with the row as JSON. A resend after a crash finds the row and does not
-/// insert (or publish) it again.
+/// insert it again, but does publish it again: the crash may have come between
+/// the row and its `PUBLISH`. The row is the record (once); the notification
+/// goes out at least once, so a subscriber may see the same `id` twice.
 public struct InboxChannel: Channel {
     public let name: String
     public let batchSize: Int
@@ -34,9 +36,10 @@ public struct InboxChannel: Channel {
         do {
             let stored = try await store.insert(campaignID: messages[0].campaignID,
                                                 items: messages.map { ($0.userID, $0.title, $0.body) })
-            let fresh = stored.filter(\.isNew).map(\.message)
-            if !fresh.isEmpty {
-                let replies = try await redis.pipeline(fresh.map { m in
+            // Every row, new or found: a found one may never have been published.
+            let toPublish = stored.map(\.message)
+            if !toPublish.isEmpty {
+                let replies = try await redis.pipeline(toPublish.map { m in
                     RedisCommand("PUBLISH", "\(prefix)inapp:\(m.userID)", Self.json(m))
                 })
                 if let error = replies.first(where: { $0.errorMessage != nil }) {

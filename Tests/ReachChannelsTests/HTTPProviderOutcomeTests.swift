@@ -13,6 +13,9 @@ struct HTTPProviderOutcomeTests {
         #expect(ok.map(\.status) == [.sent, .sent, .sent])
         let limited = HTTPProviderChannel.outcomes(status: 429, retryAfter: "7", body: ByteBuffer(string: "slow down"), batch: batch)
         #expect(limited.allSatisfy { $0.status == .retryable && $0.retryAfter == .seconds(7) })
+        let dated = HTTPProviderChannel.outcomes(status: 503, retryAfter: "Wed, 21 Oct 2026 07:28:00 GMT", body: ByteBuffer(), batch: batch,
+                                                 now: Date(timeIntervalSince1970: 1_792_567_650))
+        #expect(dated.allSatisfy { $0.status == .retryable && $0.retryAfter == .seconds(30) }, "an HTTP-date: the wait until then")
         let down = HTTPProviderChannel.outcomes(status: 503, retryAfter: nil, body: ByteBuffer(), batch: batch)
         #expect(down.allSatisfy { $0.status == .retryable && $0.retryAfter == nil })
         let bad = HTTPProviderChannel.outcomes(status: 400, retryAfter: nil, body: ByteBuffer(string: "invalid number 13812345678"), batch: batch)

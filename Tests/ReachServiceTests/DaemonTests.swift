@@ -83,6 +83,29 @@ struct DaemonTests {
         let metrics = try await get("http://127.0.0.1:\(port)/metrics")
         #expect(metrics.body.contains("reach_dependency_up{dependency=\"redis\"} 0"))
     }
+
+    @Test("reach_kafka_consumer_lag covers reach.events too, read from the events consumer's own group")
+    func eventsConsumerLag() async throws {
+        let kafka = try embeddedKafka()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: try await TestDatabase.migrated(), providerPort: 1, logPath: log)
+        let (port, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        // Events no rule listens to: consumed and committed at once by the `.events` group. Read
+        // under the tasks group instead, these three records would stay lag for ever.
+        for i in 0..<3 {
+            try await publish(kafka, #"{"event_id":"e-\#(i)","event":"nobody.listens","user_id":"u1"}"#, key: "u1", topic: "reach.events")
+        }
+        var lines: [String] = []
+        let sampled = try await eventually(timeout: .seconds(30), every: .milliseconds(500)) {
+            lines = try await get("http://127.0.0.1:\(port)/metrics").body.split(separator: "\n").map(String.init)
+                .filter { $0.hasPrefix("reach_kafka_consumer_lag{") }
+            let events = lines.filter { $0.contains("topic=\"reach.events\"") }
+            return events.count == 2 && events.allSatisfy { $0.split(separator: " ").last.flatMap { Double($0) } == 0 }
+        }
+        #expect(sampled, "\(lines)")
+        #expect(lines.filter { $0.contains("topic=\"reach.tasks\"") }.count == 2, "\(lines)")
+    }
 }
 
 @Suite("the reachd binary")

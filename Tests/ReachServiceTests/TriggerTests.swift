@@ -175,6 +175,52 @@ struct TriggerTests {
         })
     }
 
+    @Test("reach_end_to_end_seconds{kind=\"event\"} runs from the event being consumed, not from its send starting")
+    func endToEndFromConsumption() async throws {
+        let kafka = try embeddedKafka()
+        let provider = DevProvider()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 5)
+        let pg = PostgresClient(url: url, poolSize: 1)
+        try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES ('e2e', 'signed.up', '{"sms": 1}', '{"body": "welcome"}', false)"#)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let (port, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+
+        // After reading the event the intake loads the rules (its first event: nothing loaded them
+        // yet). With reach.triggers locked, the event waits there, consumed but not yet sent.
+        let held = Duration.seconds(2)
+        let locker = PostgresClient(url: url, poolSize: 1)
+        try await locker.withTransaction { conn in
+            _ = try await conn.query("LOCK TABLE reach.triggers IN ACCESS EXCLUSIVE MODE")
+            try await publish(kafka, #"{"event_id":"evt-e2e","event":"signed.up","user_id":"u00001"}"#, key: "u00001", topic: "reach.events")
+            let waiting = try await eventually(timeout: .seconds(20), every: .milliseconds(20)) {
+                try await pg.query("""
+                    SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM reach.triggers%'
+                    """).first?.int(0) ?? 0 > 0
+            }
+            #expect(waiting, "the intake consumed the event and waits for the rules")
+            try await Task.sleep(for: held)
+        }
+        let messageID = MessageID.make(campaignID: "t:e2e:evt-e2e", userID: "u00001")
+        #expect(try await eventually(timeout: .seconds(20)) { provider.received[messageID] == 1 })
+
+        var series: [String: Double] = [:]
+        #expect(try await eventually(timeout: .seconds(10)) {
+            series = [:]
+            for line in try await get("http://127.0.0.1:\(port)/metrics").body.split(separator: "\n")
+            where line.hasPrefix("reach_end_to_end_seconds_") && line.contains("kind=\"event\"") && !line.contains("_bucket") {
+                let parts = line.split(separator: " ")
+                series[String(parts[0])] = Double(parts.last ?? "")
+            }
+            return series["reach_end_to_end_seconds_count{kind=\"event\"}"] == 1
+        }, "\(series)")
+        let sum = try #require(series["reach_end_to_end_seconds_sum{kind=\"event\"}"])
+        #expect(sum >= held.seconds, "the time the event waited before its send counts: \(sum) s")
+    }
+
     /// A trigger send's queue context (what `TriggerSender.Delayed` encodes).
     static func context(rule: String, event: String) -> String {
         var trigger = JSONObjectWriter()

@@ -106,7 +106,7 @@ public final class PipelineMetrics: Sendable {
     public func consumerLag(topic: String, partition: Int32, lag: Int64) {
         gauge("l|\(topic)|\(partition)") {
             registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "kafka_consumer_lag", unitName: "",
-                                                 helpText: "Records not yet committed by this instance's consumer group, by partition."),
+                                                 helpText: "Records not yet committed by the group that consumes the topic (tasks and events have their own), by partition."),
                                labels: [("topic", topic), ("partition", String(partition))])
         }.set(to: Double(lag))
     }

@@ -100,8 +100,10 @@ struct TriggerSender: Sendable {
     /// First attempts for many (rule, event) pairs at once: one query for the
     /// rows that exist (redelivered events), one for the recipients, one
     /// idempotency round trip, provider batches across events, one transaction
-    /// for all rows. Pairs must be distinct.
-    func sendFirst(_ pairs: [(rule: TriggerRule, event: TriggerEvent)], gate: SendGate = .open) async throws {
+    /// for all rows. Pairs must be distinct. `consumedAt`: when their events were
+    /// read from Kafka, where `reach_end_to_end_seconds{kind="event"}` starts
+    /// (a delayed rule's send, fired from the queue, counts from its firing).
+    func sendFirst(_ pairs: [(rule: TriggerRule, event: TriggerEvent)], consumedAt: Date = Date(), gate: SendGate = .open) async throws {
         guard !pairs.isEmpty else { return }
         let deliveries = DeliveryStore(client: infrastructure.postgres)
         let done = try await deliveries.existing(pairs.map { ($0.rule.campaignID(for: $0.event), $0.event.userID) })
@@ -138,7 +140,7 @@ struct TriggerSender: Sendable {
                 attempts.append(.init(message: message, number: 1, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
             }
         }
-        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event", gate: gate)
+        let result = try await dispatcher.deliver(attempts, acceptedAt: consumedAt, kind: "event", gate: gate)
         rows += result.rows.map { (campaignOf[$0.messageID] ?? "", $0) }
         let letters = result.deadLetters.map { (campaignOf[$0.messageID ?? ""] ?? "", $0) }
         // What the providers accepted is written before anything else happens.
@@ -200,11 +202,12 @@ public struct TriggerIntake: Service {
 
     public func run() async throws {
         let topic = infrastructure.configuration.kafka.topics.events
-        let consumer = try infrastructure.makeConsumer(topics: [topic], groupSuffix: ".events", logger: logger)
+        let consumer = try infrastructure.makeConsumer(topics: [topic], groupSuffix: Infrastructure.eventsGroupSuffix, logger: logger)
         let rejects = InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger)
         do {
             for try await batch in consumer.batches(max: 256).cancelOnGracefulShutdown() {
-                guard try await handle(batch, rejects) else { break }
+                // The events' end-to-end time starts here, before rules, recipients and retries.
+                guard try await handle(batch, rejects, consumedAt: Date()) else { break }
                 var next: [TopicPartition: Int64] = [:]
                 for m in batch { next[m.topicPartition] = max(next[m.topicPartition] ?? 0, m.offset + 1) }
                 guard try await untilDone(logger, { try await consumer.commit(next) }) else { break }
@@ -221,8 +224,8 @@ public struct TriggerIntake: Service {
     /// (rule, event) send of the batch goes out through one `sendFirst` (a
     /// redelivered or repeated event finds its row and sends nothing).
     /// Retried until durable; false when shutdown came first (nothing of the
-    /// batch is committed then).
-    func handle(_ batch: [KafkaMessage], _ rejects: InputDeadLetters) async throws -> Bool {
+    /// batch is committed then). `consumedAt`: when the batch was read.
+    func handle(_ batch: [KafkaMessage], _ rejects: InputDeadLetters, consumedAt: Date = Date()) async throws -> Bool {
         typealias Delayed = (id: String, payload: String, dueMs: Int64)
         var work: [(message: KafkaMessage, immediate: [(rule: TriggerRule, event: TriggerEvent)], delayed: [Delayed])] = []
         var seen: Set<String> = []
@@ -256,7 +259,7 @@ public struct TriggerIntake: Service {
         guard try await untilDone(logger, {
             do {
                 try await infrastructure.delayQueue.schedule(work.flatMap(\.delayed))
-                try await sender.sendFirst(work.flatMap(\.immediate))
+                try await sender.sendFirst(work.flatMap(\.immediate), consumedAt: consumedAt)
             } catch let error as PostgresError where error.isDataError {
                 refused = error
             }
@@ -267,7 +270,7 @@ public struct TriggerIntake: Service {
             guard try await untilDone(logger, {
                 do {
                     try await infrastructure.delayQueue.schedule(item.delayed)
-                    try await sender.sendFirst(item.immediate)
+                    try await sender.sendFirst(item.immediate, consumedAt: consumedAt)
                 } catch let error as PostgresError where error.isDataError {
                     try await rejects.record(item.message, reason: "unstorable", error: "PostgreSQL refused the event: \(error)")
                 }

@@ -59,6 +59,9 @@ public final class Infrastructure: Sendable {
             inFlightTTL: .milliseconds(configuration.pipeline.inFlightTTLMs), sentTTL: .seconds(configuration.pipeline.sentTTLHours * 3600))
     }
 
+    /// The events consumer's group is the configured one plus this (TriggerIntake; the lag sampler reads it too).
+    public static let eventsGroupSuffix = ".events"
+
     /// A consumer in the configured group (plus `groupSuffix`), on the configured brokers.
     /// Tasks and events use separate groups, so a rebalance or a slow handler on
     /// one topic never holds up the other.

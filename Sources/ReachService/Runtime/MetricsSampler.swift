@@ -4,7 +4,7 @@ import ReachPostgres
 import ServiceLifecycle
 
 /// Samples the gauges that are read from elsewhere every few seconds:
-/// campaigns by state (PostgreSQL), the consumer group's lag (Kafka) and
+/// campaigns by state (PostgreSQL), the consumer groups' lag on reach.tasks and reach.events (Kafka) and
 /// which channels are paused (Redis, so the gauge is current even while nothing is sent).
 public struct MetricsSampler: Service {
     let infrastructure: Infrastructure
@@ -24,20 +24,31 @@ public struct MetricsSampler: Service {
         self.dependencyUp = dependencyUp
     }
 
-    public func run() async throws {
-        let topics = [infrastructure.configuration.kafka.topics.tasks]
-        // A consumer that never subscribes to anything: it only reads the group's committed offsets.
-        let observer = try KafkaConsumer(configuration: .init(
-            bootstrapServers: infrastructure.kafkaBootstrap, groupID: infrastructure.configuration.kafka.groupID,
-            topics: [], properties: infrastructure.configuration.kafka.properties), logger: logger)
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await sample(observer, topics: topics)
-            try? await Task.sleep(for: interval)
-        }
-        await observer.close()
+    /// Reads one consumer group's committed offsets, for the topic that group consumes.
+    struct LagObserver {
+        let consumer: KafkaConsumer
+        let topic: String
     }
 
-    func sample(_ observer: KafkaConsumer, topics: [String]) async {
+    public func run() async throws {
+        let kafka = infrastructure.configuration.kafka
+        // Each topic under the group that consumes it (TaskIntake, TriggerIntake): its lag is what
+        // that group has not committed. These consumers never subscribe to anything: they only
+        // read the group's committed offsets.
+        var observers: [LagObserver] = []
+        for (topic, groupSuffix) in [(kafka.topics.tasks, ""), (kafka.topics.events, Infrastructure.eventsGroupSuffix)] {
+            observers.append(LagObserver(consumer: try KafkaConsumer(configuration: .init(
+                bootstrapServers: infrastructure.kafkaBootstrap, groupID: kafka.groupID + groupSuffix,
+                topics: [], properties: kafka.properties), logger: logger), topic: topic))
+        }
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            await sample(observers)
+            try? await Task.sleep(for: interval)
+        }
+        for observer in observers { await observer.consumer.close() }
+    }
+
+    func sample(_ observers: [LagObserver]) async {
         if let counts = try? await CampaignStore(client: infrastructure.postgres).countsByState() {
             for state in ["scheduled", "running", "paused", "done", "cancelled", "failed"] {
                 metrics.campaigns(state: state, count: counts[state] ?? 0)
@@ -52,11 +63,14 @@ public struct MetricsSampler: Service {
         }
         // Sets reach_channel_paused for every configured channel.
         await pauses?.refresh()
-        var partitions: [TopicPartition] = []
-        for topic in topics { partitions += (try? await observer.partitions(of: topic)) ?? [] }
-        guard let committed = try? await observer.committedOffsets(partitions, timeout: .seconds(2)) else { return }
+        for observer in observers { await sampleLag(observer) }
+    }
+
+    func sampleLag(_ observer: LagObserver) async {
+        let partitions = (try? await observer.consumer.partitions(of: observer.topic)) ?? []
+        guard !partitions.isEmpty, let committed = try? await observer.consumer.committedOffsets(partitions, timeout: .seconds(2)) else { return }
         for tp in partitions {
-            guard let high = try? await observer.watermarks(tp, timeout: .seconds(2)).high else { continue }
+            guard let high = try? await observer.consumer.watermarks(tp, timeout: .seconds(2)).high else { continue }
             let done = (committed[tp] ?? nil) ?? 0
             metrics.consumerLag(topic: tp.topic, partition: tp.partition, lag: max(0, high - done))
         }
