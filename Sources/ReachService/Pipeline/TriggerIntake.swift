@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import ReachCore
+import ReachKafka
+import ReachPostgres
+import ServiceLifecycle
+import Synchronization
+
+/// Consumes `reach.events`: every enabled rule for the event sends one message
+/// to the user, now or after the rule's delay (through the delay queue). The
+/// offset is committed once every rule's outcome is durable.
+public struct TriggerIntake: Service {
+    let infrastructure: Infrastructure
+    let rules: TriggerRules
+    let sender: TriggerSender
+    let metrics: PipelineMetrics
+    let logger: Logger
+
+    init(infrastructure: Infrastructure, rules: TriggerRules, sender: TriggerSender, metrics: PipelineMetrics, logger: Logger) {
+        self.infrastructure = infrastructure
+        self.rules = rules
+        self.sender = sender
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let topic = infrastructure.configuration.kafka.topics.events
+        let consumer = try infrastructure.makeConsumer(topics: [topic], groupSuffix: Infrastructure.eventsGroupSuffix, logger: logger)
+        let rejects = InputDeadLetters(infrastructure: infrastructure, metrics: metrics, logger: logger)
+        do {
+            for try await batch in consumer.batches(max: 256).cancelOnGracefulShutdown() {
+                // The events' end-to-end time starts here, before rules, recipients and retries.
+                guard try await handle(batch, rejects, consumedAt: Date()) else { break }
+                var next: [TopicPartition: Int64] = [:]
+                for m in batch { next[m.topicPartition] = max(next[m.topicPartition] ?? 0, m.offset + 1) }
+                guard try await untilDone(logger, { try await consumer.commit(next) }) else { break }
+            }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
+    /// Handles what the consumer had ready, together: invalid events are dead
+    /// letters, delayed rules go into the delay queue, and every immediate
+    /// (rule, event) send of the batch goes out through one `sendFirst` (a
+    /// redelivered or repeated event finds its row and sends nothing).
+    /// Retried until durable; false when shutdown came first (nothing of the
+    /// batch is committed then). `consumedAt`: when the batch was read.
+    func handle(_ batch: [KafkaMessage], _ rejects: InputDeadLetters, consumedAt: Date = Date()) async throws -> Bool {
+        typealias Delayed = (id: String, payload: String, dueMs: Int64)
+        var work: [(message: KafkaMessage, immediate: [(rule: TriggerRule, event: TriggerEvent)], delayed: [Delayed])] = []
+        var seen: Set<String> = []
+        for message in batch {
+            let event: TriggerEvent
+            do {
+                event = try TriggerEvent.parse(message.value)
+            } catch let error as ValidationError {
+                guard try await untilDone(logger, { try await rejects.record(message, error) }) else { return false }
+                continue
+            }
+            var rules: [TriggerRule] = []
+            guard try await untilDone(logger, { rules = try await self.rules.rules(for: event.event) }) else { return false }
+            var immediate: [(rule: TriggerRule, event: TriggerEvent)] = []
+            var delayed: [Delayed] = []
+            for rule in rules where seen.insert(rule.campaignID(for: event)).inserted {
+                if rule.delaySeconds > 0 {
+                    let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
+                    let due = Epoch.ms() + Int64(rule.delaySeconds) * 1000
+                    delayed.append((TriggerSender.delayedID(rule.campaignID(for: event)),
+                                    String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), due))
+                } else {
+                    immediate.append((rule, event))
+                }
+            }
+            work.append((message, immediate, delayed))
+        }
+        // The whole batch at once; if PostgreSQL refuses its data (validation should
+        // have caught it), one event at a time, so only the guilty one is a dead letter.
+        var refused: PostgresError?
+        guard try await untilDone(logger, {
+            do {
+                try await infrastructure.delayQueue.schedule(work.flatMap(\.delayed))
+                try await sender.sendFirst(work.flatMap(\.immediate), consumedAt: consumedAt)
+            } catch let error as PostgresError where error.isDataError {
+                refused = error
+            }
+        }) else { return false }
+        guard let refused else { return true }
+        logger.warning("PostgreSQL refused a batch of events; handling them one at a time", metadata: ["error": "\(refused)"])
+        for item in work where !item.immediate.isEmpty || !item.delayed.isEmpty {
+            guard try await untilDone(logger, {
+                do {
+                    try await infrastructure.delayQueue.schedule(item.delayed)
+                    try await sender.sendFirst(item.immediate, consumedAt: consumedAt)
+                } catch let error as PostgresError where error.isDataError {
+                    try await rejects.record(item.message, reason: "unstorable", error: "PostgreSQL refused the event: \(error)")
+                }
+            }) else { return false }
+        }
+        return true
+    }
+}
