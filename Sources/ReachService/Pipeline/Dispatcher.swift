@@ -220,6 +220,9 @@ struct Dispatcher: Sendable {
                 continue
             }
             released.append((m.campaignID, m.userID))
+            // SPEC §8 `failed`: a provider call that failed, retryable or not, counted once per message
+            // per failed attempt (it is then `retried` or `dead` too). A deferral was no call.
+            if outcome.status != .deferred { counts[m.channel, default: [:]]["failed", default: 0] += 1 }
             let error = outcome.error ?? "failed"
             // A deferral (open breaker, paused channel) was no attempt: the next one keeps this number.
             let decision: RetryPolicy.Decision = outcome.status == .deferred
