@@ -54,6 +54,14 @@ public enum ProviderAnswer: Sendable, Equatable {
     case rejected
     /// Not sent at all: the breaker was open or the channel paused.
     case deferred(WaitReason, retryAfter: Duration?)
+
+    /// A provider call was made and failed (SPEC §8 `failed`); a deferral made no call.
+    public var isFailedCall: Bool {
+        switch self {
+        case .retryable, .rejected: true
+        case .accepted, .deferred: false
+        }
+    }
 }
 
 /// What one message's attempt becomes: the whole rule, in one pure function.

@@ -81,6 +81,45 @@ struct RetryTests {
         #expect(onTopic == dead)
         #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE published_at IS NULL").first?.int(0) == 0)
     }
+
+    @Test("a failed provider call counts: reach_messages_total{status=\"failed\"} once per message per failed attempt, reach.campaigns.failed once per user that had one")
+    func failedCounted() async throws {
+        let kafka = try embeddedKafka()
+        // The first request fails (retryably); the retry is accepted.
+        let provider = DevProvider(behaviour: { n in n == 1 ? (503, nil) : nil })
+        let (providerPort, providerTask) = try await startProvider(provider)
+        defer { providerTask.cancel() }
+        let url = try await seededDatabase(count: 10)
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        configuration.channels["sms"]?.retry = RetrySettings()
+        configuration.channels["sms"]?.retry.maxAttempts = 3
+        configuration.channels["sms"]?.retry.baseMs = 20
+        configuration.channels["sms"]?.retry.maxMs = 100
+        let (httpPort, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        let pg = PostgresClient(url: url, poolSize: 1)
+
+        // sms reaches u00001…u00009 but u00007 (opted out); u00010 has no phone: 8 users, one request.
+        try await publish(kafka, """
+            {"kind":"campaign","campaign_id":"fails-once","segment":{"id":"all"},"channels":{"sms":1},"template":{"body":"hi"}}
+            """)
+        #expect(try await waitForCampaign(pg, "fails-once"))
+        let sentAfterRetry = try await pg.query("""
+            SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'fails-once' AND status = 'sent' AND attempts = 2
+            """).first?.int(0)
+        #expect(sentAfterRetry == 8, "each was sent on its second attempt")
+        let counters = try await CampaignStore(client: pg).status("fails-once")?.counters
+        #expect(counters?.failed == 8 && counters?.sent == 8, "\(String(describing: counters))")
+
+        var failed: Double?
+        #expect(try await eventually(timeout: .seconds(10)) {
+            failed = try await get("http://127.0.0.1:\(httpPort)/metrics").body.split(separator: "\n")
+                .first { $0.hasPrefix("reach_messages_total{") && $0.contains("channel=\"sms\"") && $0.contains("status=\"failed\"") }
+                .flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+            return failed == 8
+        }, "reach_messages_total{channel=\"sms\",status=\"failed\"} is \(String(describing: failed))")
+    }
 }
 
 final class Switch: Sendable {

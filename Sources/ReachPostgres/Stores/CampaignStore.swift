@@ -157,12 +157,14 @@ public struct CampaignStore: Sendable {
     }
 
     /// SET items and FROM of an UPDATE of campaign `$1` (alias `c`) that recount its counters from its deliveries.
+    /// `failed`: users with at least one failed provider call, whatever their end: more attempts
+    /// than a success needs (a deferral spends none, so `attempts` counts calls).
     static let recountedCounters = """
         targeted = d.targeted, sent = d.sent, skipped = d.skipped, failed = d.failed, dead = d.dead
         FROM (SELECT count(*) AS targeted,
                      count(*) FILTER (WHERE status = 'sent') AS sent,
                      count(*) FILTER (WHERE status = 'skipped') AS skipped,
-                     count(*) FILTER (WHERE status = 'failed') AS failed,
+                     count(*) FILTER (WHERE attempts > CASE WHEN status = 'sent' THEN 1 ELSE 0 END) AS failed,
                      count(*) FILTER (WHERE status = 'dead') AS dead
               FROM reach.deliveries WHERE campaign_id = $1) d
         """

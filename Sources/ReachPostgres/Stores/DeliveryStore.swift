@@ -96,11 +96,13 @@ public struct DeliveryStore: Sendable {
 
     /// Upserts rows, each for the campaign at the same position of `campaignIDs`;
     /// a row already `sent`, `skipped` or `dead` is never overwritten. Counted in
-    /// SQL: a page's 5 000 RETURNING rows need not travel back.
+    /// SQL: a page's 5 000 RETURNING rows need not travel back. `firstFailures`:
+    /// rows that record a user's first failed provider call (attempt 1 failed:
+    /// waiting for a retry, or dead from it), which the campaign's `failed` counts.
     static func upsert(_ conn: PostgresConnection, campaignIDs: [String], rows: [Row]) async throws
-        -> (inserted: Int, changed: Int, byStatus: [String: Int]) {
-        guard !rows.isEmpty else { return (0, 0, [:]) }
-        var result = (inserted: 0, changed: 0, byStatus: [String: Int]())
+        -> (inserted: Int, changed: Int, byStatus: [String: Int], firstFailures: Int) {
+        guard !rows.isEmpty else { return (0, 0, [:], 0) }
+        var result = (inserted: 0, changed: 0, byStatus: [String: Int](), firstFailures: 0)
         for row in try await conn.query("""
             WITH changed AS (
             INSERT INTO reach.deliveries AS d
@@ -114,14 +116,19 @@ public struct DeliveryStore: Sendable {
                 attempts = excluded.attempts, provider_ref = excluded.provider_ref,
                 last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
             WHERE d.status NOT IN ('sent', 'skipped', 'dead')
-            RETURNING (xmax = 0) AS inserted, status
+            RETURNING (xmax = 0) AS inserted, status,
+                      attempts = 1 AND ((status = 'scheduled' AND reason = 'retry')
+                                        OR (status = 'dead' AND reason IN ('provider_rejected', 'retries_exhausted'))) AS first_failure
             )
-            SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed FROM changed GROUP BY status
+            SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed,
+                   count(*) FILTER (WHERE first_failure) AS first_failures
+            FROM changed GROUP BY status
             """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status), rows.map(\.reason), rows.map(\.attempts),
                   rows.map(\.messageID), rows.map { $0.providerRef.map(JSONText.storable) }, rows.map { $0.lastError.map(JSONText.storable) }]) {
             result.inserted += row.int(1) ?? 0
             result.changed += row.int(2) ?? 0
             result.byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0
+            result.firstFailures += row.int(3) ?? 0
         }
         return result
     }
@@ -184,7 +191,7 @@ public struct DeliveryStore: Sendable {
                     targeted = targeted + $2, sent = sent + $3, skipped = skipped + $4, failed = failed + $5, dead = dead + $6,
                     checkpoint = coalesce($7, checkpoint), updated_at = now()
                 WHERE id = $1
-                """, [campaignID, changed.inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, byStatus["failed"] ?? 0,
+                """, [campaignID, changed.inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, changed.firstFailures,
                       byStatus["dead"] ?? 0, checkpoint])
             return changed.changed
         }

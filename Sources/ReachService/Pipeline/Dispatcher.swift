@@ -212,7 +212,11 @@ struct Dispatcher: Sendable {
             case .outcome(let o):
                 outcome = o
             }
-            let decision = DeliveryDecision.decide(Self.answer(outcome), attempt: attempt.number, policy: registry.retryPolicy(m.channel))
+            let answer = Self.answer(outcome)
+            // SPEC §8 `failed`: a provider call that failed, retryable or not, counted once per message
+            // per failed attempt (it is then `retried` or `dead` too). A deferral was no call.
+            if answer.isFailedCall { counts[m.channel, default: [:]]["failed", default: 0] += 1 }
+            let decision = DeliveryDecision.decide(answer, attempt: attempt.number, policy: registry.retryPolicy(m.channel))
             let error = outcome.error ?? "failed"
             switch decision {
             case .sent(let attempts, let providerRef):
