@@ -46,7 +46,7 @@ public struct ChannelRouter: Sendable, Equatable {
     public enum Decision: Sendable, Equatable {
         case send(channel: String)
         /// Nothing usable: `opted_out` if every candidate was opted out, else `no_address`.
-        case skip(reason: String)
+        case skip(reason: SkipReason)
     }
 
     /// The primary channel, or the first usable fallback.
@@ -62,6 +62,6 @@ public struct ChannelRouter: Sendable, Equatable {
             case .noAddress: allOptedOut = false
             }
         }
-        return .skip(reason: allOptedOut ? "opted_out" : "no_address")
+        return .skip(reason: allOptedOut ? .optedOut : .noAddress)
     }
 }

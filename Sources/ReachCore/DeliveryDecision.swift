@@ -27,6 +27,8 @@ public enum WaitReason: String, Sendable, CaseIterable {
     case channelPaused = "channel_paused"
     /// A dead letter put back in line.
     case replay
+    /// Inside the user's quiet hours: deferred to the window's end, no attempt spent.
+    case quietHours = "quiet_hours"
 }
 
 /// Why a row ended `dead`.
@@ -34,6 +36,10 @@ public enum DeadReason: String, Sendable, CaseIterable {
     /// A permanent provider answer (4xx other than 429).
     case providerRejected = "provider_rejected"
     case retriesExhausted = "retries_exhausted"
+    /// A queued retry whose stored task no longer parses.
+    case invalidTask = "invalid_task"
+    /// A trigger send whose rule and event are known nowhere any more.
+    case triggerContextLost = "trigger_context_lost"
 }
 
 /// A campaign's state in `reach.campaigns` (SPEC §4.4).

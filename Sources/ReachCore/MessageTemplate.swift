@@ -79,7 +79,7 @@ public struct JSONScope: MustacheParent, Sendable {
 public struct DeliveryPlanner: Sendable {
     public enum Plan: Sendable, Equatable {
         case send(OutboundMessage)
-        case skip(reason: String, channel: String?)
+        case skip(reason: SkipReason, channel: String?)
     }
 
     public private(set) var campaignID: String

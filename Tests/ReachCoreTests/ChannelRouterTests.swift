@@ -40,8 +40,8 @@ struct ChannelRouterTests {
         let router = ChannelRouter(weights: [.init("sms", 1)], fallback: ["email", "inapp"])
         #expect(router.decide(campaignID: "c", userID: "u") { $0 == "sms" ? .noAddress : .available } == .send(channel: "email"))
         #expect(router.decide(campaignID: "c", userID: "u") { $0 == "inapp" ? .available : .optedOut } == .send(channel: "inapp"))
-        #expect(router.decide(campaignID: "c", userID: "u") { _ in .optedOut } == .skip(reason: "opted_out"))
-        #expect(router.decide(campaignID: "c", userID: "u") { $0 == "sms" ? .optedOut : .noAddress } == .skip(reason: "no_address"))
+        #expect(router.decide(campaignID: "c", userID: "u") { _ in .optedOut } == .skip(reason: .optedOut))
+        #expect(router.decide(campaignID: "c", userID: "u") { $0 == "sms" ? .optedOut : .noAddress } == .skip(reason: .noAddress))
     }
 }
 

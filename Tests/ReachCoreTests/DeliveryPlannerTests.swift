@@ -45,9 +45,9 @@ struct DeliveryPlannerTests {
         #expect(viaEmail2.channel == "email")
         var everything = alice
         everything.optedOut = ["*"]
-        #expect(planner.plan(everything) == .skip(reason: "opted_out", channel: nil))
+        #expect(planner.plan(everything) == .skip(reason: .optedOut, channel: nil))
         let nobody = Recipient(userID: "u9")
-        #expect(planner.plan(nobody) == .skip(reason: "no_address", channel: nil))
+        #expect(planner.plan(nobody) == .skip(reason: .noAddress, channel: nil))
     }
 
     @Test("a channel may deliver to another field; in-app needs only the user id")

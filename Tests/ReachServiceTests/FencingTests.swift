@@ -35,7 +35,7 @@ struct FencingTests {
         #expect(b.fence.epoch == 2 && b.takenOver, "b took over a lease a never handed back")
 
         #expect(try await store.heartbeat("f-1", fence: a.fence, lease: .seconds(10)) == nil)
-        let row = DeliveryStore.Row(userID: "u1", channel: "sms", status: "sent", attempts: 1, messageID: "m-1")
+        let row = DeliveryStore.Row(userID: "u1", channel: "sms", status: .sent, attempts: 1, messageID: "m-1")
         await #expect(throws: FencedOut.self) {
             try await deliveries.record(campaignID: "f-1", rows: [row], checkpoint: "u1", fence: a.fence)
         }

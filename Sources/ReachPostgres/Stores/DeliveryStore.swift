@@ -10,14 +10,15 @@ public struct DeliveryStore: Sendable {
     public struct Row: Sendable, Equatable {
         public var userID: String
         public var channel: String?
-        public var status: String
+        public var status: DeliveryStatus
+        /// The string form of a SkipReason, WaitReason or DeadReason.
         public var reason: String?
         public var attempts: Int
         public var messageID: String
         public var providerRef: String?
         public var lastError: String?
 
-        public init(userID: String, channel: String?, status: String, reason: String? = nil, attempts: Int, messageID: String,
+        public init(userID: String, channel: String?, status: DeliveryStatus, reason: String? = nil, attempts: Int, messageID: String,
                     providerRef: String? = nil, lastError: String? = nil) {
             self.userID = userID
             self.channel = channel
@@ -27,6 +28,28 @@ public struct DeliveryStore: Sendable {
             self.messageID = messageID
             self.providerRef = providerRef
             self.lastError = lastError
+        }
+
+        public static func sent(_ userID: String, channel: String?, attempts: Int, messageID: String, providerRef: String? = nil) -> Row {
+            Row(userID: userID, channel: channel, status: .sent, attempts: attempts, messageID: messageID, providerRef: providerRef)
+        }
+
+        public static func skipped(_ userID: String, channel: String?, _ reason: SkipReason, attempts: Int, messageID: String,
+                                   lastError: String? = nil) -> Row {
+            Row(userID: userID, channel: channel, status: .skipped, reason: reason.rawValue, attempts: attempts, messageID: messageID,
+                lastError: lastError)
+        }
+
+        public static func waiting(_ userID: String, channel: String?, _ reason: WaitReason, attempts: Int, messageID: String,
+                                   lastError: String? = nil) -> Row {
+            Row(userID: userID, channel: channel, status: .scheduled, reason: reason.rawValue, attempts: attempts, messageID: messageID,
+                lastError: lastError)
+        }
+
+        public static func dead(_ userID: String, channel: String?, _ reason: DeadReason, attempts: Int, messageID: String,
+                                lastError: String? = nil) -> Row {
+            Row(userID: userID, channel: channel, status: .dead, reason: reason.rawValue, attempts: attempts, messageID: messageID,
+                lastError: lastError)
         }
     }
 
@@ -123,7 +146,7 @@ public struct DeliveryStore: Sendable {
             SELECT status, count(*) FILTER (WHERE inserted) AS inserted, count(*) AS changed,
                    count(*) FILTER (WHERE first_failure) AS first_failures
             FROM changed GROUP BY status
-            """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status), rows.map(\.reason), rows.map(\.attempts),
+            """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status.rawValue), rows.map(\.reason), rows.map(\.attempts),
                   rows.map(\.messageID), rows.map { $0.providerRef.map(JSONText.storable) }, rows.map { $0.lastError.map(JSONText.storable) }]) {
             result.inserted += row.int(1) ?? 0
             result.changed += row.int(2) ?? 0

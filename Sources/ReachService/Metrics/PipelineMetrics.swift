@@ -1,4 +1,5 @@
 import Prometheus
+import ReachCore
 import Synchronization
 
 /// The SPEC §8 metrics the pipeline produces. Handles are cached, so the hot
@@ -19,7 +20,7 @@ public final class PipelineMetrics: Sendable {
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
         // Make the families visible from the first scrape.
-        for state in ["scheduled", "running", "paused", "done", "cancelled", "failed"] { campaigns(state: state, count: 0) }
+        for state in CampaignState.allCases.map(\.rawValue) { campaigns(state: state, count: 0) }
         delayQueueDepth(0)
     }
 

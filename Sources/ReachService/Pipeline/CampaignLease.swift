@@ -40,7 +40,7 @@ final class CampaignLease: Sendable {
         self.expiresAt = expiresAt
         self.store = store
         self.logger = logger
-        self.status = Mutex(Status(state: "running", deadline: claimedAt + Self.usable(duration)))
+        self.status = Mutex(Status(state: CampaignState.running.rawValue, deadline: claimedAt + Self.usable(duration)))
     }
 
     /// The part of the lease a holder may use: a margin covers clocks that

@@ -84,7 +84,7 @@ public final class CampaignRunner: Service, Sendable {
 
     enum Mode {
         case send
-        case skip(reason: String)
+        case skip(reason: SkipReason)
     }
 
     /// Errors of one campaign in a row that are not PostgreSQL or Redis being
@@ -234,7 +234,7 @@ public final class CampaignRunner: Service, Sendable {
                     return
                 }
             }
-            let mode: Mode = if case .hold(let hold) = verdict, let reason = hold.skipReason { .skip(reason: reason.rawValue) } else { .send }
+            let mode: Mode = if case .hold(let hold) = verdict, let reason = hold.skipReason { .skip(reason: reason) } else { .send }
             let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
             guard let last = page.last else {
                 guard try await drain() else {
@@ -363,8 +363,7 @@ public final class CampaignRunner: Service, Sendable {
         outcome.rows.reserveCapacity(todo.count)
         if case .skip(let reason) = mode {
             for r in todo {
-                outcome.rows.append(.init(userID: r.userID, channel: nil, status: "skipped", reason: reason, attempts: 0,
-                                          messageID: MessageID.make(campaignID: id, userID: r.userID)))
+                outcome.rows.append(.skipped(r.userID, channel: nil, reason, attempts: 0, messageID: MessageID.make(campaignID: id, userID: r.userID)))
             }
             metrics.message(channel: "none", status: "skipped", count: outcome.rows.count)
             return outcome
@@ -375,8 +374,7 @@ public final class CampaignRunner: Service, Sendable {
         for r in todo {
             switch planner.plan(r) {
             case .skip(let reason, let channel):
-                outcome.rows.append(.init(userID: r.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
-                                          messageID: MessageID.make(campaignID: id, userID: r.userID)))
+                outcome.rows.append(.skipped(r.userID, channel: channel, reason, attempts: 0, messageID: MessageID.make(campaignID: id, userID: r.userID)))
                 skippedByChannel[channel ?? "none", default: 0] += 1
             case .send(let message):
                 outbound.append(.init(message: message, number: 1, timezone: r.timezone, quietHours: task.quietHours))

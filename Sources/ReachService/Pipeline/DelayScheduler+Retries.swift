@@ -34,12 +34,12 @@ extension DelayScheduler {
         // row ends up settled and the retry is then dropped).
         let current = try await deliveries.existing(campaignID: campaignID, userIDs: retries.map(\.user_id))
         let notYetWritten = retries.filter { current[$0.user_id] == nil }
-        var waiting = retries.filter { current[$0.user_id] == "scheduled" }
-        if stored.state == "paused" {
+        var waiting = retries.filter { current[$0.user_id] == DeliveryStatus.scheduled.rawValue }
+        if stored.state == CampaignState.paused.rawValue {
             try await reschedule(waiting + notYetWritten, campaignID: campaignID, in: .seconds(5))
             return
         }
-        if ["done", "failed", "cancelled"].contains(stored.state) && !notYetWritten.isEmpty {
+        if CampaignState(rawValue: stored.state)?.isFinal == true && !notYetWritten.isEmpty {
             // The campaign ended and its page never wrote these rows (its runner lost
             // the lease; the next runner settled the users itself): nothing waits for them.
             logger.info("retries of an ended campaign without rows dropped", metadata: ["campaign": "\(campaignID)", "count": "\(notYetWritten.count)"])
@@ -49,11 +49,12 @@ extension DelayScheduler {
         guard !waiting.isEmpty else { return }
         waiting.sort { $0.user_id < $1.user_id }
         let expired = task.expiresAt.map { Date() >= $0 } ?? false
-        if stored.state == "cancelled" || expired {
-            let reason = stored.state == "cancelled" ? "cancelled" : "expired"
+        let state = CampaignState(rawValue: stored.state)
+        if state == .cancelled || expired {
+            let reason: SkipReason = state == .cancelled ? .cancelled : .expired
             let rows = waiting.map { r in
-                DeliveryStore.Row(userID: r.user_id, channel: r.channel, status: "skipped", reason: reason, attempts: r.attempts,
-                                  messageID: MessageID.make(campaignID: campaignID, userID: r.user_id))
+                DeliveryStore.Row.skipped(r.user_id, channel: r.channel, reason, attempts: r.attempts,
+                                          messageID: MessageID.make(campaignID: campaignID, userID: r.user_id))
             }
             try await deliveries.record(campaignID: campaignID, rows: rows, checkpoint: nil)
             return
@@ -69,9 +70,9 @@ extension DelayScheduler {
                let message = planner.message(for: recipient, channel: r.channel) {
                 attempts.append(.init(message: message, number: r.attempts + 1, timezone: recipient.timezone, quietHours: task.quietHours))
             } else {
-                let reason = recipients[r.user_id]?.isOptedOut(of: r.channel) == true ? "opted_out" : "no_address"
-                rows.append(.init(userID: r.user_id, channel: r.channel, status: "skipped", reason: reason, attempts: r.attempts,
-                                  messageID: MessageID.make(campaignID: campaignID, userID: r.user_id)))
+                let reason: SkipReason = recipients[r.user_id]?.isOptedOut(of: r.channel) == true ? .optedOut : .noAddress
+                rows.append(.skipped(r.user_id, channel: r.channel, reason, attempts: r.attempts,
+                                     messageID: MessageID.make(campaignID: campaignID, userID: r.user_id)))
             }
         }
         let result = try await dispatcher.deliver(attempts, acceptedAt: Date(timeIntervalSince1970: stored.createdAt), gate: gate)

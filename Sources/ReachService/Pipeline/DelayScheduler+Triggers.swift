@@ -31,10 +31,9 @@ extension DelayScheduler {
     /// yet (`channel` nil), becomes `skipped/cancelled`.
     func cancelTriggerSend(campaignID: String, userID: String, channel: String?, attempts: Int, why: String) async throws {
         let current = try await deliveries.existing(campaignID: campaignID, userIDs: [userID])[userID]
-        guard channel == nil ? current == nil : current == "scheduled" else { return }
-        let row = DeliveryStore.Row(userID: userID, channel: channel, status: "skipped", reason: "cancelled", attempts: attempts,
-                                    messageID: MessageID.make(campaignID: campaignID, userID: userID),
-                                    lastError: why)
+        guard channel == nil ? current == nil : current == DeliveryStatus.scheduled.rawValue else { return }
+        let row = DeliveryStore.Row.skipped(userID, channel: channel, .cancelled, attempts: attempts,
+                                            messageID: MessageID.make(campaignID: campaignID, userID: userID), lastError: why)
         try await deliveries.record(campaignID: campaignID, rows: [row], checkpoint: nil)
         metrics.message(channel: channel ?? "none", status: "skipped")
         logger.info("trigger rule gone; pending send cancelled", metadata: ["campaign": "\(campaignID)", "why": "\(why)"])
@@ -62,7 +61,7 @@ extension DelayScheduler {
         guard !lost.isEmpty else { return }
         try await triggerRules.fresh()
         if let rule = triggerRules.rule(forCampaignID: campaignID) {
-            try await abandon(campaignID, lost, reason: "trigger_context_lost",
+            try await abandon(campaignID, lost, reason: .triggerContextLost,
                               error: "the event of trigger rule \(rule.id) is no longer known (its queue item and dead letter do not carry it); it cannot be rendered again")
         } else {
             for r in lost {

@@ -173,15 +173,15 @@ public final class DelayScheduler: Service, Sendable {
     /// Ends retries that can never succeed: their rows (still `scheduled`)
     /// become `dead` with a dead letter, and the campaign `failed` (a trigger
     /// send has no campaign row: nothing to fail).
-    func abandon(_ campaignID: String, _ retries: [Dispatcher.RetryPayload], reason: String = "invalid_task", error: String) async throws {
+    func abandon(_ campaignID: String, _ retries: [Dispatcher.RetryPayload], reason: DeadReason = .invalidTask, error: String) async throws {
         let current = try await deliveries.existing(campaignID: campaignID, userIDs: retries.map(\.user_id))
-        let waiting = retries.filter { current[$0.user_id] == "scheduled" }
+        let waiting = retries.filter { current[$0.user_id] == DeliveryStatus.scheduled.rawValue }
         let rows = waiting.map { r in
-            DeliveryStore.Row(userID: r.user_id, channel: r.channel, status: "dead", reason: reason, attempts: r.attempts,
-                              messageID: MessageID.make(campaignID: campaignID, userID: r.user_id), lastError: error)
+            DeliveryStore.Row.dead(r.user_id, channel: r.channel, reason, attempts: r.attempts,
+                                   messageID: MessageID.make(campaignID: campaignID, userID: r.user_id), lastError: error)
         }
         let letters = waiting.map { r in
-            DeliveryStore.DeadLetter(userID: r.user_id, channel: r.channel, reason: reason, error: error, attempts: r.attempts,
+            DeliveryStore.DeadLetter(userID: r.user_id, channel: r.channel, reason: reason.rawValue, error: error, attempts: r.attempts,
                                      payloadJSON: #"{"campaign_id":\#(JSONText.quote(campaignID)),"user_id":\#(JSONText.quote(r.user_id))}"#,
                                      messageID: MessageID.make(campaignID: campaignID, userID: r.user_id))
         }

@@ -135,8 +135,7 @@ struct Dispatcher: Sendable {
             let m = attempt.message
             deferred.append(try RetryPayload(campaign_id: m.campaignID, user_id: m.userID, channel: m.channel, attempts: attempt.number - 1,
                                              trigger: attempt.context).queueItem(dueMs: Epoch.ms(end)))
-            prepared.rows.append(.init(userID: m.userID, channel: m.channel, status: "scheduled", reason: "quiet_hours",
-                                       attempts: attempt.number - 1, messageID: m.messageID))
+            prepared.rows.append(.waiting(m.userID, channel: m.channel, .quietHours, attempts: attempt.number - 1, messageID: m.messageID))
             prepared.counts[m.channel, default: [:]]["retried", default: 0] += 1
         }
         try await queue.schedule(deferred)
@@ -148,8 +147,7 @@ struct Dispatcher: Sendable {
             for (attempt, ok) in zip(attempts, admitted) {
                 if ok { kept.append(attempt); continue }
                 let m = attempt.message
-                prepared.rows.append(.init(userID: m.userID, channel: m.channel, status: "skipped", reason: "frequency_cap",
-                                           attempts: attempt.number - 1, messageID: m.messageID))
+                prepared.rows.append(.skipped(m.userID, channel: m.channel, .frequencyCap, attempts: attempt.number - 1, messageID: m.messageID))
                 prepared.counts[m.channel, default: [:]]["skipped", default: 0] += 1
             }
             attempts = kept
@@ -159,8 +157,8 @@ struct Dispatcher: Sendable {
         for (attempt, claim) in zip(attempts, claims) {
             if claim == .alreadySent {
                 // Sent by a runner that died before recording it: record, do not resend.
-                prepared.rows.append(.init(userID: attempt.message.userID, channel: attempt.message.channel, status: "sent",
-                                           attempts: attempt.number, messageID: attempt.message.messageID))
+                prepared.rows.append(.sent(attempt.message.userID, channel: attempt.message.channel, attempts: attempt.number,
+                                           messageID: attempt.message.messageID))
             } else {
                 prepared.toSend.append(attempt)
             }
@@ -202,8 +200,7 @@ struct Dispatcher: Sendable {
             case .withheld(let hold):
                 released.append((m.campaignID, m.userID))
                 if let reason = hold.skipReason {
-                    result.rows.append(.init(userID: m.userID, channel: m.channel, status: DeliveryStatus.skipped.rawValue, reason: reason.rawValue,
-                                             attempts: attempt.number - 1, messageID: m.messageID))
+                    result.rows.append(.skipped(m.userID, channel: m.channel, reason, attempts: attempt.number - 1, messageID: m.messageID))
                     counts[m.channel, default: [:]]["skipped", default: 0] += 1
                 } else {
                     result.complete = false
@@ -221,8 +218,7 @@ struct Dispatcher: Sendable {
             switch decision {
             case .sent(let attempts, let providerRef):
                 sentCount += 1
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: decision.status.rawValue, attempts: attempts,
-                                         messageID: m.messageID, providerRef: providerRef))
+                result.rows.append(.sent(m.userID, channel: m.channel, attempts: attempts, messageID: m.messageID, providerRef: providerRef))
                 counts[m.channel, default: [:]]["sent", default: 0] += 1
             case .wait(let reason, let after, let attempts):
                 released.append((m.campaignID, m.userID))
@@ -230,13 +226,11 @@ struct Dispatcher: Sendable {
                                                 trigger: attempt.context).queueItem(dueMs: Epoch.ms(now) + after.milliseconds) {
                     retries.append(item)
                 }
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: decision.status.rawValue, reason: reason.rawValue,
-                                         attempts: attempts, messageID: m.messageID, lastError: error))
+                result.rows.append(.waiting(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error))
                 counts[m.channel, default: [:]]["retried", default: 0] += 1
             case .dead(let reason, let attempts):
                 released.append((m.campaignID, m.userID))
-                result.rows.append(.init(userID: m.userID, channel: m.channel, status: decision.status.rawValue, reason: reason.rawValue,
-                                         attempts: attempts, messageID: m.messageID, lastError: error))
+                result.rows.append(.dead(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error))
                 result.deadLetters.append(.init(userID: m.userID, channel: m.channel, reason: reason.rawValue, error: error, attempts: attempts,
                                                 payloadJSON: Self.deadLetterPayload(m, trigger: attempt.context), messageID: m.messageID))
                 dead.append(m)

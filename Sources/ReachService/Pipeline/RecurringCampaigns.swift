@@ -53,7 +53,7 @@ struct RecurringCampaigns: Sendable {
                 logger.info("recurring campaign unknown; queue item dropped", metadata: ["campaign": "\(id)"])
                 return
             }
-            guard !series.finished, ["scheduled", "paused"].contains(series.state) else { return }
+            guard !series.finished, [CampaignState.scheduled.rawValue, CampaignState.paused.rawValue].contains(series.state) else { return }
             let task: CampaignTask
             let cron: CronSchedule
             do {
@@ -87,7 +87,7 @@ struct RecurringCampaigns: Sendable {
                                    metadata: ["campaign": "\(id)", "skipped": "\(skipped >= 10_000 ? "10000+" : "\(skipped)")",
                                               "run": "\(runID)"])
                 }
-                if step.state == "paused" {
+                if step.state == CampaignState.paused.rawValue {
                     logger.info("recurring campaign paused; run skipped", metadata: ["campaign": "\(id)", "run": "\(runID)"])
                 } else if step.created {
                     logger.info("recurring campaign run created", metadata: ["campaign": "\(id)", "run": "\(runID)"])

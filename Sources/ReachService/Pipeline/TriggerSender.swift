@@ -73,8 +73,8 @@ struct TriggerSender: Sendable {
             }
             switch planner.plan(recipient) {
             case .skip(let reason, let channel):
-                rows.append((campaignID, .init(userID: event.userID, channel: channel, status: "skipped", reason: reason, attempts: 0,
-                                               messageID: MessageID.make(campaignID: campaignID, userID: event.userID))))
+                rows.append((campaignID, .skipped(event.userID, channel: channel, reason, attempts: 0,
+                                                  messageID: MessageID.make(campaignID: campaignID, userID: event.userID))))
                 metrics.message(channel: channel ?? "none", status: "skipped")
             case .send(let message):
                 let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
@@ -96,7 +96,7 @@ struct TriggerSender: Sendable {
     func resend(rule: TriggerRule, event: TriggerEvent, attempt: Int, channel: String, gate: SendGate = .open) async throws {
         let campaignID = rule.campaignID(for: event)
         let deliveries = DeliveryStore(client: infrastructure.postgres)
-        guard try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID] == "scheduled" else { return }
+        guard try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID] == DeliveryStatus.scheduled.rawValue else { return }
         let planner = try planner(for: rule, event: event)
         let recipient = try await SegmentSource(client: infrastructure.postgres).page(.userIDs([event.userID]), after: nil, limit: 1).first
             ?? Recipient(userID: event.userID)
@@ -106,9 +106,8 @@ struct TriggerSender: Sendable {
             let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
             attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
         } else {
-            rows.append(.init(userID: event.userID, channel: channel, status: "skipped",
-                              reason: recipient.isOptedOut(of: channel) ? "opted_out" : "no_address", attempts: attempt - 1,
-                              messageID: MessageID.make(campaignID: campaignID, userID: event.userID)))
+            rows.append(.skipped(event.userID, channel: channel, recipient.isOptedOut(of: channel) ? .optedOut : .noAddress,
+                                 attempts: attempt - 1, messageID: MessageID.make(campaignID: campaignID, userID: event.userID)))
         }
         let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event", gate: gate)
         try await persist(logger, "trigger rows") {

@@ -1,4 +1,5 @@
 import Logging
+import ReachCore
 import ReachKafka
 import ReachPostgres
 import ServiceLifecycle
@@ -50,7 +51,7 @@ public struct MetricsSampler: Service {
 
     func sample(_ observers: [LagObserver]) async {
         if let counts = try? await CampaignStore(client: infrastructure.postgres).countsByState() {
-            for state in ["scheduled", "running", "paused", "done", "cancelled", "failed"] {
+            for state in CampaignState.allCases.map(\.rawValue) {
                 metrics.campaigns(state: state, count: counts[state] ?? 0)
             }
         }
