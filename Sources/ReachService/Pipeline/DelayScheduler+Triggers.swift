@@ -52,7 +52,7 @@ extension DelayScheduler {
         var lost: [Dispatcher.RetryPayload] = []
         for r in retries {
             if let text = contexts[DeliveryStore.pairKey(campaignID: campaignID, userID: r.user_id)],
-               let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: Data(text.utf8)) {
+               let delayed = TriggerSender.Delayed(json: text) {
                 try await fireTrigger(delayed, attempt: r.attempts + 1, channel: r.channel, gate: gate)
             } else {
                 lost.append(r)

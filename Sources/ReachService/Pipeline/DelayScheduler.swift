@@ -134,30 +134,24 @@ public final class DelayScheduler: Service, Sendable {
     func handle(_ items: [DelayQueue.Item], gate: SendGate = .open) async throws {
         var retries: [Dispatcher.RetryPayload] = []
         for item in items {
-            let data = Data(item.payload.utf8)
-            if item.payload.contains("\"cron_run\""), item.id.hasPrefix(RecurringCampaigns.itemPrefix) {
+            switch DelayedWork(payload: item.payload) {
+            case .cronRun? where item.id.hasPrefix(RecurringCampaigns.itemPrefix):
                 // A recurring campaign's run is due: create it, queue the next one.
                 try await recurring.fire(String(item.id.dropFirst(RecurringCampaigns.itemPrefix.count)))
-                continue
-            }
-            if item.payload.contains("\"campaign_start\"") {
+            case .campaignStart?:
                 // A timed campaign is due: the runner claims it from PostgreSQL now.
                 wake.signal()
-                continue
-            }
-            if let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: data), delayed.kind == "trigger" {
+            case .triggerSend(let delayed)?:
                 try await fireTrigger(delayed, attempt: 1, channel: nil, gate: gate)
-                continue
-            }
-            guard let payload = try? JSONDecoder().decode(Dispatcher.RetryPayload.self, from: data), payload.kind == "retry" else {
+            case .retry(let payload)?:
+                if let delayed = payload.triggerSend {
+                    try await fireTrigger(delayed, attempt: payload.attempts + 1, channel: payload.channel, gate: gate)
+                } else {
+                    retries.append(payload)
+                }
+            case .cronRun?, nil:
                 logger.error("delay queue item not understood; dropped", metadata: ["id": "\(item.id)"])
-                continue
             }
-            if let context = payload.trigger, let delayed = try? JSONDecoder().decode(TriggerSender.Delayed.self, from: Data(context.utf8)) {
-                try await fireTrigger(delayed, attempt: payload.attempts + 1, channel: payload.channel, gate: gate)
-                continue
-            }
-            retries.append(payload)
         }
         for (campaignID, group) in Dictionary(grouping: retries, by: \.campaign_id) {
             try await retry(campaignID: campaignID, group, gate: gate)

@@ -42,8 +42,7 @@ struct Dispatcher: Sendable {
 
         /// The delay-queue item for this retry, due at `dueMs` (ms since the epoch).
         func queueItem(dueMs: Int64) throws -> (id: String, payload: String, dueMs: Int64) {
-            (Dispatcher.retryID(campaignID: campaign_id, userID: user_id),
-             String(decoding: try JSONEncoder().encode(self), as: UTF8.self), dueMs)
+            (Dispatcher.retryID(campaignID: campaign_id, userID: user_id), DelayedWork.retry(self).payload, dueMs)
         }
     }
 

@@ -32,7 +32,7 @@ struct RecurringCampaigns: Sendable {
     }
 
     static let itemPrefix = "cron:"
-    static let payload = #"{"kind":"cron_run"}"#
+    static let payload = DelayedWork.cronRun.payload
     /// How long a run may stay due before the runner's poll fires it without
     /// its queue item (normally the item fires it within milliseconds).
     static let grace: Duration = .seconds(10)

@@ -74,7 +74,7 @@ public struct TaskIntake: Service {
                 } else if due > Date() {
                     // The start waits in the delay queue; the runner's poll of scheduled_at is the safety net.
                     try await infrastructure.delayQueue.schedule(
-                        id: "campaign:\(campaign.campaignID)", payload: #"{"kind":"campaign_start"}"#,
+                        id: "campaign:\(campaign.campaignID)", payload: DelayedWork.campaignStart.payload,
                         dueMs: Epoch.ms(due) + 20)
                 }
                 wake()

@@ -67,10 +67,9 @@ public struct TriggerIntake: Service {
             var delayed: [Delayed] = []
             for rule in rules where seen.insert(rule.campaignID(for: event)).inserted {
                 if rule.delaySeconds > 0 {
-                    let payload = TriggerSender.Delayed(rule_id: rule.id, event: event.json)
+                    let work = DelayedWork.triggerSend(.init(rule_id: rule.id, event: event.json))
                     let due = Epoch.ms() + Int64(rule.delaySeconds) * 1000
-                    delayed.append((TriggerSender.delayedID(rule.campaignID(for: event)),
-                                    String(decoding: try JSONEncoder().encode(payload), as: UTF8.self), due))
+                    delayed.append((TriggerSender.delayedID(rule.campaignID(for: event)), work.payload, due))
                 } else {
                     immediate.append((rule, event))
                 }

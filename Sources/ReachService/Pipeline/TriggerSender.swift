@@ -12,10 +12,24 @@ final class PlannerCache: Sendable {
 
 /// Sends one rule's message for one event (now, from a delayed queue item, or as a retry).
 struct TriggerSender: Sendable {
+    /// The rule and the event of one trigger send: all a delayed send, a retry or a replay needs to rebuild it.
     struct Delayed: Codable, Sendable {
         var kind = "trigger"
         var rule_id: String
         var event: String
+
+        init(rule_id: String, event: String) {
+            self.rule_id = rule_id
+            self.event = event
+        }
+
+        /// From its JSON text (a retry's `trigger`, a dead letter's `payload.trigger`).
+        init?(json: String) {
+            guard let decoded = try? JSONDecoder().decode(Delayed.self, from: Data(json.utf8)) else { return nil }
+            self = decoded
+        }
+
+        var json: String { DelayedWork.triggerSend(self).payload }
     }
 
     let infrastructure: Infrastructure
@@ -77,7 +91,7 @@ struct TriggerSender: Sendable {
                                                   messageID: MessageID.make(campaignID: campaignID, userID: event.userID))))
                 metrics.message(channel: channel ?? "none", status: "skipped")
             case .send(let message):
-                let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
+                let context = Delayed(rule_id: rule.id, event: event.json).json
                 campaignOf[message.messageID] = campaignID
                 attempts.append(.init(message: message, number: 1, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
             }
@@ -103,7 +117,7 @@ struct TriggerSender: Sendable {
         var rows: [DeliveryStore.Row] = []
         var attempts: [Dispatcher.Attempt] = []
         if !recipient.isOptedOut(of: channel), let message = planner.message(for: recipient, channel: channel) {
-            let context = String(decoding: try JSONEncoder().encode(Delayed(rule_id: rule.id, event: event.json)), as: UTF8.self)
+            let context = Delayed(rule_id: rule.id, event: event.json).json
             attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
         } else {
             rows.append(.skipped(event.userID, channel: channel, recipient.isOptedOut(of: channel) ? .optedOut : .noAddress,
