@@ -219,6 +219,19 @@ struct APITests {
         #expect(audit.items.map { $0["route"] as? String }.contains("/v1/campaigns/{id}/pause"), "\(audit.body)")
     }
 
+    @Test("a user listed twice in user_ids is one user: one row, one message, and progress counts it once")
+    func duplicateUserIDs() async throws {
+        let api = try await APIHarness.start(users: 10, recordRequests: true)
+        defer { api.stop() }
+        let created = try await api.call("POST", "/v1/campaigns", body: #"{"campaign_id": "dups", "segment": {"user_ids": ["u00001", "u00002", "u00001", "u00001"]}, "channels": {"sms": 1}, "template": {"body": "x"}}"#)
+        #expect(created.status == 202)
+        #expect(try await waitForCampaign(api.pg, "dups", timeout: .seconds(30)))
+        #expect(try await api.pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'dups'").first?.int(0) == 2)
+        #expect(api.provider.requests.flatMap(\.messageIDs).count == 2)
+        let progress = try await api.call("GET", "/v1/campaigns/dups").json["progress"] as? [String: Any]
+        #expect(progress?["total"] as? Int == 2 && progress?["done"] as? Int == 2, "\(String(describing: progress))")
+    }
+
     @Test("segment preview: counts and samples, rule values with SQL are bound (never run), bad rules name the problem, a slow count times out")
     func segmentPreview() async throws {
         let api = try await APIHarness.start(users: 200)

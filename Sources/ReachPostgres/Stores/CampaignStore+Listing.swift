@@ -16,7 +16,7 @@ extension CampaignStore {
         public var finishedAt: String?
         /// Seconds from start to finish (or to now while running), nil before the start.
         public var runSeconds: Double?
-        /// How many users the task lists (`segment.user_ids`), nil for segments and rules.
+        /// How many distinct users the task lists (`segment.user_ids`; a repeated id is one user), nil for segments and rules.
         public var listed: Int?
         /// A recurring series (`schedule.cron`): its runs are campaigns of their own.
         public var recurring: Bool
@@ -34,7 +34,8 @@ extension CampaignStore {
         to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS started,
         to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS finished,
         extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS run_seconds,
-        CASE WHEN jsonb_typeof(spec->'segment'->'user_ids') = 'array' THEN jsonb_array_length(spec->'segment'->'user_ids') END AS listed
+        CASE WHEN jsonb_typeof(spec->'segment'->'user_ids') = 'array'
+             THEN (SELECT count(DISTINCT u) FROM jsonb_array_elements_text(spec->'segment'->'user_ids') u) END AS listed
         """
 
     static func summary(_ row: PostgresRow) -> Summary {
