@@ -1,6 +1,14 @@
 import ReachCore
-import ReachPostgres
-import ReachRedis
+
+/// Where the in-app channel keeps and announces its messages. The service
+/// wires `reach.inbox` and Redis `PUBLISH` behind it; the channel only sends.
+public protocol InboxBackend: Sendable {
+    /// Stores one campaign's messages once per user: a resend finds the stored
+    /// message instead of inserting another. Returns each user's stored message.
+    func store(campaignID: String, items: [(userID: String, title: String, body: String)]) async throws -> [InboxMessage]
+    /// Announces stored messages to their users; throws when any could not be announced.
+    func publish(_ messages: [InboxMessage]) async throws
+}
 
 /// The `inapp` channel: a row in `reach.inbox` plus `PUBLISH <prefix>inapp:<user_id>`
 /// with the row as JSON. A resend after a crash finds the row and does not
@@ -11,15 +19,11 @@ public struct InboxChannel: Channel {
     public let name: String
     public let batchSize: Int
     public let concurrency: Int
-    let store: InboxStore
-    let redis: RedisClient
-    let prefix: String
+    let backend: any InboxBackend
 
-    public init(name: String, store: InboxStore, redis: RedisClient, prefix: String, batchSize: Int, concurrency: Int) {
+    public init(name: String, backend: any InboxBackend, batchSize: Int, concurrency: Int) {
         self.name = name
-        self.store = store
-        self.redis = redis
-        self.prefix = prefix
+        self.backend = backend
         self.batchSize = batchSize
         self.concurrency = concurrency
     }
@@ -33,34 +37,19 @@ public struct InboxChannel: Channel {
     }
 
     private func sendOneCampaign(_ messages: [OutboundMessage]) async -> [SendOutcome] {
+        let stored: [InboxMessage]
         do {
-            let stored = try await store.insert(campaignID: messages[0].campaignID,
-                                                items: messages.map { ($0.userID, $0.title, $0.body) })
-            // Every row, new or found: a found one may never have been published.
-            let toPublish = stored.map(\.message)
-            if !toPublish.isEmpty {
-                let replies = try await redis.pipeline(toPublish.map { m in
-                    RedisCommand("PUBLISH", "\(prefix)inapp:\(m.userID)", Self.json(m))
-                })
-                if let error = replies.first(where: { $0.errorMessage != nil }) {
-                    return Array(repeating: .retryable("publish: \(error)"), count: messages.count)
-                }
-            }
-            let idByUser = Dictionary(stored.map { ($0.message.userID, $0.message.id) }, uniquingKeysWith: { a, _ in a })
-            return messages.map { m in idByUser[m.userID].map { .sent(String($0)) } ?? .retryable("inbox row missing") }
+            stored = try await backend.store(campaignID: messages[0].campaignID, items: messages.map { ($0.userID, $0.title, $0.body) })
         } catch {
             return Array(repeating: .retryable("\(error)"), count: messages.count)
         }
-    }
-
-    static func json(_ m: InboxStore.Message) -> String {
-        var w = JSONObjectWriter()
-        w.add("id", m.id)
-        w.add("user_id", m.userID)
-        w.add("campaign_id", m.campaignID)
-        w.add("title", m.title)
-        w.add("body", m.body)
-        w.add("created_at", m.createdAt)
-        return w.finish()
+        do {
+            // Every row, new or found: a found one may never have been published.
+            if !stored.isEmpty { try await backend.publish(stored) }
+        } catch {
+            return Array(repeating: .retryable("publish: \(error)"), count: messages.count)
+        }
+        let idByUser = Dictionary(stored.map { ($0.userID, $0.id) }, uniquingKeysWith: { a, _ in a })
+        return messages.map { m in idByUser[m.userID].map { .sent(String($0)) } ?? .retryable("inbox row missing") }
     }
 }

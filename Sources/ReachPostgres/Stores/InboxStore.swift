@@ -1,17 +1,12 @@
+import ReachCore
+
 /// `reach.inbox`: in-app messages, one per (campaign_id, user_id).
 public struct InboxStore: Sendable {
     public let client: PostgresClient
 
     public init(client: PostgresClient) { self.client = client }
 
-    public struct Message: Sendable, Equatable {
-        public var id: Int
-        public var userID: String
-        public var campaignID: String
-        public var title: String
-        public var body: String
-        public var createdAt: String
-    }
+    public typealias Message = InboxMessage
 
     /// Inserts a batch in one statement. A message that already exists (a
     /// resend after a crash) is returned as stored, not inserted twice;

@@ -67,9 +67,8 @@ public struct ChannelRegistry: Sendable {
                     startTLS: settings.starttls, verifyCertificates: settings.tlsVerify, timeout: .milliseconds(settings.timeoutMs))
                 channels[name] = try SMTPChannel(name: name, settings: smtp, batchSize: settings.batchSize, concurrency: settings.concurrency)
             case "inbox":
-                channels[name] = InboxChannel(name: name, store: InboxStore(client: postgres), redis: redis,
-                                              prefix: configuration.redis.prefix, batchSize: settings.batchSize,
-                                              concurrency: settings.concurrency)
+                channels[name] = InboxChannel(name: name, backend: InboxWiring(postgres: postgres, redis: redis, prefix: configuration.redis.prefix),
+                                              batchSize: settings.batchSize, concurrency: settings.concurrency)
             case "log":
                 channels[name] = try LogChannel(name: name, path: settings.path ?? "reach-\(name).jsonl",
                                                 batchSize: settings.batchSize, concurrency: settings.concurrency)
