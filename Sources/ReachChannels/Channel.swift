@@ -38,12 +38,10 @@ public struct SendOutcome: Sendable, Equatable {
 
 /// A delivery channel: one strategy per provider kind. Adding a channel is one
 /// new type conforming to this protocol plus a `provider:` name in the factory.
+/// A channel only sends: batching, pacing and retries are the pipeline's,
+/// from the channel's `ChannelPolicy`.
 public protocol Channel: Sendable {
     var name: String { get }
-    /// Messages per `send` call.
-    var batchSize: Int { get }
-    /// `send` calls in flight at once.
-    var concurrency: Int { get }
     /// Sends a batch; returns one outcome per message, in order. Failures are
     /// outcomes, never thrown.
     func send(_ batch: [OutboundMessage]) async -> [SendOutcome]

@@ -10,23 +10,20 @@ import ReachCore
 /// per-message `results` in the response.
 public final class HTTPProviderChannel: Channel {
     public let name: String
-    public let batchSize: Int
-    public let concurrency: Int
     let url: String
     let authHeader: (name: String, value: String)?
     let timeout: Duration
     let client: HTTPClient
 
-    public init(name: String, url: String, authHeader: (name: String, value: String)?, batchSize: Int, concurrency: Int, timeout: Duration) {
+    /// `connections`: keep-alive connections to the provider (the channel's concurrency).
+    public init(name: String, url: String, authHeader: (name: String, value: String)?, connections: Int, timeout: Duration) {
         self.name = name
         self.url = url
         self.authHeader = authHeader
-        self.batchSize = batchSize
-        self.concurrency = concurrency
         self.timeout = timeout
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .milliseconds(Int64(min(timeout.milliseconds, 5_000))), read: .milliseconds(timeout.milliseconds))
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, concurrency))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connections))
         configuration.decompression = .disabled
         self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }

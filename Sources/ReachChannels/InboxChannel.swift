@@ -17,15 +17,11 @@ public protocol InboxBackend: Sendable {
 /// goes out at least once, so a subscriber may see the same `id` twice.
 public struct InboxChannel: Channel {
     public let name: String
-    public let batchSize: Int
-    public let concurrency: Int
     let backend: any InboxBackend
 
-    public init(name: String, backend: any InboxBackend, batchSize: Int, concurrency: Int) {
+    public init(name: String, backend: any InboxBackend) {
         self.name = name
         self.backend = backend
-        self.batchSize = batchSize
-        self.concurrency = concurrency
     }
 
     public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {

@@ -5,15 +5,11 @@ import ReachCore
 /// demo). Addresses are masked: the file is for looking, not for delivery.
 public final class LogChannel: Channel, @unchecked Sendable {
     public let name: String
-    public let batchSize: Int
-    public let concurrency: Int
     private let handle: FileHandle
     private let lock = NSLock()
 
-    public init(name: String, path: String, batchSize: Int, concurrency: Int) throws {
+    public init(name: String, path: String) throws {
         self.name = name
-        self.batchSize = batchSize
-        self.concurrency = concurrency
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: path) {

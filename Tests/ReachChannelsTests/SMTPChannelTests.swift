@@ -14,8 +14,7 @@ struct SMTPChannelTests {
     func channel(_ sink: SMTPSink, password: String = "s3cret", startTLS: String = "auto") throws -> SMTPChannel {
         try SMTPChannel(name: "email", settings: .init(host: "127.0.0.1", port: sink.port, from: "CRM <crm@example.com>",
                                                         username: "crm", password: password, startTLS: startTLS,
-                                                        verifyCertificates: false, timeout: .seconds(5)),
-                        batchSize: 50, concurrency: 2)
+                                                        verifyCertificates: false, timeout: .seconds(5)))
     }
 
     @Test("a batch is delivered over TLS after AUTH, each message once, subject and body intact")
@@ -67,8 +66,7 @@ struct SMTPChannelTests {
     @Test("no server: every message is retryable")
     func unreachable() async throws {
         let port = try TestEnvironment.freePort()
-        let email = try SMTPChannel(name: "email", settings: .init(host: "127.0.0.1", port: port, from: "a@b.co", timeout: .seconds(2)),
-                                    batchSize: 10, concurrency: 1)
+        let email = try SMTPChannel(name: "email", settings: .init(host: "127.0.0.1", port: port, from: "a@b.co", timeout: .seconds(2)))
         let outcomes = await email.send([message("u1", to: "a@example.com"), message("u2", to: "b@example.com")])
         #expect(outcomes.map(\.status) == [.retryable, .retryable])
     }

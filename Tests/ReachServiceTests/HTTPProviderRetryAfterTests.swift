@@ -46,8 +46,7 @@ struct HTTPProviderRetryAfterTests {
         let provider = LimitingProvider()
         let (port, task) = try await provider.start()
         defer { task.cancel() }
-        let channel = HTTPProviderChannel(name: "sms", url: "http://127.0.0.1:\(port)/sms", authHeader: nil,
-                                          batchSize: 10, concurrency: 1, timeout: .seconds(5))
+        let channel = HTTPProviderChannel(name: "sms", url: "http://127.0.0.1:\(port)/sms", authHeader: nil, connections: 1, timeout: .seconds(5))
         let batch = [OutboundMessage(messageID: "m1", campaignID: "c1", userID: "u1", channel: "sms", to: "+8613800000001",
                                      title: "", body: "hi")]
         func outcome(_ header: String) async -> SendOutcome {

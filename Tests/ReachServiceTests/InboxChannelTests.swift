@@ -17,7 +17,7 @@ struct InboxChannelTests {
         let redis = try RedisClient(url: redisURL, poolSize: 1)
         let prefix = TestEnvironment.unique("t") + ":"
         let store = InboxStore(client: pg)
-        let channel = InboxChannel(name: "inapp", backend: InboxWiring(postgres: pg, redis: redis, prefix: prefix), batchSize: 10, concurrency: 1)
+        let channel = InboxChannel(name: "inapp", backend: InboxWiring(postgres: pg, redis: redis, prefix: prefix))
         let message = OutboundMessage(messageID: "m-1", campaignID: "c-crash", userID: "u1", channel: "inapp", to: "u1",
                                       title: "T", body: "after the crash")
         // The first attempt wrote the row, then the process died before PUBLISH.

@@ -33,8 +33,6 @@ public final class SMTPChannel: Channel {
     }
 
     public let name: String
-    public let batchSize: Int
-    public let concurrency: Int
     let settings: Settings
     private let idle = Mutex<[Session]>([])
     private let tls: NIOSSLContext
@@ -44,11 +42,9 @@ public final class SMTPChannel: Channel {
         let pipelining: Bool
     }
 
-    public init(name: String, settings: Settings, batchSize: Int, concurrency: Int) throws {
+    public init(name: String, settings: Settings) throws {
         self.name = name
         self.settings = settings
-        self.batchSize = batchSize
-        self.concurrency = concurrency
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
         if !settings.verifyCertificates { tlsConfiguration.certificateVerification = .none }
         self.tls = try NIOSSLContext(configuration: tlsConfiguration)

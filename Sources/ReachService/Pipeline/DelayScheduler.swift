@@ -120,7 +120,7 @@ public final class DelayScheduler: Service, Sendable {
     /// item: replacing it would fire it early and, for a trigger send, lose the
     /// rule and event it carries. Safe to run anywhere.
     func sweep() async throws {
-        let longestBackoff = registry.retryPolicies.values.map(\.backoff.max).max() ?? .seconds(60)
+        let longestBackoff = registry.policies.values.map(\.retry.backoff.max).max() ?? .seconds(60)
         let stale = try await deliveries.staleScheduled(olderThan: longestBackoff + .seconds(300))
         guard !stale.isEmpty else { return }
         let added = try await queue.scheduleMissing(try stale.map { row in

@@ -287,11 +287,12 @@ struct Dispatcher: Sendable {
                     group.addTask { list.map { ($0.messageID, .outcome(.permanent("channel \(name) is not configured"))) } }
                     continue
                 }
-                let batches = stride(from: 0, to: list.count, by: channel.batchSize).map {
-                    Array(list[$0..<min($0 + channel.batchSize, list.count)])
+                let policy = registry.policy(name)
+                let batches = stride(from: 0, to: list.count, by: policy.batchSize).map {
+                    Array(list[$0..<min($0 + policy.batchSize, list.count)])
                 }
                 let queue = BatchQueue(batches)
-                for _ in 0..<min(channel.concurrency, batches.count) {
+                for _ in 0..<min(policy.concurrency, batches.count) {
                     group.addTask {
                         var results: [(String, Dispatched)] = []
                         func hold(_ batch: [OutboundMessage], _ reason: SendGate.Hold) {
