@@ -96,3 +96,26 @@ func campaignState(_ pg: PostgresClient, _ id: String) async throws -> String? {
 func waitForCampaign(_ pg: PostgresClient, _ id: String, state: String = "done", timeout: Duration = .seconds(60)) async throws -> Bool {
     try await eventually(timeout: timeout, every: .milliseconds(100)) { try await campaignState(pg, id) == state }
 }
+
+/// What a pipeline test runs against: the embedded broker, a started dev
+/// provider, a seeded database, and the configuration that points at them.
+struct PipelineFixture {
+    let kafka: EmbeddedKafka
+    let provider: DevProvider
+    let url: String
+    let pg: PostgresClient
+    var configuration: ReachConfiguration
+    let providerTask: Task<Void, any Error>
+
+    static func make(users: Int, provider: DevProvider = DevProvider()) async throws -> PipelineFixture {
+        let kafka = try embeddedKafka()
+        let (providerPort, providerTask) = try await startProvider(provider)
+        let url = try await seededDatabase(count: users)
+        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        return PipelineFixture(kafka: kafka, provider: provider, url: url, pg: PostgresClient(url: url, poolSize: 1),
+                               configuration: configuration, providerTask: providerTask)
+    }
+
+    func stop() { providerTask.cancel() }
+}

@@ -177,22 +177,17 @@ struct TriggerTests {
 
     @Test("reach_end_to_end_seconds{kind=\"event\"} runs from the event being consumed, not from its send starting")
     func endToEndFromConsumption() async throws {
-        let kafka = try embeddedKafka()
-        let provider = DevProvider()
-        let (providerPort, providerTask) = try await startProvider(provider)
-        defer { providerTask.cancel() }
-        let url = try await seededDatabase(count: 5)
-        let pg = PostgresClient(url: url, poolSize: 1)
+        let fixture = try await PipelineFixture.make(users: 5, provider: DevProvider())
+        defer { fixture.stop() }
+        let (kafka, provider, pg, configuration) = (fixture.kafka, fixture.provider, fixture.pg, fixture.configuration)
         try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES ('e2e', 'signed.up', '{"sms": 1}', '{"body": "welcome"}', false)"#)
-        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
-                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
         let (port, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
 
         // After reading the event the intake loads the rules (its first event: nothing loaded them
         // yet). With reach.triggers locked, the event waits there, consumed but not yet sent.
         let held = Duration.seconds(2)
-        let locker = PostgresClient(url: url, poolSize: 1)
+        let locker = PostgresClient(url: fixture.url, poolSize: 1)
         try await locker.withTransaction { conn in
             _ = try await conn.query("LOCK TABLE reach.triggers IN ACCESS EXCLUSIVE MODE")
             try await publish(kafka, #"{"event_id":"evt-e2e","event":"signed.up","user_id":"u00001"}"#, key: "u00001", topic: "reach.events")
@@ -244,16 +239,11 @@ struct TriggerTests {
 
     @Test("a replayed dead letter of a trigger send is rebuilt from the rule and event it keeps, and sent once")
     func replayedTriggerDeadLetter() async throws {
-        let kafka = try embeddedKafka()
         let rejecting = Switch()
-        let provider = DevProvider(behaviour: { _ in rejecting.isOn ? (400, nil) : nil })
-        let (providerPort, providerTask) = try await startProvider(provider)
-        defer { providerTask.cancel() }
-        let url = try await seededDatabase(count: 5)
-        let pg = PostgresClient(url: url, poolSize: 1)
+        let fixture = try await PipelineFixture.make(users: 5, provider: DevProvider(behaviour: { _ in rejecting.isOn ? (400, nil) : nil }))
+        defer { fixture.stop() }
+        let (kafka, provider, pg, configuration) = (fixture.kafka, fixture.provider, fixture.pg, fixture.configuration)
         try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES ('paid', 'order.paid', '{"sms": 1}', '{"body": "paid {{properties.order_no}}"}', false)"#)
-        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
-                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
         let (_, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
 
@@ -281,15 +271,10 @@ struct TriggerTests {
 
     @Test("trigger retries end terminal: rule deleted → skipped/cancelled (with or without the event in the item; a delayed first send too); event unknown → dead/trigger_context_lost; event kept by a replayed dead letter → sent")
     func triggerRetriesEnd() async throws {
-        let kafka = try embeddedKafka()
-        let provider = DevProvider()
-        let (providerPort, providerTask) = try await startProvider(provider)
-        defer { providerTask.cancel() }
-        let url = try await seededDatabase(count: 5)
-        let pg = PostgresClient(url: url, poolSize: 1)
+        let fixture = try await PipelineFixture.make(users: 5, provider: DevProvider())
+        defer { fixture.stop() }
+        let (provider, pg, configuration) = (fixture.provider, fixture.pg, fixture.configuration)
         try await pg.query(#"INSERT INTO reach.triggers (id, event, channels, template, quiet_hours) VALUES ('live', 'x', '{"sms": 1}', '{"body": "live {{properties.k}}"}', false)"#)
-        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
-                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
         func event(_ id: String, _ user: String, _ rule: String) -> String {
             #"{"event_id":"\#(id)","event":"x","user_id":"\#(user)","properties":{"k":"\#(rule)-\#(id)"}}"#
         }
