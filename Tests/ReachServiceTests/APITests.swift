@@ -379,14 +379,15 @@ struct APITests {
         defer { api.stop() }
         // Ten at once: the burst (3) goes through, plus what one token a second refills meanwhile.
         let started = ContinuousClock.now
-        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<10 { group.addTask { try await api.call("GET", "/v1/channels").status } }
+        let replies = try await withThrowingTaskGroup(of: APIReplyData.self) { group in
+            for _ in 0..<10 { group.addTask { try await api.call("GET", "/v1/channels") } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
+        let statuses = replies.map(\.status)
         let refilled = Int((ContinuousClock.now - started).seconds.rounded(.up))
         #expect(statuses.filter { $0 == 200 }.count >= 3 && statuses.filter { $0 == 200 }.count <= 3 + refilled, "\(statuses)")
         #expect(statuses.contains(429) && statuses.allSatisfy { $0 == 200 || $0 == 429 }, "\(statuses)")
-        let limited = try await api.call("GET", "/v1/channels")
+        let limited = try #require(replies.first { $0.status == 429 })
         #expect(limited.errorCode == "rate_limited" && Int(limited.headers["retry-after"] ?? "") ?? 0 >= 1, "\(limited.headers)")
         #expect(try await api.call("GET", "/v1/channels", token: APIHarness.readToken).status == 200)
     }
