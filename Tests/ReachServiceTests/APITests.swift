@@ -154,12 +154,13 @@ struct APITests {
         #expect(try await api.call("GET", "/v1/campaigns").status == 200)
     }
 
-    @Test("a campaign created through the API runs to done; pause, resume and cancel go through the control path (404, 409); lists page")
+    @Test("a campaign created through the API runs to done; pause (under a rate limit and a slow provider), resume and cancel go through the control path (404, 409); lists page")
     func campaignLifecycle() async throws {
-        let api = try await APIHarness.start(users: 400, providerDelay: .milliseconds(150)) { c in
+        let api = try await APIHarness.start(users: 400, providerDelay: .milliseconds(150), recordRequests: true) { c in
             c.pipeline.pageSize = 100
             c.channels["sms"]?.batchSize = 20
             c.channels["sms"]?.concurrency = 1
+            c.channels["sms"]?.ratePerSecond = 60
         }
         defer { api.stop() }
         let task = #"{"campaign_id": "api-1", "name": "API", "segment": {"id": "all"}, "channels": {"sms": 1}, "fallback": ["inapp"], "template": {"body": "hi {{name}}"}}"#
@@ -172,11 +173,14 @@ struct APITests {
 
         let paused = try await api.call("POST", "/v1/campaigns/api-1/pause")
         #expect(paused.status == 200 && paused.json["state"] as? String == "paused", "\(paused.body)")
+        let pausedAt = Date()
         #expect(try await api.call("POST", "/v1/campaigns/api-1/pause").status == 409)
         try await Task.sleep(for: .seconds(2))
         let held = api.provider.stats.messages
         try await Task.sleep(for: .seconds(1))
         #expect(api.provider.stats.messages == held, "no requests while paused")
+        let late = api.provider.requests.filter { $0.arrivedAt > pausedAt.addingTimeInterval(2) }
+        #expect(late.isEmpty, "no provider request starts later than 2 s after the pause answered: \(late.map(\.arrivedAt))")
         #expect(try await api.call("POST", "/v1/campaigns/api-1/resume").status == 200)
         #expect(try await eventually(timeout: .seconds(60)) { try await api.call("GET", "/v1/campaigns/api-1").json["state"] as? String == "done" })
         let done = try await api.call("GET", "/v1/campaigns/api-1").json

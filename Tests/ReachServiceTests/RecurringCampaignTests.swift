@@ -186,15 +186,11 @@ struct RecurringCampaignTests {
 extension RecurringCampaignTests {
     @Test("a run that fell due while every instance was down fires once after the restart, and not again after the next")
     func restart() async throws {
-        let kafka = try embeddedKafka()
-        let provider = DevProvider()
-        let (providerPort, providerTask) = try await startProvider(provider)
-        defer { providerTask.cancel() }
-        let url = try await seededDatabase(count: 10)
-        let configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
-                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        let fixture = try await PipelineFixture.make(users: 10)
+        defer { fixture.stop() }
+        let configuration = fixture.configuration
         let redis = try RedisClient(url: configuration.redis.url, poolSize: 1)
-        let h = Harness(kafka: kafka, pg: PostgresClient(url: url, poolSize: 1), redis: redis,
+        let h = Harness(kafka: fixture.kafka, pg: fixture.pg, redis: redis,
                         queue: DelayQueue(redis: redis, prefix: configuration.redis.prefix, shards: configuration.pipeline.delayQueueShards),
                         prefix: configuration.redis.prefix, stop: {})
         let (this, next) = months

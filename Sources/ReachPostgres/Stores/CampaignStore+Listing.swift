@@ -23,7 +23,7 @@ extension CampaignStore {
         /// The series a run belongs to.
         public var parentID: String?
         /// Keyset position of this row in the newest-first listing.
-        public var cursor: String
+        public var cursor: String { createdAt + "|" + id }
     }
 
     static let summaryColumns = """
@@ -46,7 +46,7 @@ extension CampaignStore {
                        createdAt: created, scheduledAt: row["scheduled"], expiresAt: row["expires"],
                        startedAt: row["started"], finishedAt: row["finished"],
                        runSeconds: row["run_seconds"].flatMap(Double.init), listed: row.int("listed"), recurring: row.bool("recurring") ?? false,
-                       parentID: row["parent_id"], cursor: created + "|" + id)
+                       parentID: row["parent_id"])
     }
 
     /// Campaigns newest first, optionally in one state and created at or after

@@ -62,15 +62,11 @@ public struct OperatorAPI: Sendable {
 /// million-row campaign does not scan its rows on every request: an answer
 /// younger than `fresh` is served as is; an older one (up to `stale`) is served
 /// while one refresh runs behind it; callers never queue behind each other's
-/// scans, and at most one scan per campaign runs at a time.
+/// scans, and at most one scan per campaign runs at a time (`SingleFlight`).
 final class BreakdownCache: Sendable {
-    typealias Load = @Sendable () async throws -> [CampaignStore.Breakdown]
-    struct Entry {
-        var value: [CampaignStore.Breakdown]?
-        var at: ContinuousClock.Instant
-        var loading: Task<[CampaignStore.Breakdown], any Error>?
-    }
-    private let entries = Mutex<[String: Entry]>([:])
+    typealias Value = [CampaignStore.Breakdown]
+    private let entries = Mutex<[String: (value: Value, at: ContinuousClock.Instant)]>([:])
+    private let loads = SingleFlight<Value>()
     let fresh: Duration
     let stale: Duration
 
@@ -79,39 +75,21 @@ final class BreakdownCache: Sendable {
         self.stale = stale
     }
 
-    func get(_ id: String, _ load: @escaping Load) async throws -> [CampaignStore.Breakdown] {
+    func get(_ id: String, _ load: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let now = ContinuousClock.now
-        let (cached, waitFor) = entries.withLock { all -> ([CampaignStore.Breakdown]?, Task<[CampaignStore.Breakdown], any Error>?) in
+        let cached = entries.withLock { all -> (value: Value, at: ContinuousClock.Instant)? in
             if all.count > 1_000 { all = all.filter { now - $0.value.at < stale } }
-            var entry = all[id] ?? Entry(value: nil, at: now, loading: nil)
-            if let value = entry.value, now - entry.at < fresh { return (value, nil) }
-            let task = entry.loading ?? Task { [weak self] in
-                do {
-                    let value = try await load()
-                    self?.stored(id, value)
-                    return value
-                } catch {
-                    self?.stored(id, nil)
-                    throw error
-                }
-            }
-            entry.loading = task
-            all[id] = entry
-            if let value = entry.value, now - entry.at < stale { return (value, nil) }
-            return (nil, task)
+            return all[id]
         }
-        if let cached { return cached }
-        return try await waitFor!.value
-    }
-
-    private func stored(_ id: String, _ value: [CampaignStore.Breakdown]?) {
-        entries.withLock { all in
-            if let value {
-                all[id] = Entry(value: value, at: .now, loading: nil)
-            } else {
-                all[id]?.loading = nil
-            }
+        if let cached, now - cached.at < fresh { return cached.value }
+        let refresh = { [self] in
+            let value = try await loads.run(id, load)
+            entries.withLock { $0[id] = (value, .now) }
+            return value
         }
+        guard let cached, now - cached.at < stale else { return try await refresh() }
+        Task { _ = try? await refresh() }
+        return cached.value
     }
 }
 
