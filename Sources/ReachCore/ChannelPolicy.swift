@@ -5,7 +5,7 @@ public struct ChannelPolicy: Sendable, Equatable {
     public var name: String
     /// Messages per provider request.
     public var batchSize: Int
-    /// Requests in flight at once, per page being sent.
+    /// Requests in flight at once on this channel, per process (every page, trigger batch and retry shares them).
     public var concurrency: Int
     /// Messages per second, cluster-wide; nil: no limit.
     public var ratePerSecond: Int?

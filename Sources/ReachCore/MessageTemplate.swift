@@ -141,6 +141,15 @@ public struct DeliveryPlanner: Sendable {
                                campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
     }
 
+    /// A further attempt on the channel chosen at the first one (a retry, a
+    /// deferral or a replay keeps its channel): skipped when the recipient has
+    /// opted out of it since, or has no address for it any more.
+    public func plan(_ recipient: Recipient, on channel: String) -> Plan {
+        if recipient.isOptedOut(of: channel) { return .skip(reason: .optedOut, channel: channel) }
+        guard let message = message(for: recipient, channel: channel) else { return .skip(reason: .noAddress, channel: channel) }
+        return .send(message)
+    }
+
     func addressField(_ channel: String) -> AddressField {
         addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
     }

@@ -15,6 +15,8 @@ public final class DevProvider: Sendable {
         public var distinct = 0
         public var duplicates = 0
         public var byChannel: [String: Int] = [:]
+        /// The most requests this provider was answering at once, by path.
+        public var maxInFlight: [String: Int] = [:]
         /// With `latencyFromTitle`: publish → receipt of messages whose title is
         /// the publish time (µs since the epoch), as the trigger benchmark sends them.
         public var latency: Latency?
@@ -73,6 +75,8 @@ public final class DevProvider: Sendable {
     public typealias Behaviour = @Sendable (_ requestNumber: Int) -> (status: Int, retryAfter: Int?)?
 
     private let state = Mutex<(seen: [String: Int], stats: Stats, keys: [String: Int], last: [String: Batch.Message])>(([:], Stats(), [:], [:]))
+    /// Requests being answered now, by path.
+    private let inFlight = Mutex<[String: Int]>([:])
     private let delay: Duration
     private let behaviour: Behaviour?
     private let latencyFromTitle: Bool
@@ -142,8 +146,12 @@ public final class DevProvider: Sendable {
             guard let batch = parsed else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"body is not a message batch\"}")))
             }
+            let path = request.uri.path
+            let now = self.inFlight.withLock { $0[path, default: 0] += 1; return $0[path]! }
+            defer { self.inFlight.withLock { $0[path, default: 1] -= 1 } }
             let number = self.state.withLock { s -> Int in
                 s.stats.requests += 1
+                s.stats.maxInFlight[path] = max(s.stats.maxInFlight[path] ?? 0, now)
                 s.keys[key, default: 0] += 1
                 return s.stats.requests
             }

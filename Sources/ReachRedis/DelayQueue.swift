@@ -10,6 +10,9 @@
 /// scheduler claims the item again. Delivery is at least once; the work an
 /// item triggers must be idempotent (it is: sends are guarded by idempotency keys).
 public struct DelayQueue: Sendable {
+    /// An item to put in the queue: its id (one item per id), what it asks for, and when (ms since the epoch).
+    public typealias NewItem = (id: String, payload: String, dueMs: Int64)
+
     public struct Item: Sendable, Equatable {
         public var id: String
         public var payload: String
@@ -148,7 +151,7 @@ public struct DelayQueue: Sendable {
     }
 
     /// Schedules items (id → payload, due at `dueMs` since the epoch); rescheduling an id replaces it.
-    public func schedule(_ items: [(id: String, payload: String, dueMs: Int64)]) async throws {
+    public func schedule(_ items: [NewItem]) async throws {
         for (shard, group) in Dictionary(grouping: items, by: { shard(of: $0.id) }) {
             for chunk in stride(from: 0, to: group.count, by: 1000).map({ Array(group[$0..<min($0 + 1000, group.count)]) }) {
                 let arguments: [RedisArgument] = chunk.flatMap { [$0.id, $0.dueMs, $0.payload] as [RedisArgument] }
@@ -160,7 +163,7 @@ public struct DelayQueue: Sendable {
     /// Schedules only the items whose id is neither waiting nor in flight (a
     /// queued item keeps its payload and due time); returns how many were added.
     @discardableResult
-    public func scheduleMissing(_ items: [(id: String, payload: String, dueMs: Int64)]) async throws -> Int {
+    public func scheduleMissing(_ items: [NewItem]) async throws -> Int {
         var added = 0
         for (shard, group) in Dictionary(grouping: items, by: { shard(of: $0.id) }) {
             for chunk in stride(from: 0, to: group.count, by: 1000).map({ Array(group[$0..<min($0 + 1000, group.count)]) }) {

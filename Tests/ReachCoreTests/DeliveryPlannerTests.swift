@@ -50,6 +50,20 @@ struct DeliveryPlannerTests {
         #expect(planner.plan(nobody) == .skip(reason: .noAddress, channel: nil))
     }
 
+    @Test("a further attempt keeps its channel: no fallback; opted out or no address since is skipped on that channel")
+    func furtherAttempt() throws {
+        let planner = try DeliveryPlanner(task: task(channels: [.init("sms", 1)], fallback: ["email"]), addressFields: [:])
+        guard case .send(let m) = planner.plan(alice, on: "sms") else { Issue.record("not sent"); return }
+        #expect(m.channel == "sms" && m.to == "13800000001" && m.messageID == MessageID.make(campaignID: "c1", userID: "u1"))
+        var optedOut = alice
+        optedOut.optedOut = ["sms"]
+        #expect(planner.plan(optedOut, on: "sms") == .skip(reason: .optedOut, channel: "sms"), "no fallback to e-mail on a retry")
+        var noPhone = alice
+        noPhone.phone = nil
+        #expect(planner.plan(noPhone, on: "sms") == .skip(reason: .noAddress, channel: "sms"))
+        #expect(planner.plan(alice, on: "push") == .skip(reason: .noAddress, channel: "push"), "a channel the task never had")
+    }
+
     @Test("a channel may deliver to another field; in-app needs only the user id")
     func addressFields() throws {
         let planner = try DeliveryPlanner(task: task(channels: [.init("inapp", 1)]), addressFields: [:])

@@ -19,7 +19,7 @@ struct DelayedWorkTests {
     @Test("a retry of a trigger send carries its rule and event; what is written reads back the same")
     func roundTrip() {
         let context = TriggerSender.Delayed(rule_id: "r", event: #"{"event_id":"e"}"#)
-        let retry = Dispatcher.RetryPayload(campaign_id: "t:r:e", user_id: "u", channel: "push", attempts: 0, trigger: context.json)
+        let retry = DelayedWork.Retry(campaign_id: "t:r:e", user_id: "u", channel: "push", attempts: 0, trigger: context.json)
         guard case .retry(let back)? = DelayedWork(payload: DelayedWork.retry(retry).payload) else { Issue.record("retry"); return }
         #expect(back.triggerSend?.rule_id == "r" && back.triggerSend?.event == context.event && back.attempts == 0)
         guard case .campaignStart? = DelayedWork(payload: DelayedWork.campaignStart.payload) else { Issue.record("start"); return }

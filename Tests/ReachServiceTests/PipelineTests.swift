@@ -232,3 +232,32 @@ struct PipelineTests {
         #expect(seen[0].contains("\"payload\":\"{not json\""))
     }
 }
+
+@Suite("one pool of senders per channel and process")
+struct SenderPoolTests {
+    @Test("pages in flight share their channel's senders: never more than `concurrency` requests at once, and all of them used")
+    func sharedSenders() async throws {
+        let fixture = try await PipelineFixture.make(users: 1_200, provider: DevProvider(delay: .milliseconds(150)))
+        defer { fixture.stop() }
+        var configuration = fixture.configuration
+        // Small pages, three in flight, each with several sms batches: with senders per page
+        // this would put up to 3 × 2 requests on the wire at once.
+        configuration.pipeline.pageSize = 100
+        configuration.pipeline.pagesInFlight = 3
+        configuration.channels["sms"]?.batchSize = 10
+        configuration.channels["sms"]?.concurrency = 2
+        let (_, daemon) = try await startDaemon(configuration)
+        defer { daemon.cancel() }
+        try await publish(fixture.kafka, """
+            {"kind":"campaign","campaign_id":"pool-1","segment":{"id":"all"},"channels":{"sms":1},"fallback":["email"],
+             "template":{"body":"hi {{name}}"}}
+            """, key: "pool-1")
+        #expect(try await waitForCampaign(fixture.pg, "pool-1", timeout: .seconds(120)), "campaign did not finish")
+        let sent = try await fixture.pg.query(
+            "SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'pool-1' AND channel = 'sms' AND status = 'sent'").first?.int(0) ?? 0
+        #expect(sent > 500, "most users have a phone: \(sent)")
+        #expect(fixture.provider.received.count == sent)
+        let most = fixture.provider.stats.maxInFlight["/sms"] ?? 0
+        #expect(most == 2, "sms requests on the wire at once: \(most)")
+    }
+}

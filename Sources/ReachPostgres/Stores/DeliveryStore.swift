@@ -92,15 +92,15 @@ public struct DeliveryStore: Sendable {
                                [campaignID]).first?.int(0) ?? 0
     }
 
-    /// Which of the (campaign, user) pairs already have a row, as `pairKey`s.
-    public func existing(_ pairs: [(campaignID: String, userID: String)]) async throws -> Set<String> {
-        guard !pairs.isEmpty else { return [] }
-        var result: Set<String> = []
+    /// The status of each (campaign, user) pair that has a row, by `pairKey`.
+    public func statuses(_ pairs: [(campaignID: String, userID: String)]) async throws -> [String: String] {
+        guard !pairs.isEmpty else { return [:] }
+        var result: [String: String] = [:]
         for row in try await client.query("""
-            SELECT d.campaign_id || chr(31) || d.user_id FROM reach.deliveries d
+            SELECT d.campaign_id || chr(31) || d.user_id, d.status FROM reach.deliveries d
             JOIN unnest($1::text[], $2::text[]) AS p(campaign_id, user_id) ON d.campaign_id = p.campaign_id AND d.user_id = p.user_id
             """, [pairs.map(\.campaignID), pairs.map(\.userID)]) {
-            result.insert(row[0] ?? "")
+            result[row[0] ?? ""] = row[1]
         }
         return result
     }

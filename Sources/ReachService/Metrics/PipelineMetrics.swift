@@ -2,6 +2,20 @@ import Prometheus
 import ReachCore
 import Synchronization
 
+/// A message's outcome as `reach_messages_total{status}` counts it (SPEC §8):
+/// `failed` is a provider call that failed (the message is then `retried` or `dead` too).
+public enum MessageStatus: String, Sendable {
+    case sent, failed, retried, dead, skipped
+}
+
+/// Where a delivery came from, as `reach_end_to_end_seconds{kind}` labels it.
+public enum DeliveryKind: String, Sendable {
+    /// A campaign task (from `reach.tasks` or the API).
+    case task
+    /// A trigger event (from `reach.events`).
+    case event
+}
+
 /// The SPEC §8 metrics the pipeline produces. Handles are cached, so the hot
 /// path pays a dictionary lookup, not a registry lock.
 public final class PipelineMetrics: Sendable {
@@ -24,8 +38,9 @@ public final class PipelineMetrics: Sendable {
         delayQueueDepth(0)
     }
 
-    public func message(channel: String, status: String, count: Int = 1) {
+    public func message(channel: String, status: MessageStatus, count: Int = 1) {
         guard count > 0 else { return }
+        let status = status.rawValue
         let key = "m|\(channel)|\(status)"
         let counter = counters.withLock { cache in
             if let c = cache[key] { return c }
@@ -62,7 +77,8 @@ public final class PipelineMetrics: Sendable {
         }.record(duration)
     }
 
-    public func endToEnd(kind: String, _ duration: Duration, count: Int = 1) {
+    public func endToEnd(kind: DeliveryKind, _ duration: Duration, count: Int = 1) {
+        let kind = kind.rawValue
         let h = histogram("e|\(kind)") {
             registry.makeDurationHistogram(
                 descriptor: .init(namespace: "reach", metricName: "end_to_end", unitName: "seconds",

@@ -8,8 +8,8 @@ import ServiceLifecycle
 import Synchronization
 
 /// Runs due campaigns: claims one through its lease, streams its segment in
-/// keyset pages, and per page decides, claims idempotency keys, sends through
-/// the channels and records every outcome plus the checkpoint in one
+/// keyset pages, and hands each page's users without a row to the delivery
+/// pipeline, which records their rows plus the page's checkpoint in one
 /// transaction. A runner that dies leaves its lease to expire; any instance
 /// then resumes from the checkpoint.
 public final class CampaignRunner: Service, Sendable {
@@ -25,11 +25,11 @@ public final class CampaignRunner: Service, Sendable {
     private let campaigns: CampaignStore
     private let deliveries: DeliveryStore
     private let segments: SegmentSource
-    private let dispatcher: Dispatcher
+    private let pipeline: DeliveryPipeline
     private let recurring: RecurringCampaigns
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
-                logger: Logger, wake: WakeSignal) {
+    init(infrastructure: Infrastructure, registry: ChannelRegistry, pipeline: DeliveryPipeline, metrics: PipelineMetrics,
+         logger: Logger, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
@@ -37,14 +37,13 @@ public final class CampaignRunner: Service, Sendable {
         self.wake = wake
         let configuration = infrastructure.configuration
         self.settings = configuration.pipeline
-        self.owner = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
+        self.owner = pipeline.owner
         // The runs of recurring campaigns have run ids (`<id>@<time>`).
         self.parser = TaskParser(channels: Set(configuration.channels.keys), acceptsRunIDs: true)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
-        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics,
-                                     logger: logger, owner: owner)
+        self.pipeline = pipeline
         self.recurring = RecurringCampaigns(infrastructure: infrastructure, logger: logger, wake: wake.signal)
     }
 
@@ -80,11 +79,6 @@ public final class CampaignRunner: Service, Sendable {
                 }
             }
         }
-    }
-
-    enum Mode {
-        case send
-        case skip(reason: SkipReason)
     }
 
     /// Errors of one campaign in a row that are not PostgreSQL or Redis being
@@ -211,63 +205,53 @@ public final class CampaignRunner: Service, Sendable {
         }
         do {
         while true {
-            let verdict = lease.verdict()
-            if case .hold(let hold) = verdict, hold.skipReason == nil {
+            switch CampaignStep.next(lease.verdict(), takenOver: lease.isLost) {
+            case .send, .skip:
+                break
+            case .stop:
                 _ = try await drain()
-                switch hold {
-                case .leaseLost where lease.isLost:
-                    throw FencedOut("campaign run", fence: fence)
-                case .leaseLost:
-                    // PostgreSQL has not answered a renewal in time; nobody else has the
-                    // campaign (yet). Wait for the lease to be renewed, then go on
-                    // from the last page every user of which has a row.
-                    try await Task.sleep(for: .milliseconds(100))
-                    checkpoint = durable
-                    continue
-                case .paused:
-                    try await campaigns.release(id, fence: fence)
-                    logger.info("campaign paused", metadata: ["campaign": "\(id)", "checkpoint": "\(durable ?? "-")"])
-                    return
-                default:
-                    try await campaigns.release(id, fence: fence)
-                    logger.info("campaign handed back for shutdown", metadata: ["campaign": "\(id)", "checkpoint": "\(durable ?? "-")"])
-                    return
-                }
-            }
-            let mode: Mode = if case .hold(let hold) = verdict, let reason = hold.skipReason { .skip(reason: reason) } else { .send }
-            let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
-            guard let last = page.last else {
-                guard try await drain() else {
-                    checkpoint = durable
-                    continue
-                }
-                // Every user has a row; the campaign ends when no retry is pending.
-                if try await deliveries.pendingRetries(campaignID: id) > 0 {
-                    try await Task.sleep(for: .milliseconds(250))
-                    continue
-                }
-                let final = (lease.state == CampaignState.cancelled.rawValue ? CampaignState.cancelled : .done).rawValue
-                guard try await campaigns.finish(id, fence: fence, state: final) else {
-                    throw FencedOut("campaign finish", fence: fence)
-                }
-                let seconds = (ContinuousClock.now - started).seconds
-                logger.info("campaign finished", metadata: [
-                    "campaign": "\(id)", "state": "\(final)", "recipients_this_run": "\(window.processed)",
-                    "seconds": "\(String(format: "%.2f", seconds))",
-                ])
+                throw FencedOut("campaign run", fence: fence)
+            case .awaitLease:
+                // PostgreSQL has not answered a renewal in time; nobody else has the
+                // campaign (yet). Wait for the lease to be renewed, then go on
+                // from the last page every user of which has a row.
+                _ = try await drain()
+                try await Task.sleep(for: .milliseconds(100))
+                checkpoint = durable
+                continue
+            case .handBack(let hold):
+                _ = try await drain()
+                try await campaigns.release(id, fence: fence)
+                logger.info(hold == .paused ? "campaign paused" : "campaign handed back for shutdown",
+                            metadata: ["campaign": "\(id)", "checkpoint": "\(durable ?? "-")"])
                 return
             }
-            let previous = window.last
-            let logger = self.logger
-            let done = try await window.add(Task {
-                let outcome = try await self.process(page, task: task, planner: planner, mode: mode, acceptedAt: acceptedAt, lease: lease)
-                let chainComplete = try await previous?.value.chainComplete ?? true
-                let complete = chainComplete && outcome.complete
-                try await persist(logger, "page rows") {
-                    try await self.deliveries.record(campaignID: id, rows: outcome.rows, checkpoint: complete ? last.userID : nil,
-                                                     deadLetters: outcome.deadLetters, fence: fence)
+            let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
+            guard let last = page.last else {
+                let complete = try await drain()
+                let pending = complete ? try await deliveries.pendingRetries(campaignID: id) : 0
+                switch CampaignEnding.decide(everyUserHasRow: complete, pendingRetries: pending, state: CampaignState(rawValue: lease.state)) {
+                case .readAgain:
+                    checkpoint = durable
+                    continue
+                case .awaitRetries:
+                    try await Task.sleep(for: .milliseconds(250))
+                    continue
+                case .finish(let final):
+                    guard try await campaigns.finish(id, fence: fence, state: final.rawValue) else {
+                        throw FencedOut("campaign finish", fence: fence)
+                    }
+                    let seconds = (ContinuousClock.now - started).seconds
+                    logger.info("campaign finished", metadata: [
+                        "campaign": "\(id)", "state": "\(final.rawValue)", "recipients_this_run": "\(window.processed)",
+                        "seconds": "\(String(format: "%.2f", seconds))",
+                    ])
+                    return
                 }
-                return PageDone(count: page.count, chainComplete: complete)
+            }
+            let previous = window.last
+            let done = try await window.add(Task {
+                try await self.deliver(page, task: task, planner: planner, acceptedAt: acceptedAt, lease: lease, after: previous)
             }, last: last.userID, limit: settings.pagesInFlight)
             checkpoint = last.userID
             if let done {
@@ -335,59 +319,33 @@ public final class CampaignRunner: Service, Sendable {
         }
     }
 
-    struct PageOutcome: Sendable {
-        var rows: [DeliveryStore.Row] = []
-        var deadLetters: [DeliveryStore.DeadLetter] = []
-        /// Every user of the page got a row.
-        var complete = true
-    }
-
-    /// Decides, claims, sends and returns the delivery rows for one page. The
-    /// steps before the first request are retried on any error while the gate
-    /// allows; a page the gate holds back before it sent anything returns
-    /// incomplete with no rows. Throws only `FencedOut`.
-    func process(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, mode: Mode,
-                 acceptedAt: Date, lease: CampaignLease) async throws -> PageOutcome {
+    /// One page: its users without a row yet go through the pipeline, and
+    /// their rows plus the checkpoint are written after the page before (page
+    /// order). The steps before the first request are retried on any error
+    /// while the gate allows; a page held back before it sent anything writes
+    /// no rows and leaves the checkpoint. Throws only `FencedOut` (or a refused write).
+    func deliver(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, acceptedAt: Date, lease: CampaignLease,
+                 after previous: Task<PageDone, any Error>?) async throws -> PageDone {
         let id = task.campaignID
         let gate = lease.gate
+        let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: acceptedAt, gate: gate, fence: lease.fence)
+        func write(_ outcome: DeliveryPipeline.Outcome) async throws -> PageDone {
+            let complete = try await previous?.value.chainComplete ?? true
+            let chainComplete = complete && outcome.complete
+            try await deliveries.record(campaignID: id, rows: outcome.rows.map(\.row), checkpoint: chainComplete ? page.last?.userID : nil,
+                                        deadLetters: outcome.deadLetters.map(\.letter), fence: lease.fence)
+            return PageDone(count: page.count, chainComplete: chainComplete)
+        }
         // Held back (other than for good: cancel and expiry still write rows) means: stop trying.
         let held = { if case .hold(let hold) = gate.check() { hold.skipReason == nil } else { false } }
-        func beforeSending<T: Sendable>(_ body: () async throws -> T) async throws -> T? {
-            try await retrying(logger, "page \(id) before sending", stop: held, body)
-        }
-        guard let done = try await beforeSending({ try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID)) }) else {
-            return PageOutcome(complete: false)
-        }
-        let todo = page.filter { done[$0.userID] == nil }
-        var outcome = PageOutcome()
-        outcome.rows.reserveCapacity(todo.count)
-        if case .skip(let reason) = mode {
-            for r in todo {
-                outcome.rows.append(.skipped(r.userID, channel: nil, reason, attempts: 0, messageID: MessageID.make(campaignID: id, userID: r.userID)))
+        let written = try await retrying(logger, "page \(id) before sending", stop: held) {
+            let done = try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID))
+            let sends = page.filter { done[$0.userID] == nil }.map {
+                DeliveryPipeline.Send(recipient: $0, planner: planner, quietHours: task.quietHours)
             }
-            metrics.message(channel: "none", status: "skipped", count: outcome.rows.count)
-            return outcome
+            return try await pipeline.deliver(sends, plan, record: write)
         }
-        var outbound: [Dispatcher.Attempt] = []
-        var skippedByChannel: [String: Int] = [:]
-        defer { for (channel, n) in skippedByChannel { metrics.message(channel: channel, status: "skipped", count: n) } }
-        for r in todo {
-            switch planner.plan(r) {
-            case .skip(let reason, let channel):
-                outcome.rows.append(.skipped(r.userID, channel: channel, reason, attempts: 0, messageID: MessageID.make(campaignID: id, userID: r.userID)))
-                skippedByChannel[channel ?? "none", default: 0] += 1
-            case .send(let message):
-                outbound.append(.init(message: message, number: 1, timezone: r.timezone, quietHours: task.quietHours))
-            }
-        }
-        guard let prepared = try await beforeSending({ try await dispatcher.prepare(outbound, fence: lease.fence) }) else {
-            // Held before anything was sent: the claims taken so far run out on their own.
-            return PageOutcome(complete: false)
-        }
-        let result = await dispatcher.send(prepared, acceptedAt: acceptedAt, gate: gate)
-        outcome.rows += result.rows
-        outcome.deadLetters = result.deadLetters
-        outcome.complete = result.complete
-        return outcome
+        if let written { return written }
+        return try await persist(logger, "page rows") { try await write(DeliveryPipeline.Outcome(complete: false)) }
     }
 }

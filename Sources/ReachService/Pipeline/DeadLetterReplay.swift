@@ -23,9 +23,9 @@ public struct DeadLetterReplay: Sendable {
         // rows without a queue item, which the delay scheduler's sweep re-queues.
         let changed = Set(try await store.markReplayed(letters))
         let now = Epoch.ms()
-        try await queue.schedule(try letters.filter { changed.contains($0.id) }.map { letter in
+        try await queue.schedule(letters.filter { changed.contains($0.id) }.map { letter in
             // A trigger send carries its rule and event: it has no stored campaign to be rebuilt from.
-            try Dispatcher.RetryPayload(campaign_id: letter.campaignID, user_id: letter.userID, channel: letter.channel, attempts: 0,
+            DelayedWork.Retry(campaign_id: letter.campaignID, user_id: letter.userID, channel: letter.channel, attempts: 0,
                                         trigger: letter.trigger).queueItem(dueMs: now)
         })
         return changed.count

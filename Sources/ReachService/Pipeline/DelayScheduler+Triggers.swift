@@ -18,12 +18,9 @@ extension DelayScheduler {
                                         attempts: max(0, attempt - 1), why: "trigger rule \(delayed.rule_id) was deleted or disabled")
             return
         }
-        if let channel {
-            try await triggerSender.resend(rule: rule, event: event, attempt: attempt, channel: channel, gate: gate)
-        } else {
-            // The rule's delay is over: the first send, as if the event had just arrived.
-            try await triggerSender.sendFirst([(rule, event)], gate: gate)
-        }
+        // Without a channel: the rule's delay is over, the first send, as if the event had just arrived.
+        try await triggerSender.send([.init(rule: rule, event: event, attempt: channel.map { .again(channel: $0, number: attempt) } ?? .first)],
+                                     gate: gate)
     }
 
     /// Ends a trigger send whose rule is gone: a retry's `scheduled` row (a
@@ -35,7 +32,7 @@ extension DelayScheduler {
         let row = DeliveryStore.Row.skipped(userID, channel: channel, .cancelled, attempts: attempts,
                                             messageID: MessageID.make(campaignID: campaignID, userID: userID), lastError: why)
         try await deliveries.record(campaignID: campaignID, rows: [row], checkpoint: nil)
-        metrics.message(channel: channel ?? "none", status: "skipped")
+        metrics.message(channel: channel ?? "none", status: .skipped)
         logger.info("trigger rule gone; pending send cancelled", metadata: ["campaign": "\(campaignID)", "why": "\(why)"])
     }
 
@@ -46,10 +43,10 @@ extension DelayScheduler {
     /// without one the send cannot be rendered again: `skipped/cancelled` when
     /// no rule matches the id any more, else `dead` (`trigger_context_lost`)
     /// with a dead letter. Either way the row ends; it is never re-queued forever.
-    func retryTrigger(campaignID: String, _ retries: [Dispatcher.RetryPayload], gate: SendGate) async throws {
+    func retryTrigger(campaignID: String, _ retries: [DelayedWork.Retry], gate: SendGate) async throws {
         let contexts = try await DeadLetterStore(client: infrastructure.postgres)
             .triggerContexts(retries.map { ($0.campaign_id, $0.user_id) })
-        var lost: [Dispatcher.RetryPayload] = []
+        var lost: [DelayedWork.Retry] = []
         for r in retries {
             if let text = contexts[DeliveryStore.pairKey(campaignID: campaignID, userID: r.user_id)],
                let delayed = TriggerSender.Delayed(json: text) {

@@ -16,7 +16,7 @@ public final class DelayScheduler: Service, Sendable {
     let logger: Logger
     let owner: String
     let lease: Duration
-    let dispatcher: Dispatcher
+    let pipeline: DeliveryPipeline
     let campaigns: CampaignStore
     let deliveries: DeliveryStore
     let segments: SegmentSource
@@ -26,17 +26,15 @@ public final class DelayScheduler: Service, Sendable {
     let triggerSender: TriggerSender
     let wake: WakeSignal
 
-    public init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, metrics: PipelineMetrics,
-                logger: Logger, owner: String,
-                triggerRules: TriggerRules, wake: WakeSignal) {
+    init(infrastructure: Infrastructure, registry: ChannelRegistry, pipeline: DeliveryPipeline, metrics: PipelineMetrics,
+         logger: Logger, triggerRules: TriggerRules, wake: WakeSignal) {
         self.infrastructure = infrastructure
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
-        self.owner = owner
+        self.owner = pipeline.owner
         self.lease = max(.milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000)), registry.longestTimeout * 3)
-        self.dispatcher = Dispatcher(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics,
-                                     logger: logger, owner: owner)
+        self.pipeline = pipeline
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
@@ -45,7 +43,7 @@ public final class DelayScheduler: Service, Sendable {
         self.recurring = RecurringCampaigns(infrastructure: infrastructure, logger: logger, wake: wake.signal)
         self.triggerRules = triggerRules
         self.wake = wake
-        self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, dispatcher: dispatcher, metrics: metrics)
+        self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, pipeline: pipeline, metrics: metrics)
     }
 
 
@@ -121,10 +119,11 @@ public final class DelayScheduler: Service, Sendable {
     /// rule and event it carries. Safe to run anywhere.
     func sweep() async throws {
         let longestBackoff = registry.policies.values.map(\.retry.backoff.max).max() ?? .seconds(60)
-        let stale = try await deliveries.staleScheduled(olderThan: longestBackoff + .seconds(300))
+        // StaleRow: idle long enough (SQL), and its item gone (`scheduleMissing` adds only missing ids).
+        let stale = try await deliveries.staleScheduled(olderThan: StaleRow.minimumIdle(longestBackoff: longestBackoff))
         guard !stale.isEmpty else { return }
-        let added = try await queue.scheduleMissing(try stale.map { row in
-            try Dispatcher.RetryPayload(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
+        let added = try await queue.scheduleMissing(stale.map { row in
+            DelayedWork.Retry(campaign_id: row.campaignID, user_id: row.userID, channel: row.channel, attempts: row.attempts)
                 .queueItem(dueMs: Epoch.ms())
         })
         if added > 0 { logger.warning("re-queued retries that lost their queue item", metadata: ["count": "\(added)"]) }
@@ -132,7 +131,7 @@ public final class DelayScheduler: Service, Sendable {
 
 
     func handle(_ items: [DelayQueue.Item], gate: SendGate = .open) async throws {
-        var retries: [Dispatcher.RetryPayload] = []
+        var retries: [DelayedWork.Retry] = []
         for item in items {
             switch DelayedWork(payload: item.payload) {
             case .cronRun? where item.id.hasPrefix(RecurringCampaigns.itemPrefix):
@@ -158,16 +157,16 @@ public final class DelayScheduler: Service, Sendable {
         }
     }
 
-    func reschedule(_ retries: [Dispatcher.RetryPayload], campaignID: String, in delay: Duration) async throws {
+    func reschedule(_ retries: [DelayedWork.Retry], campaignID: String, in delay: Duration) async throws {
         guard !retries.isEmpty else { return }
         let due = Epoch.ms() + delay.milliseconds
-        try await queue.schedule(try retries.map { try $0.queueItem(dueMs: due) })
+        try await queue.schedule(retries.map { $0.queueItem(dueMs: due) })
     }
 
     /// Ends retries that can never succeed: their rows (still `scheduled`)
     /// become `dead` with a dead letter, and the campaign `failed` (a trigger
     /// send has no campaign row: nothing to fail).
-    func abandon(_ campaignID: String, _ retries: [Dispatcher.RetryPayload], reason: DeadReason = .invalidTask, error: String) async throws {
+    func abandon(_ campaignID: String, _ retries: [DelayedWork.Retry], reason: DeadReason = .invalidTask, error: String) async throws {
         let current = try await deliveries.existing(campaignID: campaignID, userIDs: retries.map(\.user_id))
         let waiting = retries.filter { current[$0.user_id] == DeliveryStatus.scheduled.rawValue }
         let rows = waiting.map { r in

@@ -6,7 +6,7 @@ import Synchronization
 /// shared by every sender in the process like `ChannelBreakers`, with its
 /// state exported as `reach_channel_paused{channel}`.
 ///
-/// The dispatcher asks it before every provider batch, so the answer must be
+/// The channel senders ask it before every provider batch, so the answer must be
 /// cheap: the paused set is kept in memory and read from Redis again when it
 /// is older than `interval` (500 ms) — one HGETALL per instance per interval
 /// while sending, not one per batch. A pause therefore stops new batches on

@@ -3,6 +3,7 @@ import Logging
 import ReachCore
 import ReachKafka
 import ReachPostgres
+import ReachRedis
 import ServiceLifecycle
 import Synchronization
 
@@ -45,13 +46,12 @@ public struct TriggerIntake: Service {
 
     /// Handles what the consumer had ready, together: invalid events are dead
     /// letters, delayed rules go into the delay queue, and every immediate
-    /// (rule, event) send of the batch goes out through one `sendFirst` (a
+    /// (rule, event) send of the batch goes out through one `TriggerSender.send` (a
     /// redelivered or repeated event finds its row and sends nothing).
     /// Retried until durable; false when shutdown came first (nothing of the
     /// batch is committed then). `consumedAt`: when the batch was read.
     func handle(_ batch: [KafkaMessage], _ rejects: InputDeadLetters, consumedAt: Date = Date()) async throws -> Bool {
-        typealias Delayed = (id: String, payload: String, dueMs: Int64)
-        var work: [(message: KafkaMessage, immediate: [(rule: TriggerRule, event: TriggerEvent)], delayed: [Delayed])] = []
+        var work: [(message: KafkaMessage, immediate: [TriggerSender.Request], delayed: [DelayQueue.NewItem])] = []
         var seen: Set<String> = []
         for message in batch {
             let event: TriggerEvent
@@ -63,15 +63,15 @@ public struct TriggerIntake: Service {
             }
             var rules: [TriggerRule] = []
             guard try await untilDone(logger, { rules = try await self.rules.rules(for: event.event) }) else { return false }
-            var immediate: [(rule: TriggerRule, event: TriggerEvent)] = []
-            var delayed: [Delayed] = []
+            var immediate: [TriggerSender.Request] = []
+            var delayed: [DelayQueue.NewItem] = []
             for rule in rules where seen.insert(rule.campaignID(for: event)).inserted {
                 if rule.delaySeconds > 0 {
                     let work = DelayedWork.triggerSend(.init(rule_id: rule.id, event: event.json))
                     let due = Epoch.ms() + Int64(rule.delaySeconds) * 1000
                     delayed.append((TriggerSender.delayedID(rule.campaignID(for: event)), work.payload, due))
                 } else {
-                    immediate.append((rule, event))
+                    immediate.append(.init(rule: rule, event: event))
                 }
             }
             work.append((message, immediate, delayed))
@@ -82,7 +82,7 @@ public struct TriggerIntake: Service {
         guard try await untilDone(logger, {
             do {
                 try await infrastructure.delayQueue.schedule(work.flatMap(\.delayed))
-                try await sender.sendFirst(work.flatMap(\.immediate), consumedAt: consumedAt)
+                try await sender.send(work.flatMap(\.immediate), consumedAt: consumedAt)
             } catch let error as PostgresError where error.isDataError {
                 refused = error
             }
@@ -93,7 +93,7 @@ public struct TriggerIntake: Service {
             guard try await untilDone(logger, {
                 do {
                     try await infrastructure.delayQueue.schedule(item.delayed)
-                    try await sender.sendFirst(item.immediate, consumedAt: consumedAt)
+                    try await sender.send(item.immediate, consumedAt: consumedAt)
                 } catch let error as PostgresError where error.isDataError {
                     try await rejects.record(item.message, reason: "unstorable", error: "PostgreSQL refused the event: \(error)")
                 }

@@ -34,7 +34,7 @@ struct TriggerSender: Sendable {
 
     let infrastructure: Infrastructure
     let registry: ChannelRegistry
-    let dispatcher: Dispatcher
+    let pipeline: DeliveryPipeline
     let metrics: PipelineMetrics
     /// Each rule's templates, compiled once (per version of the rule).
     let planners = PlannerCache()
@@ -53,81 +53,58 @@ struct TriggerSender: Sendable {
 
     static func delayedID(_ campaignID: String) -> String { "trigger:\(campaignID)" }
 
-    /// First attempts for many (rule, event) pairs at once: one query for the
-    /// rows that exist (redelivered events), one for the recipients, one
-    /// idempotency round trip, provider batches across events, one transaction
-    /// for all rows. Pairs must be distinct. `consumedAt`: when their events were
-    /// read from Kafka, where `reach_end_to_end_seconds{kind="event"}` starts
-    /// (a delayed rule's send, fired from the queue, counts from its firing).
-    func sendFirst(_ pairs: [(rule: TriggerRule, event: TriggerEvent)], consumedAt: Date = Date(), gate: SendGate = .open) async throws {
-        guard !pairs.isEmpty else { return }
+    /// A trigger send: one rule's message for one event, first or again.
+    struct Request: Sendable {
+        var rule: TriggerRule
+        var event: TriggerEvent
+        var attempt: DeliveryPipeline.Send.Attempt = .first
+    }
+
+    /// Sends for many (rule, event) pairs at once: one query for the rows that
+    /// exist, one for the recipients, then one pass through the pipeline
+    /// (provider batches across events) and one transaction for all rows.
+    /// A first send goes only to a pair without a row (a redelivered event
+    /// sends nothing); a further attempt only to a row still `scheduled`.
+    /// Pairs must be distinct. `consumedAt`: when their events were read from
+    /// Kafka, where `reach_end_to_end_seconds{kind="event"}` starts (a delayed
+    /// rule's send, fired from the queue, counts from its firing).
+    func send(_ requests: [Request], consumedAt: Date = Date(), gate: SendGate = .open) async throws {
+        guard !requests.isEmpty else { return }
         let deliveries = DeliveryStore(client: infrastructure.postgres)
-        let done = try await deliveries.existing(pairs.map { ($0.rule.campaignID(for: $0.event), $0.event.userID) })
-        let todo = pairs.filter { !done.contains(DeliveryStore.pairKey(campaignID: $0.rule.campaignID(for: $0.event), userID: $0.event.userID)) }
+        let rows = try await deliveries.statuses(requests.map { ($0.rule.campaignID(for: $0.event), $0.event.userID) })
+        let todo = requests.filter { request in
+            let row = rows[DeliveryStore.pairKey(campaignID: request.rule.campaignID(for: request.event), userID: request.event.userID)]
+            if case .first = request.attempt { return row == nil }
+            return row == DeliveryStatus.scheduled.rawValue
+        }
         guard !todo.isEmpty else { return }
         let userIDs = Array(Set(todo.map(\.event.userID)))
         var recipients: [String: Recipient] = [:]
         for r in try await SegmentSource(client: infrastructure.postgres).page(.userIDs(userIDs), after: nil, limit: userIDs.count) {
             recipients[r.userID] = r
         }
-        var rows: [(campaignID: String, row: DeliveryStore.Row)] = []
-        var attempts: [Dispatcher.Attempt] = []
-        var campaignOf: [String: String] = [:]
-        for (rule, event) in todo {
-            let campaignID = rule.campaignID(for: event)
-            let recipient = recipients[event.userID] ?? Recipient(userID: event.userID)
+        var sends: [DeliveryPipeline.Send] = []
+        for request in todo {
             let planner: DeliveryPlanner
             do {
-                planner = try self.planner(for: rule, event: event)
+                planner = try self.planner(for: request.rule, event: request.event)
             } catch {
                 // Rules are compiled when loaded, so this is not expected; if it happens the
                 // rule is at fault, not the infrastructure: retrying would stall the partition.
-                logger.error("trigger rule cannot render; send dropped", metadata: ["rule": "\(rule.id)", "error": "\(error)"])
+                logger.error("trigger rule cannot render; send dropped", metadata: ["rule": "\(request.rule.id)", "error": "\(error)"])
                 continue
             }
-            switch planner.plan(recipient) {
-            case .skip(let reason, let channel):
-                rows.append((campaignID, .skipped(event.userID, channel: channel, reason, attempts: 0,
-                                                  messageID: MessageID.make(campaignID: campaignID, userID: event.userID))))
-                metrics.message(channel: channel ?? "none", status: "skipped")
-            case .send(let message):
-                let context = Delayed(rule_id: rule.id, event: event.json).json
-                campaignOf[message.messageID] = campaignID
-                attempts.append(.init(message: message, number: 1, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
-            }
+            sends.append(.init(recipient: recipients[request.event.userID] ?? Recipient(userID: request.event.userID), planner: planner,
+                               attempt: request.attempt, quietHours: request.rule.quietHours,
+                               trigger: Delayed(rule_id: request.rule.id, event: request.event.json).json))
         }
-        let result = try await dispatcher.deliver(attempts, acceptedAt: consumedAt, kind: "event", gate: gate)
-        rows += result.rows.map { (campaignOf[$0.messageID] ?? "", $0) }
-        let letters = result.deadLetters.map { (campaignOf[$0.messageID ?? ""] ?? "", $0) }
+        let plan = DeliveryPipeline.Plan(kind: .event, acceptedAt: consumedAt, gate: gate)
         // What the providers accepted is written before anything else happens.
-        try await persist(logger, "trigger rows") { try await deliveries.recordEach(rows: rows, deadLetters: letters) }
-        if !result.complete { throw HeldBack() }
-    }
-
-    /// Another attempt on `channel` for a send whose row is `scheduled`: a retry
-    /// (`attempt` > 1) or a deferral that spent no attempt (open breaker, quiet
-    /// hours: `attempt` is 1 again). Anything but `scheduled` means it is settled.
-    func resend(rule: TriggerRule, event: TriggerEvent, attempt: Int, channel: String, gate: SendGate = .open) async throws {
-        let campaignID = rule.campaignID(for: event)
-        let deliveries = DeliveryStore(client: infrastructure.postgres)
-        guard try await deliveries.existing(campaignID: campaignID, userIDs: [event.userID])[event.userID] == DeliveryStatus.scheduled.rawValue else { return }
-        let planner = try planner(for: rule, event: event)
-        let recipient = try await SegmentSource(client: infrastructure.postgres).page(.userIDs([event.userID]), after: nil, limit: 1).first
-            ?? Recipient(userID: event.userID)
-        var rows: [DeliveryStore.Row] = []
-        var attempts: [Dispatcher.Attempt] = []
-        if !recipient.isOptedOut(of: channel), let message = planner.message(for: recipient, channel: channel) {
-            let context = Delayed(rule_id: rule.id, event: event.json).json
-            attempts.append(.init(message: message, number: attempt, timezone: recipient.timezone, quietHours: rule.quietHours, context: context))
-        } else {
-            rows.append(.skipped(event.userID, channel: channel, recipient.isOptedOut(of: channel) ? .optedOut : .noAddress,
-                                 attempts: attempt - 1, messageID: MessageID.make(campaignID: campaignID, userID: event.userID)))
+        let complete = try await pipeline.deliver(sends, plan) { outcome in
+            try await deliveries.recordEach(rows: outcome.rows, deadLetters: outcome.deadLetters)
+            return outcome.complete
         }
-        let result = try await dispatcher.deliver(attempts, acceptedAt: Date(), kind: "event", gate: gate)
-        try await persist(logger, "trigger rows") {
-            try await deliveries.record(campaignID: campaignID, rows: rows + result.rows, checkpoint: nil, deadLetters: result.deadLetters)
-        }
-        if !result.complete { throw HeldBack() }
+        if !complete { throw HeldBack() }
     }
 
     /// Sends were held back (the instance is stopping, or a delay-queue lease

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ReachPostgres
 import ReachCore
@@ -27,13 +28,17 @@ public struct Daemon: Sendable {
         let pauses = PausedChannels(switches: infrastructure.channelSwitches, channels: Array(configuration.channels.keys),
                                     metrics: metrics.pipeline, logger: logger)
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
-        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics.pipeline,
+        // One pipeline per process: every campaign, trigger and retry shares its senders.
+        let owner = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
+        let pipeline = DeliveryPipeline(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses,
+                                        metrics: metrics.pipeline, logger: logger, owner: owner)
+        let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, pipeline: pipeline, metrics: metrics.pipeline,
                                     logger: logger, wake: wake)
         let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, pauses: pauses,
                                      dependencyUp: { metrics.dependencyUp($0, $1) })
         let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
-        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses, metrics: metrics.pipeline, logger: logger,
-                                       owner: runner.owner, triggerRules: rules, wake: wake)
+        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, pipeline: pipeline, metrics: metrics.pipeline,
+                                       logger: logger, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let api = OperatorAPI(infrastructure: infrastructure, rules: rules, wake: wake.signal,

@@ -1,0 +1,173 @@
+import Foundation
+import Logging
+import ReachChannels
+import ReachCore
+import ReachRedis
+import Synchronization
+
+/// The provider requests of this process, one pool per channel: at most the
+/// channel's `concurrency` batches are in flight at once, whoever sends them —
+/// every page of every campaign, trigger batches and retries share the pool —
+/// so a crash can resend at most `concurrency × batch_size` messages per
+/// channel. Trigger sends (`urgent`) go ahead of campaign batches waiting for a
+/// sender, so a big campaign does not hold up events.
+///
+/// Before every request the batch passes, in order: the run's gate (pause,
+/// cancel, expiry, lease, shutdown), the cluster-wide channel switch, the
+/// circuit breaker and the cluster-wide rate limit. A request on the wire is
+/// never cancelled: its answer is kept, and each accepted batch is marked sent
+/// in Redis as soon as the provider answers.
+final class ChannelSenders: Sendable {
+    /// A message's fate: the provider's answer, or held back by the gate.
+    enum Dispatched: Sendable {
+        case outcome(SendOutcome)
+        case withheld(SendGate.Hold)
+    }
+
+    let registry: ChannelRegistry
+    let breakers: ChannelBreakers
+    let pauses: PausedChannels
+    let rateLimiter: RateLimiter
+    let idempotency: IdempotencyStore
+    let metrics: PipelineMetrics
+    let logger: Logger
+    private let pools: [String: SenderPool]
+
+    init(registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, rateLimiter: RateLimiter,
+         idempotency: IdempotencyStore, metrics: PipelineMetrics, logger: Logger) {
+        self.registry = registry
+        self.breakers = breakers
+        self.pauses = pauses
+        self.rateLimiter = rateLimiter
+        self.idempotency = idempotency
+        self.metrics = metrics
+        self.logger = logger
+        self.pools = registry.channels.keys.reduce(into: [:]) { $0[$1] = SenderPool(size: registry.policy($1).concurrency) }
+    }
+
+    /// Sends per channel in batches of its `batch_size`, all channels at once.
+    func send(_ messages: [OutboundMessage], gate: SendGate, urgent: Bool = false) async -> [String: Dispatched] {
+        guard !messages.isEmpty else { return [:] }
+        return await withTaskGroup(of: [(String, Dispatched)].self) { group in
+            for (name, list) in Dictionary(grouping: messages, by: \.channel) {
+                guard let channel = registry.channels[name], let pool = pools[name] else {
+                    group.addTask { list.map { ($0.messageID, .outcome(.permanent("channel \(name) is not configured"))) } }
+                    continue
+                }
+                let size = registry.policy(name).batchSize
+                for start in stride(from: 0, to: list.count, by: size) {
+                    let batch = Array(list[start..<min(start + size, list.count)])
+                    group.addTask {
+                        await pool.acquire(urgent: urgent)
+                        defer { pool.release() }
+                        return await self.send(batch, on: channel, gate: gate)
+                    }
+                }
+            }
+            var all: [String: Dispatched] = [:]
+            for await part in group { for (id, outcome) in part { all[id] = outcome } }
+            return all
+        }
+    }
+
+    /// One batch, holding one of its channel's senders.
+    private func send(_ batch: [OutboundMessage], on channel: any Channel, gate: SendGate) async -> [(String, Dispatched)] {
+        let name = channel.name
+        func all(_ dispatched: Dispatched) -> [(String, Dispatched)] { batch.map { ($0.messageID, dispatched) } }
+        // Paused cluster-wide: deferred through the delay queue like an open breaker (no attempt spent).
+        let paused = Dispatched.outcome(.paused(after: PausedChannels.deferral))
+        if case .hold(let hold) = gate.check() { return all(.withheld(hold)) }
+        if await pauses.isPaused(name) { return all(paused) }
+        let breaker = breakers.gate(name)
+        if case .wait(let wait) = breaker { return all(.outcome(.deferred(after: wait))) }
+        if let rate = registry.policy(name).ratePerSecond {
+            let (verdict, waited) = await waitForRate(batch.count, channel: name, rate: rate, gate: gate)
+            if case .hold(let hold) = verdict { return all(.withheld(hold)) }
+            if waited, await pauses.isPaused(name) {
+                // Paused while this batch waited out the rate limit's debt.
+                try? await rateLimiter.refund(name, count: batch.count, ratePerSecond: rate)
+                return all(paused)
+            }
+        }
+        let start = ContinuousClock.now
+        // Not cancellable from here on: an accepted request must come back as accepted.
+        var outcomes = await channel.send(batch)
+        metrics.sendDuration(channel: name, ContinuousClock.now - start)
+        let healthy = outcomes.contains { $0.status == .sent || $0.status == .permanent }
+        breakers.record(name, success: healthy)
+        if case .probe(let coolDown) = breaker, !healthy {
+            // The provider is still down: that says nothing about these messages.
+            outcomes = outcomes.map { $0.status == .retryable ? .deferred(after: coolDown) : $0 }
+        }
+        let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map { ($0.0.campaignID, $0.0.userID) }
+        _ = try? await persist(logger, "sent marks") { try await idempotency.markSent(accepted) }
+        return zip(batch, outcomes).map { ($0.0.messageID, .outcome($0.1)) }
+    }
+
+    /// Takes a batch's tokens from the cluster-wide limit, then waits out any
+    /// debt in short steps, asking the gate at each; a held batch gives its
+    /// tokens back. Redis unreachable: wait for it rather than exceed the limit.
+    private func waitForRate(_ count: Int, channel: String, rate: Int, gate: SendGate) async -> (SendVerdict, waited: Bool) {
+        var wait = Duration.zero
+        var failures = 0
+        while true {
+            do {
+                wait = try await rateLimiter.acquire(channel, count: count, ratePerSecond: rate, nowMs: Epoch.ms())
+                break
+            } catch {
+                failures += 1
+                if failures == 1 { logger.warning("rate limiter unavailable; waiting", metadata: ["error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(min(1_000, 100 * failures)))
+                if case .hold(let hold) = gate.check() { return (.hold(hold), false) }
+            }
+        }
+        let until = ContinuousClock.now + wait
+        while true {
+            if case .hold(let hold) = gate.check() {
+                try? await rateLimiter.refund(channel, count: count, ratePerSecond: rate)
+                return (.hold(hold), false)
+            }
+            guard ContinuousClock.now < until else { return (.go, wait > .zero) }
+            try? await Task.sleep(for: min(.milliseconds(100), until - ContinuousClock.now))
+        }
+    }
+}
+
+/// A channel's senders: `size` permits, handed out first to urgent waiters,
+/// then in the order asked. Never cancelled (a batch that waits for a sender
+/// asks its gate once it has one).
+final class SenderPool: Sendable {
+    private struct State {
+        var free: Int
+        var urgent: [CheckedContinuation<Void, Never>] = []
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+
+    init(size: Int) { state = Mutex(State(free: max(1, size))) }
+
+    func acquire(urgent: Bool = false) async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { s in
+                if s.free > 0 {
+                    s.free -= 1
+                    return true
+                }
+                if urgent { s.urgent.append(waiter) } else { s.waiting.append(waiter) }
+                return false
+            }
+            if granted { waiter.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if !s.urgent.isEmpty { return s.urgent.removeFirst() }
+            if !s.waiting.isEmpty { return s.waiting.removeFirst() }
+            s.free += 1
+            return nil
+        }
+        next?.resume()
+    }
+}

@@ -1,0 +1,327 @@
+import Foundation
+import Logging
+import ReachChannels
+import ReachCore
+import ReachPostgres
+import ReachRedis
+
+/// What happens to a message: this file, top to bottom.
+///
+/// Every send goes through `deliver` — a campaign page (`CampaignRunner`), a
+/// trigger batch (`TriggerSender`), a retry, a deferral and a dead-letter
+/// replay (`DelayScheduler`). They differ only in where their recipients and
+/// plan come from. For each recipient, in this order:
+///
+/// 1. **settle** — a run held for good (cancelled, expired) settles everyone `skipped`;
+/// 2. **plan** — route and render (`DeliveryPlanner`, pure); skipped when opted out or no address;
+/// 3. **defer** — inside the user's quiet hours: `scheduled` until the window ends, no attempt spent;
+/// 4. **cap** — over a frequency cap: `skipped/frequency_cap`;
+/// 5. **claim** — the idempotency key (one Lua call for all); a key already marked
+///    sent (its sender died before recording it) is recorded `sent`, not resent;
+/// 6. **send** — `ChannelSenders`, asking the gate before every provider request;
+/// 7. **decide** — `DeliveryDecision.decide`: sent, retry at T, deferred, dead;
+/// 8. **follow up** — retry items queued, claims of unsent messages released,
+///    cap places given back; retried until Redis takes them;
+/// 9. **record** — the caller's write (rows, dead letters, a page's checkpoint),
+///    retried until PostgreSQL takes it.
+///
+/// Steps 3–5 may fail (Redis or PostgreSQL away): then nothing was sent and
+/// `deliver` throws, so the caller can simply call again (each step can be
+/// repeated). From step 6 on nothing throws but a fenced or unstorable write:
+/// a live process never forgets what a provider accepted.
+struct DeliveryPipeline: Sendable {
+    /// One recipient to deliver to.
+    struct Send: Sendable {
+        enum Attempt: Sendable {
+            /// Route the recipient (a campaign page, a trigger's first send).
+            case first
+            /// Attempt `number` on the channel chosen before (a retry keeps its
+            /// channel; a deferral or a replay repeats the attempts made so far + 1).
+            case again(channel: String, number: Int)
+        }
+
+        var recipient: Recipient
+        /// Renders the message; its campaign id names the row's campaign.
+        var planner: DeliveryPlanner
+        var attempt: Attempt = .first
+        /// The campaign or rule honours quiet hours.
+        var quietHours: Bool
+        /// A trigger send's rule and event (JSON), carried by its retry items and dead letter.
+        var trigger: String? = nil
+        /// False when the user is gone from the users table since the first
+        /// attempt: a further attempt then has no address to send to.
+        var known = true
+
+        var campaignID: String { planner.campaignID }
+        var number: Int { if case .again(_, let n) = attempt { n } else { 1 } }
+        var channel: String? { if case .again(let channel, _) = attempt { channel } else { nil } }
+        var messageID: String { MessageID.make(campaignID: campaignID, userID: recipient.userID) }
+
+        func plan() -> DeliveryPlanner.Plan {
+            switch attempt {
+            case .first: planner.plan(recipient)
+            case .again(let channel, _): known ? planner.plan(recipient, on: channel) : .skip(reason: .noAddress, channel: channel)
+            }
+        }
+    }
+
+    /// What all sends of one call share.
+    struct Plan: Sendable {
+        var kind: DeliveryKind
+        /// Where `reach_end_to_end_seconds` starts: the task's acceptance, the event's consumption.
+        var acceptedAt: Date
+        /// Asked before every provider request: may this run still send?
+        var gate: SendGate = .open
+        /// A campaign run's lease: its idempotency claims are fenced with it.
+        var fence: Fence? = nil
+    }
+
+    /// Every recipient's row, for the caller to record.
+    struct Outcome: Sendable {
+        var rows: [(campaignID: String, row: DeliveryStore.Row)] = []
+        var deadLetters: [(campaignID: String, letter: DeliveryStore.DeadLetter)] = []
+        /// False when the gate held back users who got no row (paused, lease
+        /// lost, shutting down): they stay unsent for whoever runs them next.
+        var complete = true
+    }
+
+    let senders: ChannelSenders
+    let registry: ChannelRegistry
+    let idempotency: IdempotencyStore
+    let queue: DelayQueue
+    let quietHours: QuietHours?
+    let frequencyCap: FrequencyCap
+    let metrics: PipelineMetrics
+    let logger: Logger
+    /// Holds the idempotency claims of unfenced sends (triggers, retries).
+    let owner: String
+
+    init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels,
+         metrics: PipelineMetrics, logger: Logger, owner: String) {
+        self.senders = ChannelSenders(registry: registry, breakers: breakers, pauses: pauses, rateLimiter: infrastructure.rateLimiter,
+                                      idempotency: infrastructure.idempotency, metrics: metrics, logger: logger)
+        self.registry = registry
+        self.idempotency = infrastructure.idempotency
+        self.queue = infrastructure.delayQueue
+        self.quietHours = infrastructure.quietHours
+        self.frequencyCap = infrastructure.frequencyCap
+        self.metrics = metrics
+        self.logger = logger
+        self.owner = owner
+    }
+
+    /// Delivers `sends` and hands their rows to `record` (retried until it
+    /// succeeds); returns what `record` returns.
+    func deliver<R: Sendable>(_ sends: [Send], _ plan: Plan, record: (Outcome) async throws -> R) async throws -> R {
+        var tally = Tally()
+        // 1. Settle: a run held for good writes every user's row, nothing is sent.
+        if case .hold(let hold) = plan.gate.check(), let reason = hold.skipReason {
+            for send in sends { tally.skip(send, reason, channel: send.channel) }
+            return try await finish(tally, record)
+        }
+        // 2. Plan.
+        var attempts: [Attempt] = []
+        for send in sends {
+            switch send.plan() {
+            case .skip(let reason, let channel): tally.skip(send, reason, channel: channel)
+            case .send(let message): attempts.append(Attempt(send: send, message: message))
+            }
+        }
+        // 3–5. Before any request: any error here leaves nothing sent.
+        attempts = try await deferQuietHours(attempts, &tally)
+        attempts = try await applyCaps(attempts, &tally)
+        let claimValue = plan.fence?.token ?? owner
+        attempts = try await claim(attempts, fence: plan.fence, &tally)
+        // 6. Send.
+        let answers = await senders.send(attempts.map(\.message), gate: plan.gate, urgent: plan.kind == .event)
+        // 7. Decide.
+        var followUp = FollowUp()
+        let now = Date()
+        for attempt in attempts {
+            decide(attempt, answers[attempt.message.messageID] ?? .outcome(.retryable("no outcome")), now: now, &tally, &followUp)
+        }
+        // 8. Follow up. Retry items go in before their rows are written: a crash in
+        // between leaves an item whose row is missing, which the retry skips.
+        _ = try? await persist(logger, "retry items") { try await queue.schedule(followUp.retries) }
+        _ = try? await persist(logger, "claim release") { try await idempotency.release(followUp.released, owner: claimValue) }
+        if registry.hasCaps {
+            // A message that will never be sent gives its place under the cap back.
+            _ = try? await persist(logger, "frequency cap release") { try await frequencyCap.release(followUp.uncapped) }
+        }
+        metrics.endToEnd(kind: plan.kind, .seconds(max(0, Date().timeIntervalSince(plan.acceptedAt))), count: followUp.sent)
+        // 9. Record.
+        return try await finish(tally, record)
+    }
+
+    /// A message on its way, with the send it came from.
+    struct Attempt: Sendable {
+        var send: Send
+        var message: OutboundMessage
+    }
+
+    /// 3. Defer: inside the user's quiet hours, wait for the window's end without spending an attempt.
+    private func deferQuietHours(_ attempts: [Attempt], _ tally: inout Tally) async throws -> [Attempt] {
+        guard let quiet = quietHours else { return attempts }
+        var kept: [Attempt] = []
+        var deferred: [DelayQueue.NewItem] = []
+        let now = Date()
+        for attempt in attempts {
+            guard attempt.send.quietHours, let end = quiet.deferral(now: now, timezone: attempt.send.recipient.timezone) else {
+                kept.append(attempt)
+                continue
+            }
+            let m = attempt.message
+            let spent = attempt.send.number - 1
+            deferred.append(DelayedWork.Retry(m, attempts: spent, trigger: attempt.send.trigger).queueItem(dueMs: Epoch.ms(end)))
+            tally.add(m.campaignID, .waiting(m.userID, channel: m.channel, .quietHours, attempts: spent, messageID: m.messageID),
+                      count: .retried, channel: m.channel)
+        }
+        try await queue.schedule(deferred)
+        return kept
+    }
+
+    /// 4. Cap: at most so many messages per user per rolling day (all channels, and per channel).
+    private func applyCaps(_ attempts: [Attempt], _ tally: inout Tally) async throws -> [Attempt] {
+        guard registry.hasCaps, !attempts.isEmpty else { return attempts }
+        let admitted = try await frequencyCap.admit(
+            attempts.map { ($0.message.userID, $0.message.channel, $0.message.messageID) },
+            maxOverall: registry.capOverall, maxPerChannel: registry.capsPerChannel, nowMs: Epoch.ms())
+        var kept: [Attempt] = []
+        for (attempt, ok) in zip(attempts, admitted) {
+            if ok { kept.append(attempt); continue }
+            tally.skip(attempt.send, .frequencyCap, channel: attempt.message.channel)
+        }
+        return kept
+    }
+
+    /// 5. Claim: one idempotency key per (campaign, user), fenced for a campaign run.
+    /// A claim by the same holder is taken again, so this step may be repeated.
+    private func claim(_ attempts: [Attempt], fence: Fence?, _ tally: inout Tally) async throws -> [Attempt] {
+        guard !attempts.isEmpty else { return [] }
+        let claims = try await idempotency.claim(attempts.map { ($0.message.campaignID, $0.message.userID) }, owner: owner, fence: fence)
+        var toSend: [Attempt] = []
+        for (attempt, claim) in zip(attempts, claims) {
+            guard claim == .alreadySent else { toSend.append(attempt); continue }
+            // Sent by a sender that died before recording it: record, do not resend.
+            let m = attempt.message
+            tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempt.send.number, messageID: m.messageID),
+                      count: nil, channel: m.channel)
+        }
+        return toSend
+    }
+
+    /// What the sends leave for Redis once they are answered.
+    private struct FollowUp {
+        var retries: [DelayQueue.NewItem] = []
+        var released: [(campaignID: String, userID: String)] = []
+        var uncapped: [(userID: String, channel: String, messageID: String)] = []
+        var sent = 0
+    }
+
+    /// 7. Decide one message's fate from the provider's answer (or the gate's hold).
+    private func decide(_ attempt: Attempt, _ dispatched: ChannelSenders.Dispatched, now: Date, _ tally: inout Tally,
+                        _ followUp: inout FollowUp) {
+        let m = attempt.message
+        let number = attempt.send.number
+        let outcome: SendOutcome
+        switch dispatched {
+        case .withheld(let hold):
+            followUp.released.append((m.campaignID, m.userID))
+            if let reason = hold.skipReason {
+                tally.skip(attempt.send, reason, channel: m.channel)
+            } else {
+                tally.outcome.complete = false
+            }
+            return
+        case .outcome(let answered):
+            outcome = answered
+        }
+        let answer = ProviderAnswer(outcome)
+        // SPEC §8 `failed`: a provider call that failed (the message is then `retried` or `dead` too).
+        if answer.isFailedCall { tally.count(.failed, channel: m.channel) }
+        let error = outcome.error ?? "failed"
+        switch DeliveryDecision.decide(answer, attempt: number, policy: registry.retryPolicy(m.channel)) {
+        case .sent(let attempts, let providerRef):
+            followUp.sent += 1
+            tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempts, messageID: m.messageID, providerRef: providerRef),
+                      count: .sent, channel: m.channel)
+        case .wait(let reason, let after, let attempts):
+            followUp.released.append((m.campaignID, m.userID))
+            followUp.retries.append(DelayedWork.Retry(m, attempts: attempts, trigger: attempt.send.trigger)
+                .queueItem(dueMs: Epoch.ms(now) + after.milliseconds))
+            tally.add(m.campaignID, .waiting(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
+                      count: .retried, channel: m.channel)
+        case .dead(let reason, let attempts):
+            followUp.released.append((m.campaignID, m.userID))
+            followUp.uncapped.append((m.userID, m.channel, m.messageID))
+            tally.add(m.campaignID, .dead(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
+                      count: .dead, channel: m.channel)
+            tally.outcome.deadLetters.append((m.campaignID, .init(
+                userID: m.userID, channel: m.channel, reason: reason.rawValue, error: error, attempts: attempts,
+                payloadJSON: Self.deadLetterPayload(m, trigger: attempt.send.trigger), messageID: m.messageID)))
+        }
+    }
+
+    /// 9. Record: the caller's write, retried until durable; the counts go to the metrics once.
+    private func finish<R: Sendable>(_ tally: Tally, _ record: (Outcome) async throws -> R) async throws -> R {
+        for (channel, byStatus) in tally.counts {
+            for (status, n) in byStatus { metrics.message(channel: channel, status: status, count: n) }
+        }
+        return try await persist(logger, "delivery rows") { try await record(tally.outcome) }
+    }
+
+    /// Rows and metric counts as the steps produce them.
+    private struct Tally {
+        var outcome = Outcome()
+        var counts: [String: [MessageStatus: Int]] = [:]
+
+        mutating func add(_ campaignID: String, _ row: DeliveryStore.Row, count status: MessageStatus?, channel: String?) {
+            outcome.rows.append((campaignID, row))
+            if let status { count(status, channel: channel) }
+        }
+
+        mutating func skip(_ send: Send, _ reason: SkipReason, channel: String?) {
+            add(send.campaignID, .skipped(send.recipient.userID, channel: channel, reason, attempts: send.number - 1, messageID: send.messageID),
+                count: .skipped, channel: channel)
+        }
+
+        mutating func count(_ status: MessageStatus, channel: String?) {
+            counts[channel ?? "none", default: [:]][status, default: 0] += 1
+        }
+    }
+
+    /// A dead letter's `payload`: the message (address masked) and, for a
+    /// trigger send, its `trigger` context (rule and event), so a replay can
+    /// rebuild the send — a trigger send has no stored campaign to render from.
+    static func deadLetterPayload(_ m: OutboundMessage, trigger: String?) -> String {
+        let message = m.json(maskAddress: true)
+        guard let trigger, message.hasSuffix("}") else { return message }
+        return String(message.dropLast()) + #","trigger":"# + trigger + "}"
+    }
+}
+
+extension ProviderAnswer {
+    /// The channel module's outcome as the decision reads it.
+    init(_ outcome: SendOutcome) {
+        switch outcome.status {
+        case .sent: self = .accepted(providerRef: outcome.providerRef)
+        case .retryable: self = .retryable(retryAfter: outcome.retryAfter)
+        case .permanent: self = .rejected
+        case .deferred: self = .deferred(outcome.isPaused ? .channelPaused : .circuitOpen, retryAfter: outcome.retryAfter)
+        }
+    }
+}
+
+/// What the pipeline asks before every provider request: may this run
+/// still send? A campaign runner answers from its lease (renewed on its own
+/// clock) and the campaign's state; the delay scheduler from its items' lease.
+struct SendGate: Sendable {
+    typealias Hold = SendVerdict.Hold
+    typealias Verdict = SendVerdict
+
+    let check: @Sendable () -> Verdict
+
+    init(_ check: @escaping @Sendable () -> Verdict) { self.check = check }
+
+    static let open = SendGate { .go }
+}
