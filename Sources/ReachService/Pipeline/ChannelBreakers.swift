@@ -7,12 +7,10 @@ public final class ChannelBreakers: Sendable {
     private let breakers: Mutex<[String: CircuitBreaker]>
     private let metrics: PipelineMetrics
 
-    public init(configuration: ReachConfiguration, metrics: PipelineMetrics) {
+    public init(policies: [String: ChannelPolicy], metrics: PipelineMetrics) {
         var all: [String: CircuitBreaker] = [:]
-        for (name, settings) in configuration.channels {
-            let c = settings.circuitBreaker
-            all[name] = CircuitBreaker(failureRate: c.failureRate, window: .seconds(c.windowSeconds),
-                                       minimumCalls: c.minimumCalls, coolDown: .milliseconds(c.coolDownMs))
+        for (name, policy) in policies {
+            all[name] = policy.breaker.make()
             metrics.circuitOpen(channel: name, false)
         }
         self.breakers = Mutex(all)

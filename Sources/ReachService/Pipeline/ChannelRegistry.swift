@@ -48,7 +48,9 @@ public struct ChannelRegistry: Sendable {
                 frequencyCapPerDay: settings.frequencyCapPerDay,
                 retry: RetryPolicy(maxAttempts: settings.retry.maxAttempts, base: .milliseconds(settings.retry.baseMs),
                                    max: .milliseconds(settings.retry.maxMs)),
-                timeout: .milliseconds(settings.timeoutMs), addressField: settings.address.flatMap(AddressField.init(rawValue:)))
+                timeout: .milliseconds(settings.timeoutMs), addressField: settings.address.flatMap(AddressField.init(rawValue:)),
+                breaker: .init(failureRate: settings.circuitBreaker.failureRate, window: .seconds(settings.circuitBreaker.windowSeconds),
+                               minimumCalls: settings.circuitBreaker.minimumCalls, coolDown: .milliseconds(settings.circuitBreaker.coolDownMs)))
             switch settings.provider {
             case "http":
                 var auth: (String, String)?

@@ -45,21 +45,6 @@ func retrying<T: Sendable>(_ logger: Logger, _ what: String, stop: () -> Bool = 
     }
 }
 
-/// Batches handed out to a channel's workers one at a time.
-final class BatchQueue: Sendable {
-    private let state: Mutex<(batches: [[OutboundMessage]], next: Int)>
-
-    init(_ batches: [[OutboundMessage]]) { state = Mutex((batches, 0)) }
-
-    func take() -> [OutboundMessage]? {
-        state.withLock { s in
-            guard s.next < s.batches.count else { return nil }
-            defer { s.next += 1 }
-            return s.batches[s.next]
-        }
-    }
-}
-
 /// Retries infrastructure failures with backoff until they succeed; false when
 /// the service is shutting down first (the Kafka offset then stays uncommitted).
 func untilDone(_ logger: Logger, _ body: () async throws -> Void) async throws -> Bool {

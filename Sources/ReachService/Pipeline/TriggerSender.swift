@@ -6,10 +6,6 @@ import ReachPostgres
 import ServiceLifecycle
 import Synchronization
 
-final class PlannerCache: Sendable {
-    let entries = Mutex<[String: (rule: TriggerRule, planner: DeliveryPlanner)]>([:])
-}
-
 /// Sends one rule's message for one event (now, from a delayed queue item, or as a retry).
 struct TriggerSender: Sendable {
     /// The rule and the event of one trigger send: all a delayed send, a retry or a replay needs to rebuild it.
@@ -38,6 +34,10 @@ struct TriggerSender: Sendable {
     let metrics: PipelineMetrics
     /// Each rule's templates, compiled once (per version of the rule).
     let planners = PlannerCache()
+
+    final class PlannerCache: Sendable {
+        let entries = Mutex<[String: (rule: TriggerRule, planner: DeliveryPlanner)]>([:])
+    }
     var logger = Logger(label: "reach.triggers")
 
     func planner(for rule: TriggerRule, event: TriggerEvent) throws -> DeliveryPlanner {
