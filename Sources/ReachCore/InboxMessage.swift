@@ -10,23 +10,17 @@ public struct InboxMessage: Sendable, Equatable {
     public var createdAt: String
 
     public init(id: Int, userID: String, campaignID: String, title: String, body: String, createdAt: String) {
-        self.id = id
-        self.userID = userID
-        self.campaignID = campaignID
-        self.title = title
-        self.body = body
-        self.createdAt = createdAt
+        (self.id, self.userID, self.campaignID) = (id, userID, campaignID)
+        (self.title, self.body, self.createdAt) = (title, body, createdAt)
     }
 
     /// The JSON a subscriber receives.
     public var json: String {
         var w = JSONObjectWriter()
         w.add("id", id)
-        w.add("user_id", userID)
-        w.add("campaign_id", campaignID)
-        w.add("title", title)
-        w.add("body", body)
-        w.add("created_at", createdAt)
+        for (key, value) in [("user_id", userID), ("campaign_id", campaignID), ("title", title), ("body", body), ("created_at", createdAt)] {
+            w.add(key, value)
+        }
         return w.finish()
     }
 }

@@ -29,6 +29,13 @@ struct RetryAfterTests {
         #expect(RetryAfter.delay("Thu, 22 Oct 2026 07:27:30 GMT", now: now, maximum: .seconds(172_800)) == .seconds(86_400))
     }
 
+    @Test("HTTPDate.format writes the IMF-fixdate that parse reads back")
+    func format() {
+        let instant = Date(timeIntervalSince1970: 784_111_777)
+        #expect(HTTPDate.format(instant) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.parse(HTTPDate.format(instant)) == instant)
+    }
+
     @Test("the three HTTP-date forms name the same instant")
     func forms() {
         let expected = Date(timeIntervalSince1970: 784_111_777)  // 1994-11-06T08:49:37Z

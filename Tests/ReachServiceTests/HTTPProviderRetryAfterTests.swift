@@ -33,13 +33,7 @@ final class LimitingProvider: Sendable {
 
 @Suite("HTTP provider channel: Retry-After as delay-seconds or HTTP-date")
 struct HTTPProviderRetryAfterTests {
-    static func imfFixdate(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return f.string(from: date)
-    }
+    static func imfFixdate(_ date: Date) -> String { HTTPDate.format(date) }
 
     @Test("a 429 with an HTTP-date waits until that date; one in the past waits 0; delay-seconds still works")
     func httpDate() async throws {

@@ -209,13 +209,7 @@ public final class SMTPChannel: Channel {
         return "=?UTF-8?B?\(Data(flat.utf8).base64EncodedString())?="
     }
 
-    static func rfc5322Date(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
-        return formatter.string(from: date)
-    }
+    static func rfc5322Date(_ date: Date) -> String { HTTPDate.utc(date, "EEE, dd MMM yyyy HH:mm:ss '+0000'") }
 
     static func isIPAddress(_ host: String) -> Bool {
         host.allSatisfy { $0.isNumber || $0 == "." } || host.contains(":")

@@ -33,15 +33,10 @@ final class ChannelSenders: Sendable {
     let logger: Logger
     private let pools: [String: SenderPool]
 
-    init(registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels, rateLimiter: RateLimiter,
-         idempotency: IdempotencyStore, metrics: PipelineMetrics, logger: Logger) {
-        self.registry = registry
-        self.breakers = breakers
-        self.pauses = pauses
-        self.rateLimiter = rateLimiter
-        self.idempotency = idempotency
-        self.metrics = metrics
-        self.logger = logger
+    init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels,
+         metrics: PipelineMetrics, logger: Logger) {
+        (self.registry, self.breakers, self.pauses, self.metrics, self.logger) = (registry, breakers, pauses, metrics, logger)
+        (self.rateLimiter, self.idempotency) = (infrastructure.rateLimiter, infrastructure.idempotency)
         self.pools = registry.channels.keys.reduce(into: [:]) { $0[$1] = SenderPool(size: registry.policy($1).concurrency) }
     }
 

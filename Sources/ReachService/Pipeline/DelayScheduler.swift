@@ -11,12 +11,9 @@ import Synchronization
 /// an instance that dies mid-way leaves its items to the next claimer.
 public final class DelayScheduler: Service, Sendable {
     let infrastructure: Infrastructure
-    let registry: ChannelRegistry
-    let metrics: PipelineMetrics
-    let logger: Logger
-    let owner: String
-    let lease: Duration
     let pipeline: DeliveryPipeline
+    let logger: Logger
+    let lease: Duration
     let campaigns: CampaignStore
     let deliveries: DeliveryStore
     let segments: SegmentSource
@@ -26,14 +23,10 @@ public final class DelayScheduler: Service, Sendable {
     let triggerSender: TriggerSender
     let wake: WakeSignal
 
-    init(infrastructure: Infrastructure, registry: ChannelRegistry, pipeline: DeliveryPipeline, metrics: PipelineMetrics,
-         logger: Logger, triggerRules: TriggerRules, wake: WakeSignal) {
+    init(infrastructure: Infrastructure, pipeline: DeliveryPipeline, logger: Logger, triggerRules: TriggerRules, wake: WakeSignal) {
         self.infrastructure = infrastructure
-        self.registry = registry
-        self.metrics = metrics
         self.logger = logger
-        self.owner = pipeline.owner
-        self.lease = max(.milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000)), registry.longestTimeout * 3)
+        self.lease = max(.milliseconds(max(infrastructure.configuration.pipeline.leaseMs, 30_000)), pipeline.registry.longestTimeout * 3)
         self.pipeline = pipeline
         self.campaigns = CampaignStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
@@ -43,11 +36,13 @@ public final class DelayScheduler: Service, Sendable {
         self.recurring = RecurringCampaigns(infrastructure: infrastructure, logger: logger, wake: wake.signal)
         self.triggerRules = triggerRules
         self.wake = wake
-        self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: registry, pipeline: pipeline, metrics: metrics)
+        self.triggerSender = TriggerSender(infrastructure: infrastructure, registry: pipeline.registry, pipeline: pipeline, metrics: pipeline.metrics)
     }
 
-
     var queue: DelayQueue { infrastructure.delayQueue }
+    var registry: ChannelRegistry { pipeline.registry }
+    var metrics: PipelineMetrics { pipeline.metrics }
+    var owner: String { pipeline.owner }
 
     public func run() async throws {
         var attempt = 0

@@ -87,10 +87,7 @@ struct DeliveryPipeline: Sendable {
 
     let senders: ChannelSenders
     let registry: ChannelRegistry
-    let idempotency: IdempotencyStore
-    let queue: DelayQueue
-    let quietHours: QuietHours?
-    let frequencyCap: FrequencyCap
+    let infrastructure: Infrastructure
     let metrics: PipelineMetrics
     let logger: Logger
     /// Holds the idempotency claims of unfenced sends (triggers, retries).
@@ -98,17 +95,15 @@ struct DeliveryPipeline: Sendable {
 
     init(infrastructure: Infrastructure, registry: ChannelRegistry, breakers: ChannelBreakers, pauses: PausedChannels,
          metrics: PipelineMetrics, logger: Logger, owner: String) {
-        self.senders = ChannelSenders(registry: registry, breakers: breakers, pauses: pauses, rateLimiter: infrastructure.rateLimiter,
-                                      idempotency: infrastructure.idempotency, metrics: metrics, logger: logger)
-        self.registry = registry
-        self.idempotency = infrastructure.idempotency
-        self.queue = infrastructure.delayQueue
-        self.quietHours = infrastructure.quietHours
-        self.frequencyCap = infrastructure.frequencyCap
-        self.metrics = metrics
-        self.logger = logger
-        self.owner = owner
+        self.senders = ChannelSenders(infrastructure: infrastructure, registry: registry, breakers: breakers, pauses: pauses,
+                                      metrics: metrics, logger: logger)
+        (self.infrastructure, self.registry, self.metrics, self.logger, self.owner) = (infrastructure, registry, metrics, logger, owner)
     }
+
+    var idempotency: IdempotencyStore { infrastructure.idempotency }
+    var queue: DelayQueue { infrastructure.delayQueue }
+    var quietHours: QuietHours? { infrastructure.quietHours }
+    var frequencyCap: FrequencyCap { infrastructure.frequencyCap }
 
     /// Delivers `sends` and hands their rows to `record` (retried until it
     /// succeeds); returns what `record` returns.

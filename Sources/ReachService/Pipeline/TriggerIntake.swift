@@ -18,11 +18,7 @@ public struct TriggerIntake: Service {
     let logger: Logger
 
     init(infrastructure: Infrastructure, rules: TriggerRules, sender: TriggerSender, metrics: PipelineMetrics, logger: Logger) {
-        self.infrastructure = infrastructure
-        self.rules = rules
-        self.sender = sender
-        self.metrics = metrics
-        self.logger = logger
+        (self.infrastructure, self.rules, self.sender, self.metrics, self.logger) = (infrastructure, rules, sender, metrics, logger)
     }
 
     public func run() async throws {

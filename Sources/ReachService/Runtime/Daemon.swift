@@ -37,8 +37,7 @@ public struct Daemon: Sendable {
         let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, pauses: pauses,
                                      dependencyUp: { metrics.dependencyUp($0, $1) })
         let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
-        let scheduler = DelayScheduler(infrastructure: infrastructure, registry: registry, pipeline: pipeline, metrics: metrics.pipeline,
-                                       logger: logger, triggerRules: rules, wake: wake)
+        let scheduler = DelayScheduler(infrastructure: infrastructure, pipeline: pipeline, logger: logger, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
         let api = OperatorAPI(infrastructure: infrastructure, rules: rules, wake: wake.signal,
