@@ -53,12 +53,19 @@ final class ConfigContext {
         return pairs.first { $0.0 == path.last }?.1 ?? .null
     }
 
-    /// A node where a list or mapping belongs: environment text is parsed as YAML.
-    func structured(_ node: ConfigNode, _ path: [String]) -> ConfigNode {
-        guard case .raw(let text) = node else { return node }
-        if let parsed = try? ConfigNode(yaml: text) { return parsed }
-        problem(path, "the value from \(environmentName(path)) is not valid YAML")
-        return .null
+    /// The entries of the mapping (`list` false) or list at `path`, nil when absent or
+    /// reported as something else. Environment text is parsed as YAML here.
+    func entries(_ node: ConfigNode, _ path: [String], list: Bool = false) -> [(String, ConfigNode)]? {
+        var node = node
+        if case .raw(let text) = node {
+            do { node = try ConfigNode(yaml: text) } catch { problem(path, "the value from \(environmentName(path)) is not valid YAML") }
+        }
+        switch (node, list) {
+        case (.null, _), (.raw, _): return nil
+        case (.mapping(let pairs), false): return pairs
+        case (.sequence(let items), true): return items.map { ("", $0) }
+        default: problem(path, list ? "expected a list" : "expected a mapping"); return nil
+        }
     }
 }
 
@@ -186,16 +193,10 @@ extension Optional: ConfigValue where Wrapped: ConfigValue {
 /// A map whose keys the file chooses (channels by name, client properties).
 extension Dictionary: ConfigValue where Key == String, Value: ConfigValue {
     static func read(_ node: ConfigNode, _ path: [String], _ c: ConfigContext) -> Self? {
-        switch c.structured(node, path) {
-        case .null: return nil
-        case .mapping(let pairs):
-            var map: Self = [:]
-            for (name, _) in pairs { map[name] = Value.read(c.node(path + [name], in: .mapping(pairs)), path + [name], c) }
-            return map
-        default:
-            c.problem(path, "expected a mapping")
-            return nil
-        }
+        guard let pairs = c.entries(node, path) else { return nil }
+        var map: Self = [:]
+        for (name, _) in pairs { map[name] = Value.read(c.node(path + [name], in: .mapping(pairs)), path + [name], c) }
+        return map
     }
     private var entries: [(key: String, value: Value)] { sorted { $0.key < $1.key } }
     func check(_ path: [String], _ c: ConfigContext) { for (name, value) in entries { value.check(path + [name], c) } }
@@ -209,13 +210,7 @@ extension Dictionary: ConfigValue where Key == String, Value: ConfigValue {
 
 extension Array: ConfigValue where Element: ConfigValue {
     static func read(_ node: ConfigNode, _ path: [String], _ c: ConfigContext) -> Self? {
-        switch c.structured(node, path) {
-        case .null: return nil
-        case .sequence(let items): return items.enumerated().compactMap { Element.read($1, Self.item(path, $0), c) }
-        default:
-            c.problem(path, "expected a list")
-            return nil
-        }
+        c.entries(node, path, list: true)?.enumerated().compactMap { Element.read($1.1, item(path, $0), c) }
     }
     static func item(_ path: [String], _ index: Int) -> [String] { path.dropLast() + [path.last! + "[\(index)]"] }
     func check(_ path: [String], _ c: ConfigContext) { for (i, value) in enumerated() { value.check(Self.item(path, i), c) } }
@@ -238,16 +233,10 @@ extension ConfigSection {
     func validate(_ path: [String], _ c: ConfigContext) {}
 
     static func read(_ node: ConfigNode, _ path: [String], _ c: ConfigContext) -> Self? {
-        var node = c.structured(node, path)
-        if case .null = node { node = .mapping([]) }
-        guard case .mapping(let pairs) = node else {
-            c.problem(path, "expected a mapping")
-            return read(.null, path, c)
-        }
-        let keys = Self.keys
+        let pairs = c.entries(node, path) ?? [], keys = Self.keys
         for (name, _) in pairs where !keys.contains(where: { $0.name == name }) { c.problem(path + [name], "unknown key") }
         var value = Self()
-        for key in keys { key.read(&value, node, path, c) }
+        for key in keys { key.read(&value, .mapping(pairs), path, c) }
         return value
     }
 

@@ -46,14 +46,9 @@ public struct FrequencyCapSettings: ConfigSection, Sendable {
 }
 
 public struct PipelineSettings: ConfigSection, Sendable {
-    public var pageSize = 5_000
-    public var pagesInFlight = 3
-    public var leaseMs = 15_000
-    public var pollIntervalMs = 500
-    public var maxCampaigns = 2
-    public var inFlightTTLMs = 60_000
-    public var sentTTLHours = 168
-    public var delayQueueShards = 4
+    public var pageSize = 5_000, pagesInFlight = 3
+    public var leaseMs = 15_000, pollIntervalMs = 500, maxCampaigns = 2
+    public var inFlightTTLMs = 60_000, sentTTLHours = 168, delayQueueShards = 4
     public init() {}
     static var keys: [Key<Self>] {[
         Key("page_size", \.pageSize, "Recipients read from PostgreSQL per keyset page (and per checkpoint).", .range(1...50_000)),
@@ -68,12 +63,8 @@ public struct PipelineSettings: ConfigSection, Sendable {
 }
 
 public struct KafkaSettings: ConfigSection, Sendable {
-    public var brokers = "embedded"
-    public var groupID = "reachd"
-    public var topics = TopicNames()
-    public var partitions = 4
-    public var properties: [String: String] = [:]
-    public var consumerProperties: [String: String] = [:]
+    public var brokers = "embedded", groupID = "reachd", topics = TopicNames(), partitions = 4
+    public var properties: [String: String] = [:], consumerProperties: [String: String] = [:]
     public var dlqMaxBytes = 900_000
     public init() {}
     public var isEmbedded: Bool { brokers == "embedded" }
@@ -103,9 +94,7 @@ public struct KafkaSettings: ConfigSection, Sendable {
 }
 
 public struct TopicNames: ConfigSection, Sendable {
-    public var tasks = "reach.tasks"
-    public var events = "reach.events"
-    public var dlq = "reach.dlq"
+    public var tasks = "reach.tasks", events = "reach.events", dlq = "reach.dlq"
     public init() {}
     public var all: [String] { [tasks, events, dlq] }
 
@@ -126,9 +115,7 @@ public struct TopicNames: ConfigSection, Sendable {
 
 public struct PostgresSettings: ConfigSection, Sendable {
     public var url = "postgresql://reach@127.0.0.1:5432/reach"
-    public var poolSize = 4
-    public var connectTimeoutMs = 5_000
-    public var queryTimeoutMs = 30_000
+    public var poolSize = 4, connectTimeoutMs = 5_000, queryTimeoutMs = 30_000
     public init() {}
     static var keys: [Key<Self>] {[
         Key("url", \.url, "A libpq URL or connection string; put a password here only through REACH_POSTGRES_URL.", Rule {
@@ -141,10 +128,8 @@ public struct PostgresSettings: ConfigSection, Sendable {
 }
 
 public struct RedisSettings: ConfigSection, Sendable {
-    public var url = "redis://127.0.0.1:6379/0"
-    public var prefix = "reach:"
-    public var poolSize = 4
-    public var timeoutMs = 5_000
+    public var url = "redis://127.0.0.1:6379/0", prefix = "reach:"
+    public var poolSize = 4, timeoutMs = 5_000
     public init() {}
     static var keys: [Key<Self>] {[
         Key("url", \.url, "redis://[:password@]host:port/db (or ?password=); put a password here only through REACH_REDIS_URL.", Rule {
@@ -153,18 +138,14 @@ public struct RedisSettings: ConfigSection, Sendable {
         Key("prefix", \.prefix, "Put before every key reachd writes.", Rule {
             $0.contains("{") || $0.contains("}") ? "may not contain '{' or '}' (reserved for hash tags)" : nil
         }),
-        Key("pool_size", \.poolSize, "", .range(1...256)), Key("timeout_ms", \.timeoutMs, "How long one request may stay on the wire.", .positive),
+        Key("pool_size", \.poolSize, "", .range(1...256)), Key("timeout_ms", \.timeoutMs, "How long one Redis command may take.", .positive),
     ]}
 }
 
 public struct HTTPSettings: ConfigSection, Sendable {
-    public var host = "0.0.0.0"
-    public var port = 8080
-    public var maxBodyBytes = 1_048_576
-    public var tokenRatePerSecond = 50
-    public var tokenBurst = 100
-    public var previewTimeoutMs = 5_000
-    public var postgresPoolSize = 2
+    public var host = "0.0.0.0", port = 8080, maxBodyBytes = 1_048_576
+    public var tokenRatePerSecond = 50, tokenBurst = 100
+    public var previewTimeoutMs = 5_000, postgresPoolSize = 2
     public init() {}
     static var keys: [Key<Self>] {[
         Key("host", \.host, "", .nonEmpty), Key("port", \.port, "", .range(0...65535)),
@@ -191,10 +172,8 @@ public struct AuthSettings: ConfigSection, Sendable {
 
 /// An API token: its secret comes only from `token_env` or `token_file`.
 public struct TokenSettings: ConfigSection, Sendable {
-    public var name = ""
-    public var scope = "read"
-    public var tokenEnv: String?
-    public var tokenFile: String?
+    public var name = "", scope = "read"
+    public var tokenEnv: String?, tokenFile: String?
 
     init() {}
     public init(name: String, scope: String, tokenEnv: String? = nil, tokenFile: String? = nil) {
@@ -220,9 +199,7 @@ public struct TokenSettings: ConfigSection, Sendable {
 }
 
 public struct QuietHoursSettings: ConfigSection, Sendable {
-    public var start = "21:00"
-    public var end = "08:00"
-    public var defaultTimezone = "Asia/Shanghai"
+    public var start = "21:00", end = "08:00", defaultTimezone = "Asia/Shanghai"
     public init() {}
 
     static var clock: Rule<String> { .must("HH:MM", got: true) { s in
@@ -244,8 +221,7 @@ public struct ShutdownSettings: ConfigSection, Sendable {
 }
 
 public struct LogSettings: ConfigSection, Sendable {
-    public var level = "info"
-    public var format = "json"
+    public var level = "info", format = "json"
     public init() {}
     static var keys: [Key<Self>] {[
         Key("level", \.level, "", .oneOf(["trace", "debug", "info", "notice", "warning", "error", "critical"])),
@@ -257,26 +233,12 @@ public struct LogSettings: ConfigSection, Sendable {
 /// `http` (url, auth), `smtp` (host, port, from, credentials), `inbox`, `log` (path).
 public struct ChannelSettings: ConfigSection, Sendable {
     public var provider = "log"
-    public var url: String?
-    public var authHeader = "Authorization"
-    public var tokenEnv: String?
-    public var host: String?
-    public var port = 587
-    public var from: String?
-    public var usernameEnv: String?
-    public var passwordEnv: String?
-    public var passwordFile: String?
-    public var starttls = "auto"
-    public var tlsVerify = true
-    public var path: String?
-    public var address: String?
-    public var batchSize = 100
-    public var concurrency = 4
-    public var ratePerSecond: Int?
-    public var frequencyCapPerDay = 0
-    public var timeoutMs = 3_000
-    public var retry = RetrySettings()
-    public var circuitBreaker = CircuitBreakerSettings()
+    public var url: String?, authHeader = "Authorization", tokenEnv: String?
+    public var host: String?, port = 587, from: String?, usernameEnv: String?, passwordEnv: String?, passwordFile: String?
+    public var starttls = "auto", tlsVerify = true
+    public var path: String?, address: String?
+    public var batchSize = 100, concurrency = 4, ratePerSecond: Int?, frequencyCapPerDay = 0, timeoutMs = 3_000
+    public var retry = RetrySettings(), circuitBreaker = CircuitBreakerSettings()
     public init() {}
 
     static let providers = ["http", "inbox", "log", "smtp"]
@@ -317,9 +279,7 @@ public struct ChannelSettings: ConfigSection, Sendable {
 }
 
 public struct RetrySettings: ConfigSection, Sendable {
-    public var maxAttempts = 4
-    public var baseMs = 500
-    public var maxMs = 60_000
+    public var maxAttempts = 4, baseMs = 500, maxMs = 60_000
     public init() {}
     static var keys: [Key<Self>] {[
         Key("max_attempts", \.maxAttempts, "Every attempt counts, the first included.", .atLeast(1, " (it counts the first attempt)")),
@@ -332,10 +292,7 @@ public struct RetrySettings: ConfigSection, Sendable {
 }
 
 public struct CircuitBreakerSettings: ConfigSection, Sendable {
-    public var failureRate = 0.5
-    public var windowSeconds = 30
-    public var minimumCalls = 20
-    public var coolDownMs = 10_000
+    public var failureRate = 0.5, windowSeconds = 30, minimumCalls = 20, coolDownMs = 10_000
     public init() {}
     static var keys: [Key<Self>] {[
         Key("failure_rate", \.failureRate, "Opens when this share of calls in the window failed.", .must("in (0, 1]") { $0 > 0 && $0 <= 1 }),
