@@ -1,3 +1,4 @@
+import ReachCore
 import Yams
 
 /// A configuration tree: YAML mappings, sequences and scalars, plus `raw` text
@@ -23,16 +24,8 @@ indirect enum ConfigNode: Sendable {
     }
 }
 
-/// One problem found in the configuration, tied to its key path.
-public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
-    public var path: String
-    public var message: String
-    public init(_ path: String, _ message: String) {
-        self.path = path
-        self.message = message
-    }
-    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
-}
+/// One problem found in the configuration, tied to its key path (`channels.sms.batch_size`).
+public typealias ConfigProblem = ValidationError
 
 /// One read of the configuration: `REACH_` + a key's path upper-cased and joined
 /// by `_` wins over the file (`postgres.url` → `REACH_POSTGRES_URL`). Type
