@@ -184,7 +184,8 @@ public struct TokenSettings: ConfigSection, Sendable {
     }
 
     static var keys: [Key<Self>] {[
-        Key("name", \.name, "Shown in logs and metrics; unique.", .nonEmpty), Key("scope", \.scope, "", .oneOf(["read", "write"], got: true)),
+        Key("name", \.name, "Names the caller in errors, the audit log and the rate limit; unique.", .nonEmpty),
+        Key("scope", \.scope, "read: the routes that only read; write: every route.", .oneOf(["read", "write"], got: true)),
         Key("token_env", \.tokenEnv, "The environment variable holding the token."),
         Key("token_file", \.tokenFile, "The file holding the token (when token_env is unset or empty)."),
     ]}
