@@ -77,7 +77,7 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct ConfigCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "config", abstract: "Inspect the configuration.", subcommands: [Check.self])
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Inspect the configuration.", subcommands: [Check.self, Example.self])
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Validate the configuration; prints every problem with its key path, exits 1 if any.")
@@ -93,6 +93,13 @@ struct ConfigCommand: AsyncParsableCommand {
             print("  auth.tokens     \(c.auth.tokens.map { "\($0.name)(\($0.scope))" }.joined(separator: ", "))")
             print("  channels        \(c.channels.keys.sorted().map { "\($0)=\(c.channels[$0]!.provider)" }.joined(separator: ", "))")
         }
+    }
+
+    struct Example: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print deploy/reachd.example.yaml: every key with its doc and bounds, generated from the key declarations.")
+
+        func run() async throws { print(ConfigSchema.exampleYAML(), terminator: "") }
     }
 }
 

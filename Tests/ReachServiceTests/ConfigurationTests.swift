@@ -161,6 +161,13 @@ struct ShippedConfigurationTests {
         #expect(example.map(\.path) == ["auth.tokens[1]"], "\(example)")
     }
 
+    @Test("deploy/reachd.example.yaml is what `reachd config example` prints from the key declarations")
+    func exampleIsGenerated() throws {
+        let path = TestEnvironment.packageRoot.appendingPathComponent("deploy/reachd.example.yaml").path
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == ConfigSchema.exampleYAML(),
+                "regenerate it: reachd config example > deploy/reachd.example.yaml")
+    }
+
     @Test("deploy/prometheus-alerts.yaml passes promtool check rules")
     func alertRules() throws {
         let rules = TestEnvironment.packageRoot.appendingPathComponent("deploy/prometheus-alerts.yaml").path

@@ -1,6 +1,4 @@
 import Foundation
-import ReachCore
-import ReachRedis
 
 /// Thrown when the configuration has problems; lists every one of them.
 public struct ConfigurationError: Error, CustomStringConvertible {
@@ -14,28 +12,20 @@ public enum ConfigLoader {
     /// Reads the YAML file (if any), applies `REACH_*` overrides and validates.
     /// Returns the configuration and every problem found (empty when valid).
     public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> (ReachConfiguration, [ConfigProblem]) {
-        var problems: [ConfigProblem] = []
+        let context = ConfigContext(environment: environment)
         var tree = ConfigNode.null
         if let path {
             do {
-                let text = try String(contentsOfFile: path, encoding: .utf8)
-                tree = try ConfigNode(yaml: text)
+                tree = try ConfigNode(yaml: try String(contentsOfFile: path, encoding: .utf8))
             } catch let error as CocoaError where error.code == .fileReadNoSuchFile {
-                problems.append(ConfigProblem("", "cannot read \(path): no such file"))
+                context.problem([], "cannot read \(path): no such file")
             } catch {
-                problems.append(ConfigProblem("", "cannot read \(path): \(error)"))
+                context.problem([], "cannot read \(path): \(error)")
             }
         }
-        let decoding = ConfigDecoding(environment: environment)
-        var configuration = ReachConfiguration()
-        do {
-            configuration = try decoding.decode(ReachConfiguration.self, from: tree)
-        } catch {
-            problems.append(ConfigProblem("", "\(error)"))
-        }
-        problems += decoding.problems
-        problems += ConfigValidator(environment: environment).problems(in: configuration)
-        return (configuration, problems)
+        let configuration = ReachConfiguration.read(tree, [], context) ?? ReachConfiguration()
+        configuration.check([], context)
+        return (configuration, context.problems)
     }
 
     /// Like `load`, but throws `ConfigurationError` when anything is wrong.

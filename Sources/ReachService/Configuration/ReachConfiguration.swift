@@ -1,6 +1,12 @@
+import Foundation
+import ReachCore
+import ReachRedis
+
 /// Everything `reachd` reads from `--config` and `REACH_*` variables (SPEC §9).
-/// Every key has a default that works for the local stack.
-public struct ReachConfiguration: Decodable, Sendable {
+/// Every key has a default that works for the local stack. Each settings struct
+/// declares its keys once, in `keys`: YAML name, property (type and default),
+/// doc and rule; reading, overrides, checks and the example file come from there.
+public struct ReachConfiguration: ConfigSection, Sendable {
     public var kafka = KafkaSettings()
     public var postgres = PostgresSettings()
     public var redis = RedisSettings()
@@ -12,225 +18,164 @@ public struct ReachConfiguration: Decodable, Sendable {
     public var log = LogSettings()
     public var pipeline = PipelineSettings()
     public var frequencyCap = FrequencyCapSettings()
-
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case kafka, postgres, redis, http, auth, channels, shutdown, log, pipeline
-        case frequencyCap = "frequency_cap"
-        case quietHours = "quiet_hours"
-    }
+    static var keys: [Key<Self>] {[
+        Key("kafka", \.kafka, ""), Key("postgres", \.postgres, ""), Key("redis", \.redis, ""), Key("http", \.http, "The HTTP API and metrics."),
+        Key("auth", \.auth, ""),
+        Key("quiet_hours", \.quietHours, "The daily window in which sends are deferred, in each user's time zone; start equal to end turns it off."),
+        Key("shutdown", \.shutdown, ""),
+        Key("frequency_cap", \.frequencyCap, "At most per_day messages per user over any rolling 24 hours, all channels together."),
+        Key("pipeline", \.pipeline, "How campaigns are run."), Key("log", \.log, ""),
+        Key("channels", \.channels, "Channels by name (letters, digits, '_' and '-'): a provider and its limits."),
+    ]}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ReachConfiguration()
-        kafka = try c.value(.kafka, d.kafka)
-        postgres = try c.value(.postgres, d.postgres)
-        redis = try c.value(.redis, d.redis)
-        http = try c.value(.http, d.http)
-        auth = try c.value(.auth, d.auth)
-        quietHours = try c.value(.quietHours, d.quietHours)
-        channels = try c.value(.channels, d.channels)
-        shutdown = try c.value(.shutdown, d.shutdown)
-        log = try c.value(.log, d.log)
-        pipeline = try c.value(.pipeline, d.pipeline)
-        frequencyCap = try c.value(.frequencyCap, d.frequencyCap)
+    func validate(_ path: [String], _ c: ConfigContext) {
+        for name in channels.keys.sorted() where name.isEmpty || !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
+            c.problem(["channels", name], "channel names use letters, digits, '_' and '-'")
+        }
     }
 }
 
-/// At most `per_day` messages per user over any rolling 24 hours, all channels
-/// together (0: no cap). Channels may add their own `frequency_cap_per_day`.
-public struct FrequencyCapSettings: Decodable, Sendable {
+public struct FrequencyCapSettings: ConfigSection, Sendable {
     public var perDay = 0
-
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        perDay = try c.value(AnyKey("per_day"), 0)
-    }
+    static var keys: [Key<Self>] {[
+        Key("per_day", \.perDay, "Messages per user per rolling day over all channels; channels may add frequency_cap_per_day.", .orMore("none")),
+    ]}
 }
 
-/// How campaigns are run.
-public struct PipelineSettings: Decodable, Sendable {
-    /// Recipients read from PostgreSQL per keyset page (and per checkpoint).
-    public var pageSize = 5_000
-    /// Pages of one campaign being decided and sent at once; their rows and
-    /// checkpoints are still written strictly in page order.
-    public var pagesInFlight = 3
-    /// A runner's hold on a campaign; another instance takes over a campaign
-    /// whose lease ran out (its runner died).
-    public var leaseMs = 15_000
-    /// How often an idle instance looks for due or orphaned campaigns.
-    public var pollIntervalMs = 500
-    /// Campaigns one instance runs at once.
-    public var maxCampaigns = 2
-    /// Idempotency keys: in-flight claim and after-send lifetimes.
-    public var inFlightTTLMs = 60_000
-    public var sentTTLHours = 168
-    /// Shards of the Redis delay queue (each its own hash tag / cluster slot).
-    public var delayQueueShards = 4
-
+public struct PipelineSettings: ConfigSection, Sendable {
+    public var pageSize = 5_000, pagesInFlight = 3
+    public var leaseMs = 15_000, pollIntervalMs = 500, maxCampaigns = 2
+    public var inFlightTTLMs = 60_000, sentTTLHours = 168, delayQueueShards = 4
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = PipelineSettings()
-        pageSize = try c.value(AnyKey("page_size"), d.pageSize)
-        pagesInFlight = try c.value(AnyKey("pages_in_flight"), d.pagesInFlight)
-        leaseMs = try c.value(AnyKey("lease_ms"), d.leaseMs)
-        pollIntervalMs = try c.value(AnyKey("poll_interval_ms"), d.pollIntervalMs)
-        maxCampaigns = try c.value(AnyKey("max_campaigns"), d.maxCampaigns)
-        inFlightTTLMs = try c.value(AnyKey("in_flight_ttl_ms"), d.inFlightTTLMs)
-        sentTTLHours = try c.value(AnyKey("sent_ttl_hours"), d.sentTTLHours)
-        delayQueueShards = try c.value(AnyKey("delay_queue_shards"), d.delayQueueShards)
-    }
+    static var keys: [Key<Self>] {[
+        Key("page_size", \.pageSize, "Recipients read from PostgreSQL per keyset page (and per checkpoint).", .range(1...50_000)),
+        Key("pages_in_flight", \.pagesInFlight, "Pages of one campaign decided and sent at once; rows and checkpoints are still written in page order.", .range(1...16)),
+        Key("lease_ms", \.leaseMs, "A runner's hold on a campaign; another instance takes over a campaign whose lease ran out.", .atLeast(1_000)),
+        Key("poll_interval_ms", \.pollIntervalMs, "How often an idle instance looks for due or orphaned campaigns.", .positive),
+        Key("max_campaigns", \.maxCampaigns, "Campaigns one instance runs at once.", .range(1...64)),
+        Key("in_flight_ttl_ms", \.inFlightTTLMs, "Lifetime of an idempotency key's in-flight claim.", .atLeast(1_000)),
+        Key("sent_ttl_hours", \.sentTTLHours, "How long an idempotency key's \"sent\" mark is kept.", .atLeast(1)),
+        Key("delay_queue_shards", \.delayQueueShards, "Shards of the Redis delay queue (each its own hash tag / cluster slot).", .range(1...256)),
+    ]}
 }
 
-public struct KafkaSettings: Decodable, Sendable {
-    /// `host:port[,host:port…]`, or `embedded` for the in-process broker.
-    public var brokers = "embedded"
-    public var groupID = "reachd"
-    public var topics = TopicNames()
-    /// Partitions of each topic the embedded broker creates.
-    public var partitions = 4
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`); values may not hold secrets.
-    public var properties: [String: String] = [:]
-    /// Extra librdkafka properties for the consumers only (e.g. `fetch.wait.max.ms`), over `properties`.
-    public var consumerProperties: [String: String] = [:]
-    /// The largest message reachd publishes on the dead-letter topic, in bytes.
-    /// A dead letter over it is cut to fit (payload copy and quoted values
-    /// truncated and marked; the table keeps the whole message). The default
-    /// stays under Kafka's default 1 MB `message.max.bytes` with room for
-    /// the record overhead; raise it only with the broker's and topic's limit.
+public struct KafkaSettings: ConfigSection, Sendable {
+    public var brokers = "embedded", groupID = "reachd", topics = TopicNames(), partitions = 4
+    public var properties: [String: String] = [:], consumerProperties: [String: String] = [:]
     public var dlqMaxBytes = 900_000
-
     public init() {}
     public var isEmbedded: Bool { brokers == "embedded" }
 
-    enum CodingKeys: String, CodingKey {
-        case brokers, topics, partitions, properties
-        case groupID = "group_id"
-        case consumerProperties = "consumer_properties"
-        case dlqMaxBytes = "dlq_max_bytes"
-    }
+    static var keys: [Key<Self>] {[
+        Key("brokers", \.brokers, "host:port[,host:port…], or embedded for the in-process broker.",
+            Rule { $0.isEmpty ? "must be host:port[,host:port…] or 'embedded'" : nil }),
+        Key("group_id", \.groupID, "The consumer group of every instance.", .nonEmpty),
+        Key("topics", \.topics, ""),
+        Key("partitions", \.partitions, "Partitions of each topic the embedded broker creates.", .range(1...1000)),
+        Key("properties", \.properties, "Extra librdkafka properties for every client (e.g. security.protocol); values may not hold secrets."),
+        Key("consumer_properties", \.consumerProperties, "Extra librdkafka properties for the consumers only (e.g. fetch.wait.max.ms), over properties."),
+        Key("dlq_max_bytes", \.dlqMaxBytes, "The largest dead letter published, in bytes; a bigger one is cut to fit (marked; the table keeps it whole).", .range(16_384...1_000_000_000, " (bytes; keep it under the broker's message.max.bytes)")),
+    ]}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = KafkaSettings()
-        brokers = try c.value(.brokers, d.brokers)
-        groupID = try c.value(.groupID, d.groupID)
-        topics = try c.value(.topics, d.topics)
-        partitions = try c.value(.partitions, d.partitions)
-        properties = try c.value(.properties, d.properties)
-        consumerProperties = try c.value(.consumerProperties, d.consumerProperties)
-        dlqMaxBytes = try c.value(.dlqMaxBytes, d.dlqMaxBytes)
+    func validate(_ path: [String], _ c: ConfigContext) {
+        for broker in isEmbedded ? [] : brokers.split(separator: ",") {
+            let parts = broker.trimmingCharacters(in: .whitespaces).split(separator: ":")
+            if !(parts.count >= 2 && Int(parts.last!).map { (1...65535).contains($0) } == true) { c.problem(path + ["brokers"], "'\(broker)' is not host:port") }
+        }
+        for (section, map) in [("properties", properties), ("consumer_properties", consumerProperties)] {
+            for name in map.keys.sorted() where name.contains("password") || name.contains("secret") {
+                c.problem(path + [section, name], "secrets may not be set in configuration; use the environment")
+            }
+        }
     }
 }
 
-public struct TopicNames: Decodable, Sendable {
-    public var tasks = "reach.tasks"
-    public var events = "reach.events"
-    public var dlq = "reach.dlq"
-
+public struct TopicNames: ConfigSection, Sendable {
+    public var tasks = "reach.tasks", events = "reach.events", dlq = "reach.dlq"
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = TopicNames()
-        tasks = try c.value(AnyKey("tasks"), d.tasks)
-        events = try c.value(AnyKey("events"), d.events)
-        dlq = try c.value(AnyKey("dlq"), d.dlq)
-    }
-
     public var all: [String] { [tasks, events, dlq] }
+
+    static var topic: Rule<String> { Rule { s in
+        let ok = !s.isEmpty && s.count <= 249 && s != "." && s != ".."
+            && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") }
+        return ok ? nil : "'\(s)' is not a valid topic name"
+    } }
+    static var keys: [Key<Self>] {[
+        Key("tasks", \.tasks, "Campaign tasks are read from here.", topic), Key("events", \.events, "Delivery events are published here.", topic),
+        Key("dlq", \.dlq, "Dead letters are published here.", topic),
+    ]}
+
+    func validate(_ path: [String], _ c: ConfigContext) {
+        if Set(all).count != 3 { c.problem(path, "tasks, events and dlq must be three different topics") }
+    }
 }
 
-public struct PostgresSettings: Decodable, Sendable {
-    /// A libpq URL; put a password here only through `REACH_POSTGRES_URL`.
+public struct PostgresSettings: ConfigSection, Sendable {
     public var url = "postgresql://reach@127.0.0.1:5432/reach"
-    public var poolSize = 4
-    public var connectTimeoutMs = 5_000
-    public var queryTimeoutMs = 30_000
-
+    public var poolSize = 4, connectTimeoutMs = 5_000, queryTimeoutMs = 30_000
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = PostgresSettings()
-        url = try c.value(AnyKey("url"), d.url)
-        poolSize = try c.value(AnyKey("pool_size"), d.poolSize)
-        connectTimeoutMs = try c.value(AnyKey("connect_timeout_ms"), d.connectTimeoutMs)
-        queryTimeoutMs = try c.value(AnyKey("query_timeout_ms"), d.queryTimeoutMs)
-    }
+    static var keys: [Key<Self>] {[
+        Key("url", \.url, "A libpq URL or connection string; put a password here only through REACH_POSTGRES_URL.", Rule {
+            $0.hasPrefix("postgresql://") || $0.hasPrefix("postgres://") || $0.contains("=") ? nil : "must be a postgresql:// URL or a libpq connection string"
+        }),
+        Key("pool_size", \.poolSize, "Connections of the pipeline's pool.", .range(1...256)),
+        Key("connect_timeout_ms", \.connectTimeoutMs, "", .atLeast(1000)),
+        Key("query_timeout_ms", \.queryTimeoutMs, "", .positive),
+    ]}
 }
 
-public struct RedisSettings: Decodable, Sendable {
-    public var url = "redis://127.0.0.1:6379/0"
-    public var prefix = "reach:"
-    public var poolSize = 4
-    public var timeoutMs = 5_000
-
+public struct RedisSettings: ConfigSection, Sendable {
+    public var url = "redis://127.0.0.1:6379/0", prefix = "reach:"
+    public var poolSize = 4, timeoutMs = 5_000
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = RedisSettings()
-        url = try c.value(AnyKey("url"), d.url)
-        prefix = try c.value(AnyKey("prefix"), d.prefix)
-        poolSize = try c.value(AnyKey("pool_size"), d.poolSize)
-        timeoutMs = try c.value(AnyKey("timeout_ms"), d.timeoutMs)
-    }
+    static var keys: [Key<Self>] {[
+        Key("url", \.url, "redis://[:password@]host:port/db (or ?password=); put a password here only through REACH_REDIS_URL.", Rule {
+            do { _ = try RedisConfiguration(url: $0); return nil } catch { return "\(error)" }
+        }),
+        Key("prefix", \.prefix, "Put before every key reachd writes.", Rule {
+            $0.contains("{") || $0.contains("}") ? "may not contain '{' or '}' (reserved for hash tags)" : nil
+        }),
+        Key("pool_size", \.poolSize, "", .range(1...256)), Key("timeout_ms", \.timeoutMs, "How long one Redis command may take.", .positive),
+    ]}
 }
 
-public struct HTTPSettings: Decodable, Sendable {
-    public var host = "0.0.0.0"
-    public var port = 8080
-    /// The largest `/v1` request body, in bytes (413 above it).
-    public var maxBodyBytes = 1_048_576
-    /// Requests per second each API token may make on one instance (0: no limit), and the burst above it (429 past it).
-    public var tokenRatePerSecond = 50
-    public var tokenBurst = 100
-    /// How long `POST /v1/segments/preview` may count before PostgreSQL stops it.
-    public var previewTimeoutMs = 5_000
-    /// PostgreSQL connections of the API's own pool: its reads never queue
-    /// behind the pipeline's page writes, and a burst of API calls never takes
-    /// the pipeline's connections.
-    public var postgresPoolSize = 2
-
+public struct HTTPSettings: ConfigSection, Sendable {
+    public var host = "0.0.0.0", port = 8080, maxBodyBytes = 1_048_576
+    public var tokenRatePerSecond = 50, tokenBurst = 100
+    public var previewTimeoutMs = 5_000, postgresPoolSize = 2
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = HTTPSettings()
-        host = try c.value(AnyKey("host"), d.host)
-        port = try c.value(AnyKey("port"), d.port)
-        maxBodyBytes = try c.value(AnyKey("max_body_bytes"), d.maxBodyBytes)
-        tokenRatePerSecond = try c.value(AnyKey("token_rate_per_second"), d.tokenRatePerSecond)
-        tokenBurst = try c.value(AnyKey("token_burst"), d.tokenBurst)
-        previewTimeoutMs = try c.value(AnyKey("preview_timeout_ms"), d.previewTimeoutMs)
-        postgresPoolSize = try c.value(AnyKey("postgres_pool_size"), d.postgresPoolSize)
-    }
+    static var keys: [Key<Self>] {[
+        Key("host", \.host, "", .nonEmpty), Key("port", \.port, "", .range(0...65535)),
+        Key("max_body_bytes", \.maxBodyBytes, "The largest /v1 request body, in bytes (413 above it).", .atLeast(1024)),
+        Key("token_rate_per_second", \.tokenRatePerSecond, "Requests per second each API token may make on one instance.", .orMore("no limit")),
+        Key("token_burst", \.tokenBurst, "The burst above that rate (429 past it).", .atLeast(1)),
+        Key("preview_timeout_ms", \.previewTimeoutMs, "How long POST /v1/segments/preview may count before PostgreSQL stops it.", .atLeast(100)),
+        Key("postgres_pool_size", \.postgresPoolSize, "Connections of the API's own PostgreSQL pool, apart from the pipeline's.", .atLeast(1)),
+    ]}
 }
 
-public struct AuthSettings: Decodable, Sendable {
+public struct AuthSettings: ConfigSection, Sendable {
     public var tokens: [TokenSettings] = []
-
     public init() {}
+    static var keys: [Key<Self>] {[Key("tokens", \.tokens, "API tokens; a token's secret comes only from token_env or token_file.")]}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        tokens = try c.value(AnyKey("tokens"), [])
+    func validate(_ path: [String], _ c: ConfigContext) {
+        var names: Set<String> = []
+        for (i, token) in tokens.enumerated() where !names.insert(token.name).inserted && !token.name.isEmpty {
+            c.problem([TokenSettings].item(path + ["tokens"], i) + ["name"], "'\(token.name)' is used twice")
+        }
     }
 }
 
 /// An API token: its secret comes only from `token_env` or `token_file`.
-public struct TokenSettings: Decodable, Sendable {
-    public var name = ""
-    public var scope = "read"
-    public var tokenEnv: String?
-    public var tokenFile: String?
+public struct TokenSettings: ConfigSection, Sendable {
+    public var name = "", scope = "read"
+    public var tokenEnv: String?, tokenFile: String?
 
+    init() {}
     public init(name: String, scope: String, tokenEnv: String? = nil, tokenFile: String? = nil) {
         self.name = name
         self.scope = scope
@@ -238,150 +183,121 @@ public struct TokenSettings: Decodable, Sendable {
         self.tokenFile = tokenFile
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        name = try c.value(AnyKey("name"), "")
-        scope = try c.value(AnyKey("scope"), "read")
-        tokenEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("token_env"))
-        tokenFile = try c.decodeIfPresent(String.self, forKey: AnyKey("token_file"))
+    static var keys: [Key<Self>] {[
+        Key("name", \.name, "Names the caller in errors, the audit log and the rate limit; unique.", .nonEmpty),
+        Key("scope", \.scope, "read: the routes that only read; write: every route.", .oneOf(["read", "write"], got: true)),
+        Key("token_env", \.tokenEnv, "The environment variable holding the token."),
+        Key("token_file", \.tokenFile, "The file holding the token (when token_env is unset or empty)."),
+    ]}
+
+    func validate(_ path: [String], _ c: ConfigContext) {
+        if tokenEnv == nil && tokenFile == nil {
+            c.problem(path, "needs token_env or token_file (tokens are never written in the file)")
+        } else if Secrets(environment: c.environment).value(env: tokenEnv, file: tokenFile) == nil {
+            c.problem(path, (tokenEnv.map { "environment variable \($0)" } ?? "file \(tokenFile!)") + " is not set or empty")
+        }
     }
 }
 
-/// The daily window in which sends are deferred, in each user's time zone;
-/// `start` equal to `end` turns quiet hours off.
-public struct QuietHoursSettings: Decodable, Sendable {
-    public var start = "21:00"
-    public var end = "08:00"
-    public var defaultTimezone = "Asia/Shanghai"
-
+public struct QuietHoursSettings: ConfigSection, Sendable {
+    public var start = "21:00", end = "08:00", defaultTimezone = "Asia/Shanghai"
     public init() {}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = QuietHoursSettings()
-        start = try c.value(AnyKey("start"), d.start)
-        end = try c.value(AnyKey("end"), d.end)
-        defaultTimezone = try c.value(AnyKey("default_timezone"), d.defaultTimezone)
-    }
+    static var clock: Rule<String> { .must("HH:MM", got: true) { s in
+        let parts = s.split(separator: ":").map { $0.count == 2 ? Int($0) : nil }
+        return parts.count == 2 && (0...23).contains(parts[0] ?? -1) && (0...59).contains(parts[1] ?? -1)
+    } }
+    static var keys: [Key<Self>] {[
+        Key("start", \.start, "", clock), Key("end", \.end, "", clock),
+        Key("default_timezone", \.defaultTimezone, "For users without a time zone.", Rule {
+            TimeZone(identifier: $0) == nil ? "unknown time zone '\($0)'" : nil
+        }),
+    ]}
 }
 
-public struct ShutdownSettings: Decodable, Sendable {
-    /// How long SIGTERM/SIGINT may take before remaining work is cancelled.
+public struct ShutdownSettings: ConfigSection, Sendable {
     public var gracePeriodMs = 15_000
-
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        gracePeriodMs = try c.value(AnyKey("grace_period_ms"), 15_000)
-    }
+    static var keys: [Key<Self>] {[Key("grace_period_ms", \.gracePeriodMs, "How long SIGTERM/SIGINT may take before remaining work is cancelled.", .positive)]}
 }
 
-public struct LogSettings: Decodable, Sendable {
-    /// trace, debug, info, notice, warning, error, critical
-    public var level = "info"
-    /// `json` (one object a line) or `text`
-    public var format = "json"
-
+public struct LogSettings: ConfigSection, Sendable {
+    public var level = "info", format = "json"
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        level = try c.value(AnyKey("level"), "info")
-        format = try c.value(AnyKey("format"), "json")
-    }
+    static var keys: [Key<Self>] {[
+        Key("level", \.level, "", .oneOf(["trace", "debug", "info", "notice", "warning", "error", "critical"])),
+        Key("format", \.format, "json: one object a line; text: for humans.", .oneOf(["json", "text"])),
+    ]}
 }
 
 /// One channel's provider and limits. Which keys matter depends on `provider`:
 /// `http` (url, auth), `smtp` (host, port, from, credentials), `inbox`, `log` (path).
-public struct ChannelSettings: Decodable, Sendable {
+public struct ChannelSettings: ConfigSection, Sendable {
     public var provider = "log"
-    public var url: String?
-    public var authHeader = "Authorization"
-    public var tokenEnv: String?
-    public var host: String?
-    public var port = 587
-    public var from: String?
-    public var usernameEnv: String?
-    public var passwordEnv: String?
-    public var passwordFile: String?
-    public var starttls = "auto"
-    /// Verify the SMTP server's TLS certificate (turn off only for test servers).
-    public var tlsVerify = true
-    public var path: String?
-    /// The recipient field sent to: phone, email, push_token or user_id
-    /// (default: SPEC §6's field for sms/email/push, else user_id).
-    public var address: String?
-    public var batchSize = 100
-    public var concurrency = 4
-    public var ratePerSecond: Int?
-    /// At most this many messages per user per rolling day on this channel (0: none).
-    public var frequencyCapPerDay = 0
-    public var timeoutMs = 3_000
-    public var retry = RetrySettings()
-    public var circuitBreaker = CircuitBreakerSettings()
-
+    public var url: String?, authHeader = "Authorization", tokenEnv: String?
+    public var host: String?, port = 587, from: String?, usernameEnv: String?, passwordEnv: String?, passwordFile: String?
+    public var starttls = "auto", tlsVerify = true
+    public var path: String?, address: String?
+    public var batchSize = 100, concurrency = 4, ratePerSecond: Int?, frequencyCapPerDay = 0, timeoutMs = 3_000
+    public var retry = RetrySettings(), circuitBreaker = CircuitBreakerSettings()
     public init() {}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = ChannelSettings()
-        provider = try c.value(AnyKey("provider"), d.provider)
-        url = try c.decodeIfPresent(String.self, forKey: AnyKey("url"))
-        authHeader = try c.value(AnyKey("auth_header"), d.authHeader)
-        tokenEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("token_env"))
-        host = try c.decodeIfPresent(String.self, forKey: AnyKey("host"))
-        port = try c.value(AnyKey("port"), d.port)
-        from = try c.decodeIfPresent(String.self, forKey: AnyKey("from"))
-        usernameEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("username_env"))
-        passwordEnv = try c.decodeIfPresent(String.self, forKey: AnyKey("password_env"))
-        passwordFile = try c.decodeIfPresent(String.self, forKey: AnyKey("password_file"))
-        starttls = try c.value(AnyKey("starttls"), d.starttls)
-        tlsVerify = try c.value(AnyKey("tls_verify"), d.tlsVerify)
-        path = try c.decodeIfPresent(String.self, forKey: AnyKey("path"))
-        address = try c.decodeIfPresent(String.self, forKey: AnyKey("address"))
-        batchSize = try c.value(AnyKey("batch_size"), d.batchSize)
-        concurrency = try c.value(AnyKey("concurrency"), d.concurrency)
-        ratePerSecond = try c.decodeIfPresent(Int.self, forKey: AnyKey("rate_per_second"))
-        frequencyCapPerDay = try c.value(AnyKey("frequency_cap_per_day"), d.frequencyCapPerDay)
-        timeoutMs = try c.value(AnyKey("timeout_ms"), d.timeoutMs)
-        retry = try c.value(AnyKey("retry"), d.retry)
-        circuitBreaker = try c.value(AnyKey("circuit_breaker"), d.circuitBreaker)
+    static let providers = ["http", "inbox", "log", "smtp"]
+    static var keys: [Key<Self>] {[
+        Key("provider", \.provider, "", .must("one of \(providers.joined(separator: ", "))", got: true) { providers.contains($0) }),
+        Key("url", \.url, "http: where requests are sent (http:// or https://)."),
+        Key("auth_header", \.authHeader, "http: the header that carries the token."), Key("token_env", \.tokenEnv, "http: the environment variable holding the token."),
+        Key("host", \.host, "smtp: the server."), Key("port", \.port, "smtp: the server's port.", .range(1...65535)),
+        Key("from", \.from, "smtp: the sender address."), Key("username_env", \.usernameEnv, "smtp: the environment variable holding the user name."),
+        Key("password_env", \.passwordEnv, "smtp: the environment variable holding the password."),
+        Key("password_file", \.passwordFile, "smtp: the file holding the password."),
+        Key("starttls", \.starttls, "smtp: whether to use STARTTLS.", .oneOf(["auto", "require", "off"])),
+        Key("tls_verify", \.tlsVerify, "smtp: verify the server's TLS certificate (turn off only for test servers)."),
+        Key("path", \.path, "log: the JSON-lines file (default reach-<name>.jsonl)."),
+        Key("address", \.address, "The recipient field sent to (default: SPEC §6's field for sms/email/push, else user_id).",
+            .oneOf(AddressField.allCases.map(\.rawValue))),
+        Key("batch_size", \.batchSize, "Messages per provider request.", .range(1...10_000)), Key("concurrency", \.concurrency, "Requests in flight at once, per page being sent.", .range(1...1024)),
+        Key("rate_per_second", \.ratePerSecond, "Messages per second over all instances (unset: no limit).", .positive),
+        Key("frequency_cap_per_day", \.frequencyCapPerDay, "At most this many messages per user per rolling day on this channel.", .orMore("none")),
+        Key("timeout_ms", \.timeoutMs, "How long one request may stay on the wire.", .positive), Key("retry", \.retry, ""), Key("circuit_breaker", \.circuitBreaker, ""),
+    ]}
+
+    func validate(_ path: [String], _ c: ConfigContext) {
+        var envs = [("username_env", usernameEnv), ("password_env", passwordEnv)]
+        switch provider {
+        case "http":
+            if !(url.map { $0.hasPrefix("http://") || $0.hasPrefix("https://") } ?? false) {
+                c.problem(path + ["url"], "an http provider needs an http:// or https:// url")
+            }
+            envs = [("token_env", tokenEnv)]
+        case "smtp":
+            if (host ?? "").isEmpty { c.problem(path + ["host"], "an smtp provider needs a host") }
+            if (from ?? "").isEmpty { c.problem(path + ["from"], "an smtp provider needs a from address") }
+        default: envs = []
+        }
+        for case let (key, env?) in envs where c.environment[env] == nil { c.problem(path + [key], "environment variable \(env) is not set") }
     }
 }
 
-public struct RetrySettings: Decodable, Sendable {
-    /// Every attempt counts, the first included.
-    public var maxAttempts = 4
-    public var baseMs = 500
-    public var maxMs = 60_000
-
+public struct RetrySettings: ConfigSection, Sendable {
+    public var maxAttempts = 4, baseMs = 500, maxMs = 60_000
     public init() {}
+    static var keys: [Key<Self>] {[
+        Key("max_attempts", \.maxAttempts, "Every attempt counts, the first included.", .atLeast(1, " (it counts the first attempt)")),
+        Key("base_ms", \.baseMs, "The first backoff; it doubles up to max_ms."), Key("max_ms", \.maxMs, ""),
+    ]}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = RetrySettings()
-        maxAttempts = try c.value(AnyKey("max_attempts"), d.maxAttempts)
-        baseMs = try c.value(AnyKey("base_ms"), d.baseMs)
-        maxMs = try c.value(AnyKey("max_ms"), d.maxMs)
+    func validate(_ path: [String], _ c: ConfigContext) {
+        if !(baseMs > 0 && baseMs <= maxMs) { c.problem(path, "needs 0 < base_ms <= max_ms") }
     }
 }
 
-public struct CircuitBreakerSettings: Decodable, Sendable {
-    /// Opens when this share of calls in the window failed (0…1).
-    public var failureRate = 0.5
-    public var windowSeconds = 30
-    public var minimumCalls = 20
-    public var coolDownMs = 10_000
-
+public struct CircuitBreakerSettings: ConfigSection, Sendable {
+    public var failureRate = 0.5, windowSeconds = 30, minimumCalls = 20, coolDownMs = 10_000
     public init() {}
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        let d = CircuitBreakerSettings()
-        failureRate = try c.value(AnyKey("failure_rate"), d.failureRate)
-        windowSeconds = try c.value(AnyKey("window_seconds"), d.windowSeconds)
-        minimumCalls = try c.value(AnyKey("minimum_calls"), d.minimumCalls)
-        coolDownMs = try c.value(AnyKey("cool_down_ms"), d.coolDownMs)
-    }
+    static var keys: [Key<Self>] {[
+        Key("failure_rate", \.failureRate, "Opens when this share of calls in the window failed.", .must("in (0, 1]") { $0 > 0 && $0 <= 1 }),
+        Key("window_seconds", \.windowSeconds, "", .positive), Key("minimum_calls", \.minimumCalls, "Calls in the window before it may open.", .atLeast(1)),
+        Key("cool_down_ms", \.coolDownMs, "How long it stays open before a trial call.", .positive),
+    ]}
 }
