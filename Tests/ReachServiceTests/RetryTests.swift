@@ -28,10 +28,7 @@ struct RetryTests {
                                                       logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
         for name in ["sms", "push"] {
             configuration.channels[name]?.batchSize = 20
-            configuration.channels[name]?.retry = RetrySettings()
-            configuration.channels[name]?.retry.maxAttempts = 10
-            configuration.channels[name]?.retry.baseMs = 20
-            configuration.channels[name]?.retry.maxMs = 100
+            configuration.channels[name]?.retry = .fast(attempts: 10, baseMs: 20, maxMs: 100)
         }
         let (_, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
@@ -92,10 +89,7 @@ struct RetryTests {
         let url = try await seededDatabase(count: 10)
         var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: providerPort,
                                                       logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
-        configuration.channels["sms"]?.retry = RetrySettings()
-        configuration.channels["sms"]?.retry.maxAttempts = 3
-        configuration.channels["sms"]?.retry.baseMs = 20
-        configuration.channels["sms"]?.retry.maxMs = 100
+        configuration.channels["sms"]?.retry = .fast(attempts: 3, baseMs: 20, maxMs: 100)
         let (httpPort, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
         let pg = PostgresClient(url: url, poolSize: 1)
@@ -184,9 +178,7 @@ struct CircuitBreakerIntegrationTests {
                                                       logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
         configuration.channels["push"]?.batchSize = 20
         configuration.channels["push"]?.concurrency = 2
-        configuration.channels["push"]?.retry.maxAttempts = 3
-        configuration.channels["push"]?.retry.baseMs = 50
-        configuration.channels["push"]?.retry.maxMs = 200
+        configuration.channels["push"]?.retry = .fast(attempts: 3, baseMs: 50, maxMs: 200)
         configuration.channels["push"]?.circuitBreaker.failureRate = 0.5
         configuration.channels["push"]?.circuitBreaker.windowSeconds = 10
         configuration.channels["push"]?.circuitBreaker.minimumCalls = 4
@@ -217,5 +209,14 @@ struct CircuitBreakerIntegrationTests {
         #expect(byStatus["sent"] == withToken)
         #expect(provider.received.count == withToken && provider.received.values.allSatisfy { $0 == 1 })
         #expect(try await get("http://127.0.0.1:\(httpPort)/metrics").body.contains("reach_circuit_open{channel=\"push\"} 0"))
+    }
+}
+
+extension RetrySettings {
+    /// Retries quick enough for a test.
+    static func fast(attempts: Int, baseMs: Int, maxMs: Int) -> RetrySettings {
+        var retry = RetrySettings()
+        (retry.maxAttempts, retry.baseMs, retry.maxMs) = (attempts, baseMs, maxMs)
+        return retry
     }
 }

@@ -234,7 +234,7 @@ struct DeliveryPipeline: Sendable {
         let answer = ProviderAnswer(outcome)
         // SPEC §8 `failed`: a provider call that failed (the message is then `retried` or `dead` too).
         if answer.isFailedCall { tally.count(.failed, channel: m.channel) }
-        let error = outcome.error ?? "failed"
+        let error = outcome.error ?? "provider call failed"
         switch DeliveryDecision.decide(answer, attempt: number, policy: registry.retryPolicy(m.channel)) {
         case .sent(let attempts, let providerRef):
             followUp.sent += 1
