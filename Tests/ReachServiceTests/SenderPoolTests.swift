@@ -9,15 +9,14 @@ struct SenderPoolUnitTests {
     func order() async throws {
         let pool = SenderPool(size: 1)
         await pool.acquire()
-        let order = Mutex<[String]>([])
-        let holders = Mutex((now: 0, most: 0))
+        let log = Log()
         func waiter(_ name: String, urgent: Bool) -> Task<Void, Never> {
             Task {
                 await pool.acquire(urgent: urgent)
-                holders.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
-                order.withLock { $0.append(name) }
+                log.holders.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                log.order.withLock { $0.append(name) }
                 try? await Task.sleep(for: .milliseconds(5))
-                holders.withLock { $0.now -= 1 }
+                log.holders.withLock { $0.now -= 1 }
                 pool.release()
             }
         }
@@ -29,7 +28,13 @@ struct SenderPoolUnitTests {
         try await Task.sleep(for: .milliseconds(50))
         pool.release()
         for t in [a, b, c] { await t.value }
-        #expect(order.withLock { $0 } == ["trigger", "campaign-1", "campaign-2"])
-        #expect(holders.withLock { $0.most } == 1)
+        #expect(log.order.withLock { $0 } == ["trigger", "campaign-1", "campaign-2"])
+        #expect(log.holders.withLock { $0.most } == 1)
     }
+}
+
+/// What the waiters saw: the order they got a sender in, and how many held one at once.
+private final class Log: Sendable {
+    let order = Mutex<[String]>([])
+    let holders = Mutex((now: 0, most: 0))
 }
