@@ -95,6 +95,11 @@ struct CampaignControlTests {
         #expect(try await eventually(timeout: .seconds(10)) { try await campaignState(pg, "pr") == "paused" })
         try await Task.sleep(for: .seconds(2))
         let requestsAfterPause = provider.stats.requests
+        // The answers to requests already on the wire at the pause are still recorded; once the
+        // runner has handed the campaign back (its lease cleared), nothing more is written.
+        #expect(try await eventually(timeout: .seconds(10)) {
+            try await pg.query("SELECT owner IS NULL FROM reach.campaigns WHERE id = 'pr'").first?[0] == "t"
+        }, "the runner hands a paused campaign back")
         let rowsAfterPause = try await rows(pg, "pr")
         try await Task.sleep(for: .seconds(1))
         #expect(provider.stats.requests == requestsAfterPause, "no provider request more than 2 s after pause")

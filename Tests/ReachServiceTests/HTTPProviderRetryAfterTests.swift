@@ -23,7 +23,7 @@ final class LimitingProvider: Sendable {
                               onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } },
                               logger: Logger(label: "limiting-provider"))
         let task = Task { try await app.runService() }
-        guard try await eventually(timeout: .seconds(10), { port.withLock { $0 } != nil }) else {
+        guard try await eventually(timeout: .seconds(30), { port.withLock { $0 } != nil }) else {
             task.cancel()
             throw TestEnvironment.Missing(name: "limiting provider did not start")
         }
