@@ -108,7 +108,8 @@ struct DevProviderCommand: AsyncParsableCommand {
         commandName: "dev-provider",
         abstract: "Run a local provider that accepts SPEC §6 batches on any path (development, demo, benchmarks).",
         discussion: "GET /stats returns what it received so far as JSON.")
-    @Option(help: "Port to listen on (127.0.0.1).") var port: Int = 9090
+    @Option(help: "Address to listen on (0.0.0.0 in a container, so that other containers reach it).") var host: String = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port: Int = 9090
     @Option(help: "Delay before answering each request, in milliseconds.") var delayMs: Int = 0
     @Flag(help: "Read each message's title as its publish time (µs since the epoch) and report latency in /stats (trigger benchmark).")
     var latencyFromTitle = false
@@ -117,8 +118,8 @@ struct DevProviderCommand: AsyncParsableCommand {
         ReachLogHandler.bootstrap(level: .info, format: .json)
         let logger = Logger(label: "reach.dev-provider")
         let provider = DevProvider(delay: .milliseconds(delayMs), latencyFromTitle: latencyFromTitle)
-        let app = provider.makeApplication(host: "127.0.0.1", port: port, logger: logger) { bound in
-            print("dev provider on http://127.0.0.1:\(bound)")
+        let app = provider.makeApplication(host: host, port: port, logger: logger) { bound in
+            print("dev provider on http://\(host):\(bound)")
             fflush(nil)
         }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
