@@ -161,9 +161,9 @@ struct ShippedConfigurationTests {
         #expect(example.map(\.path) == ["auth.tokens[1]"], "\(example)")
     }
 
-    @Test("deploy/prometheus-alerts.yaml passes promtool check rules")
+    @Test("deploy/prometheus/alerts.yaml passes promtool check rules")
     func alertRules() throws {
-        let rules = TestEnvironment.packageRoot.appendingPathComponent("deploy/prometheus-alerts.yaml").path
+        let rules = TestEnvironment.packageRoot.appendingPathComponent("deploy/prometheus/alerts.yaml").path
         let out = try run("promtool", ["check", "rules", rules])
         #expect(out.contains("SUCCESS"))
     }
