@@ -168,9 +168,9 @@ struct ShippedConfigurationTests {
                 "regenerate it: reachd config example > deploy/reachd.example.yaml")
     }
 
-    @Test("deploy/prometheus-alerts.yaml passes promtool check rules")
+    @Test("deploy/prometheus/alerts.yaml passes promtool check rules")
     func alertRules() throws {
-        let rules = TestEnvironment.packageRoot.appendingPathComponent("deploy/prometheus-alerts.yaml").path
+        let rules = TestEnvironment.packageRoot.appendingPathComponent("deploy/prometheus/alerts.yaml").path
         let out = try run("promtool", ["check", "rules", rules])
         #expect(out.contains("SUCCESS"))
     }
