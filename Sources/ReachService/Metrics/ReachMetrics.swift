@@ -26,10 +26,12 @@ public final class ReachMetrics: Sendable {
             .set(to: up ? 1.0 : 0.0)
     }
 
-    /// The Prometheus text exposition of every registered metric.
+    /// The Prometheus text exposition of every registered metric, then the
+    /// `process_*` series read at this moment (`ProcessMetrics`).
     public func exposition() -> String {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
+        ProcessMetrics.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
     }
 }
