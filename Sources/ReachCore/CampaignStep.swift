@@ -76,11 +76,9 @@ public enum RetryStep: Sendable, Equatable {
 /// When a `scheduled` row counts as stale: its delay-queue item is gone (lost
 /// in a crash between queueing and writing). Age alone never makes it stale: a
 /// quiet-hours deferral or a long `Retry-After` waits for hours with its item
-/// queued. Rows idle for less than `minimumIdle` are not even looked at.
+/// queued. The sweep looks only at rows idle for `minimumIdle` (in SQL) and
+/// re-queues only those whose item is missing (`DelayQueue.scheduleMissing`,
+/// atomic in Redis, so an item queued meanwhile is never replaced).
 public enum StaleRow {
     public static func minimumIdle(longestBackoff: Duration) -> Duration { longestBackoff + .seconds(300) }
-
-    public static func isStale(idle: Duration, longestBackoff: Duration, itemQueued: Bool) -> Bool {
-        !itemQueued && idle >= minimumIdle(longestBackoff: longestBackoff)
-    }
 }

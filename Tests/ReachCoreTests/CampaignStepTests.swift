@@ -39,12 +39,4 @@ struct CampaignStepTests {
             #expect(RetryStep.decide(row: settled, campaign: .running) == .settled)
         }
     }
-
-    @Test("a queued row is stale only when its item is gone, never for age alone")
-    func stale() {
-        let backoff = Duration.seconds(60)
-        #expect(!StaleRow.isStale(idle: .seconds(3_600 * 8), longestBackoff: backoff, itemQueued: true), "a deferral to the morning")
-        #expect(!StaleRow.isStale(idle: .seconds(10), longestBackoff: backoff, itemQueued: false), "its item may be being written")
-        #expect(StaleRow.isStale(idle: .seconds(400), longestBackoff: backoff, itemQueued: false))
-    }
 }

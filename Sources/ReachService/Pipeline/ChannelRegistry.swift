@@ -24,8 +24,6 @@ public struct ChannelRegistry: Sendable {
     }
 
     public var addressFields: [String: AddressField] { policies.mapValues(\.addressField) }
-    /// Messages per second, cluster-wide, for channels that have a limit.
-    public var rates: [String: Int] { policies.compactMapValues(\.ratePerSecond) }
     public var capsPerChannel: [String: Int] { policies.mapValues(\.frequencyCapPerDay).filter { $0.value > 0 } }
     /// The longest time a provider request of any channel can stay on the wire.
     public var longestTimeout: Duration { policies.values.map(\.timeout).max() ?? .seconds(5) }

@@ -8,19 +8,34 @@ import Synchronization
 
 /// Delayed trigger sends and their retries (they have no stored campaign: the item carries the rule and the event).
 extension DelayScheduler {
-    /// A delayed trigger send, or a retry of one.
-    func fireTrigger(_ delayed: TriggerSender.Delayed, attempt: Int, channel: String?, gate: SendGate = .open) async throws {
-        guard let event = try? TriggerEvent.parse(Array(delayed.event.utf8)) else { return }
-        guard let rule = try await triggerRules.rule(id: delayed.rule_id) else {
-            // The rule was disabled or deleted meanwhile: nothing will be sent, and the
-            // user ends `skipped/cancelled` (SPEC's reason for a send stopped on purpose).
-            try await cancelTriggerSend(campaignID: "t:\(delayed.rule_id):\(event.eventID)", userID: event.userID, channel: channel,
-                                        attempts: max(0, attempt - 1), why: "trigger rule \(delayed.rule_id) was deleted or disabled")
-            return
+    /// A due trigger send: a delayed first send (`channel` nil, attempt 1) or a further attempt on `channel`.
+    struct DueTrigger: Sendable {
+        var delayed: TriggerSender.Delayed
+        var attempt: Int = 1
+        var channel: String? = nil
+    }
+
+    /// Fires due trigger sends together: one pass through the pipeline for all of
+    /// them (one row query, one recipient query, one claim, one write), as the
+    /// intake does for a batch of events. A send whose rule was disabled or
+    /// deleted meanwhile sends nothing and ends `skipped/cancelled` (SPEC's
+    /// reason for a send stopped on purpose).
+    func fireTriggers(_ due: [DueTrigger], gate: SendGate = .open) async throws {
+        var requests: [TriggerSender.Request] = []
+        var seen: Set<String> = []
+        for send in due {
+            guard let event = try? TriggerEvent.parse(Array(send.delayed.event.utf8)) else { continue }
+            guard let rule = try await triggerRules.rule(id: send.delayed.rule_id) else {
+                try await cancelTriggerSend(campaignID: "t:\(send.delayed.rule_id):\(event.eventID)", userID: event.userID, channel: send.channel,
+                                            attempts: max(0, send.attempt - 1), why: "trigger rule \(send.delayed.rule_id) was deleted or disabled")
+                continue
+            }
+            // The pipeline takes each (campaign, user) once; a second item for it would find its row settled.
+            guard seen.insert(DeliveryStore.pairKey(campaignID: rule.campaignID(for: event), userID: event.userID)).inserted else { continue }
+            // Without a channel: the rule's delay is over, the first send, as if the event had just arrived.
+            requests.append(.init(rule: rule, event: event, attempt: send.channel.map { .again(channel: $0, number: send.attempt) } ?? .first))
         }
-        // Without a channel: the rule's delay is over, the first send, as if the event had just arrived.
-        try await triggerSender.send([.init(rule: rule, event: event, attempt: channel.map { .again(channel: $0, number: attempt) } ?? .first)],
-                                     gate: gate)
+        try await triggerSender.send(requests, gate: gate)
     }
 
     /// Ends a trigger send whose rule is gone: a retry's `scheduled` row (a
@@ -47,14 +62,16 @@ extension DelayScheduler {
         let contexts = try await DeadLetterStore(client: infrastructure.postgres)
             .triggerContexts(retries.map { ($0.campaign_id, $0.user_id) })
         var lost: [DelayedWork.Retry] = []
+        var due: [DueTrigger] = []
         for r in retries {
             if let text = contexts[DeliveryStore.pairKey(campaignID: campaignID, userID: r.user_id)],
                let delayed = TriggerSender.Delayed(json: text) {
-                try await fireTrigger(delayed, attempt: r.attempts + 1, channel: r.channel, gate: gate)
+                due.append(DueTrigger(delayed: delayed, attempt: r.attempts + 1, channel: r.channel))
             } else {
                 lost.append(r)
             }
         }
+        try await fireTriggers(due, gate: gate)
         guard !lost.isEmpty else { return }
         try await triggerRules.fresh()
         if let rule = triggerRules.rule(forCampaignID: campaignID) {

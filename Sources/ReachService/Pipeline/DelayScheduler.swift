@@ -124,9 +124,9 @@ public final class DelayScheduler: Service, Sendable {
         if added > 0 { logger.warning("re-queued retries that lost their queue item", metadata: ["count": "\(added)"]) }
     }
 
-
     func handle(_ items: [DelayQueue.Item], gate: SendGate = .open) async throws {
         var retries: [DelayedWork.Retry] = []
+        var triggers: [DueTrigger] = []
         for item in items {
             switch DelayedWork(payload: item.payload) {
             case .cronRun? where item.id.hasPrefix(RecurringCampaigns.itemPrefix):
@@ -136,10 +136,10 @@ public final class DelayScheduler: Service, Sendable {
                 // A timed campaign is due: the runner claims it from PostgreSQL now.
                 wake.signal()
             case .triggerSend(let delayed)?:
-                try await fireTrigger(delayed, attempt: 1, channel: nil, gate: gate)
+                triggers.append(DueTrigger(delayed: delayed))
             case .retry(let payload)?:
                 if let delayed = payload.triggerSend {
-                    try await fireTrigger(delayed, attempt: payload.attempts + 1, channel: payload.channel, gate: gate)
+                    triggers.append(DueTrigger(delayed: delayed, attempt: payload.attempts + 1, channel: payload.channel))
                 } else {
                     retries.append(payload)
                 }
@@ -147,6 +147,8 @@ public final class DelayScheduler: Service, Sendable {
                 logger.error("delay queue item not understood; dropped", metadata: ["id": "\(item.id)"])
             }
         }
+        // Trigger sends of the whole claim together; campaign retries per campaign.
+        try await fireTriggers(triggers, gate: gate)
         for (campaignID, group) in Dictionary(grouping: retries, by: \.campaign_id) {
             try await retry(campaignID: campaignID, group, gate: gate)
         }
