@@ -29,5 +29,9 @@ public final class EmbeddedKafka: Sendable {
         cluster.destroy()
     }
 
-    deinit { shutdown() }
+    deinit {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let cluster = self.cluster
+        Teardown.detach("reach-kafka-broker-destroy") { cluster.destroy() }
+    }
 }

@@ -75,12 +75,15 @@ public final class KafkaConsumer: Sendable {
 
     deinit {
         // No poll block can be running: each holds a reference to `self`.
+        let client = self.client
         switch state.withLock({ $0.deinitialize() }) {
         case .leaveGroupAndDestroy:
-            client.consumerClose()
-            client.destroy()
+            Teardown.detach("reach-kafka-consumer-close") {
+                client.consumerClose()
+                client.destroy()
+            }
         case .destroy:
-            client.destroy()
+            Teardown.detach("reach-kafka-consumer-destroy") { client.destroy() }
         }
     }
 

@@ -49,11 +49,15 @@ public final class KafkaProducer: Sendable {
     }
 
     deinit {
-        poller.stop()
-        try? client.flush(timeout: .seconds(5))
-        for (_, topic) in topics.withLock({ $0 }) { topic.destroy() }
-        client.destroy()
-        reports.failAll(KafkaError(context: "delivery", message: "producer destroyed"))
+        let (poller, client, reports) = (self.poller, self.client, self.reports)
+        let handles = topics.withLock { Array($0.values) }
+        Teardown.detach("reach-kafka-producer-destroy") {
+            poller.stop()
+            try? client.flush(timeout: .seconds(5))
+            for topic in handles { topic.destroy() }
+            client.destroy()
+            reports.failAll(KafkaError(context: "delivery", message: "producer destroyed"))
+        }
     }
 
     /// Produces one record and waits for the broker's acknowledgement.

@@ -86,7 +86,7 @@ struct ChannelSwitchPipelineTests {
         let exposition = try await metrics()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("metrics")).path
         try exposition.write(toFile: file, atomically: true, encoding: .utf8)
-        let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
+        let lint = try await blocking { try run("sh", ["-c", "promtool check metrics < \(file)"]) }
         #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
     }
 }

@@ -63,7 +63,7 @@ struct DaemonTests {
         #expect(metrics.body.contains("reach_build_info"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("metrics")).path
         try metrics.body.write(toFile: file, atomically: true, encoding: .utf8)
-        let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
+        let lint = try await blocking { try run("sh", ["-c", "promtool check metrics < \(file)"]) }
         #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
     }
 

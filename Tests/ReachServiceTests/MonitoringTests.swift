@@ -172,10 +172,10 @@ enum Monitoring {
 @Suite("monitoring: alert rules and their unit tests, the Grafana dashboard, the metrics they name, process_*")
 struct MonitoringTests {
     @Test("deploy/prometheus/alerts.yaml passes promtool check rules, and promtool test rules passes alerts.test.yaml")
-    func alertRules() throws {
+    func alertRules() async throws {
         // run throws when the exit status is not 0.
-        try run("promtool", ["check", "rules", Monitoring.alerts.path])
-        try run("promtool", ["test", "rules", Monitoring.alertTests.path])
+        _ = try await blocking { try run("promtool", ["check", "rules", Monitoring.alerts.path]) }
+        _ = try await blocking { try run("promtool", ["test", "rules", Monitoring.alertTests.path]) }
     }
 
     @Test("every alert has severity, summary and description, and a unit test")
@@ -194,7 +194,7 @@ struct MonitoringTests {
     }
 
     @Test("the dashboard: datasource and channel variables, every panel on ${datasource}, every expr valid PromQL")
-    func dashboard() throws {
+    func dashboard() async throws {
         let dashboard = try Monitoring.dashboardJSON()
         let variables = Monitoring.variables(dashboard)
         let datasource = try #require(variables["datasource"], "no datasource variable")
@@ -230,7 +230,8 @@ struct MonitoringTests {
             rules += promql.split(separator: "\n", omittingEmptySubsequences: false).map { "          " + $0 }.joined(separator: "\n") + "\n"
         }
         // run throws when promtool exits non-zero, with its output naming the bad expression.
-        try run("promtool", ["check", "rules", Monitoring.temporaryFile("dashboard-rules", rules)])
+        let rulesFile = try Monitoring.temporaryFile("dashboard-rules", rules)
+        _ = try await blocking { try run("promtool", ["check", "rules", rulesFile]) }
     }
 
     @Test("the metric-name scanner finds selectors and skips functions, groupings, matchers and ranges")
@@ -244,7 +245,7 @@ struct MonitoringTests {
     }
 
     @Test("ProcessMetrics reads /proc/<pid>/stat, limits and btime; its text passes promtool check metrics")
-    func processMetricsParsing() throws {
+    func processMetricsParsing() async throws {
         // The command name may hold spaces and parentheses: fields count from the last ")".
         let stat = "4242 (reach d) (x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 8 0 12345 1073741824 2560 "
             + "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
@@ -270,7 +271,7 @@ struct MonitoringTests {
         #expect(text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 3.0\n"), "\(text)")
         #expect(text.contains("process_open_fds 12\n") && text.contains("process_max_fds 1024\n"))
         let file = try Monitoring.temporaryFile("process-metrics", text)
-        try run("sh", ["-c", "promtool check metrics < \(file)"])
+        _ = try await blocking { try run("sh", ["-c", "promtool check metrics < \(file)"]) }
         // Without a limit the family is left out, not written empty.
         #expect(!ProcessMetrics.render(sample).contains("process_max_fds"))
 
@@ -324,7 +325,7 @@ struct MonitoringTests {
 
         // The exposition lints clean: promtool exits 0 (run throws otherwise) and reports nothing.
         let file = try Monitoring.temporaryFile("metrics", exposition)
-        let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
+        let lint = try await blocking { try run("sh", ["-c", "promtool check metrics < \(file)"]) }
         #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
 
         // process_* under the standard names, with plausible values.

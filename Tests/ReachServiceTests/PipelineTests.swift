@@ -93,7 +93,7 @@ struct PipelineTests {
         #expect(metrics.contains("reach_campaigns{state=\"running\"}"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("metrics")).path
         try metrics.write(toFile: file, atomically: true, encoding: .utf8)
-        let lint = try run("sh", ["-c", "promtool check metrics < \(file)"])
+        let lint = try await blocking { try run("sh", ["-c", "promtool check metrics < \(file)"]) }
         #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
 
         // Idempotency keys say "sent" for sent users.
