@@ -32,6 +32,7 @@ public enum HTTPServer {
             }
             return json(.ok, document)
         }
+        ConsoleAssets.register(on: router)
         if let api, let gateway { gateway.register(api.routes, on: router) }
         return router
     }

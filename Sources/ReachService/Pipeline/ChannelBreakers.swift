@@ -17,6 +17,20 @@ public final class ChannelBreakers: Sendable {
         self.metrics = metrics
     }
 
+    /// What this instance's breaker for `channel` says now: `closed`, `open`
+    /// or `half_open` (nil for an unknown channel). Breakers are per process.
+    public func state(_ channel: String) -> String? {
+        let now = ContinuousClock.now
+        return breakers.withLock { all -> String? in
+            guard let breaker = all[channel] else { return nil }
+            switch breaker.state {
+            case .closed: return "closed"
+            case .halfOpen: return "half_open"
+            case .open(let until): return until > now ? "open" : "half_open"
+            }
+        }
+    }
+
     public enum Gate: Sendable, Equatable {
         case go
         /// A half-open probe: if it fails, its messages are deferred, not charged an attempt.

@@ -40,7 +40,7 @@ public struct Daemon: Sendable {
         let scheduler = DelayScheduler(infrastructure: infrastructure, pipeline: pipeline, logger: logger, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
         let publisher = DeadLetterPublisher(infrastructure: infrastructure, logger: logger)
-        let api = OperatorAPI(infrastructure: infrastructure, rules: rules, wake: wake.signal,
+        let api = OperatorAPI(infrastructure: infrastructure, rules: rules, wake: wake.signal, breakers: breakers,
                               previewTimeout: .milliseconds(configuration.http.previewTimeoutMs))
         let gateway = APIGateway(
             tokens: APITokens(settings: configuration.auth),

@@ -74,6 +74,19 @@ paths:
           content:
             application/json:
               schema: {type: object}
+  /console:
+    get:
+      tags: [health]
+      operationId: console
+      summary: The operator web console (static HTML; /console/console.js and /console/console.css beside it)
+      description: Served without a token under a strict Content-Security-Policy; the page calls /v1 with the token the operator pastes in.
+      security: []
+      responses:
+        "200":
+          description: The console's page
+          content:
+            text/html:
+              schema: {type: string}
   /v1/campaigns:
     post:
       tags: [campaigns]
@@ -789,6 +802,10 @@ components:
         provider: {type: string, enum: [http, smtp, inbox, log]}
         paused: {type: boolean}
         paused_since: {type: [string, "null"], format: date-time}
+        breaker:
+          type: string
+          enum: [closed, open, half_open]
+          description: the circuit breaker of the instance that answered (breakers are per process)
     ChannelSwitch:
       type: object
       required: [name, paused, changed]

@@ -17,6 +17,7 @@ extension OperatorAPI {
             w.add("provider", channels[name]?.provider)
             w.add("paused", json: paused[name] != nil ? "true" : "false")
             w.add("paused_since", paused[name].map(RFC3339.format))
+            if let breaker = breakers?.state(name) { w.add("breaker", breaker) }
             return w.finish()
         }
         return .list(items, next: nil)

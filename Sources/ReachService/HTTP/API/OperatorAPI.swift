@@ -18,12 +18,14 @@ public struct OperatorAPI: Sendable {
     let rules: TriggerRules?
     let replay: DeadLetterReplay
     let switches: ChannelSwitches
+    /// This process's circuit breakers, for `GET /v1/channels` (nil: not reported).
+    let breakers: ChannelBreakers?
     let breakdowns = BreakdownCache()
     let summaries = SingleFlight<CampaignStore.Summary?>()
     let previewTimeout: Duration
 
     public init(infrastructure: Infrastructure, rules: TriggerRules?, wake: @escaping @Sendable () -> Void,
-                previewTimeout: Duration = .seconds(5)) {
+                breakers: ChannelBreakers? = nil, previewTimeout: Duration = .seconds(5)) {
         let c = infrastructure.configuration
         self.postgres = infrastructure.apiPostgres
         self.producer = infrastructure.producer
@@ -34,6 +36,7 @@ public struct OperatorAPI: Sendable {
         self.rules = rules
         self.replay = DeadLetterReplay(postgres: infrastructure.apiPostgres, queue: infrastructure.delayQueue)
         self.switches = infrastructure.channelSwitches
+        self.breakers = breakers
         self.previewTimeout = previewTimeout
     }
 
