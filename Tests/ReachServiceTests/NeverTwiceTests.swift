@@ -72,6 +72,26 @@ func startReachd(kafka: EmbeddedKafka, group: String, postgres: String, redis: S
     return ReachdProcess(process: process, port: port)
 }
 
+/// `count` daemons in one group (one database, one Redis prefix), each with its
+/// own recording DevProvider; `channel` gives the YAML line of the `sms`
+/// channel for a provider port. `stop` kills the daemons still running and the providers.
+func startInstances(_ count: Int, kafka: EmbeddedKafka, group: String, postgres: String, prefix: String, pipeline: String,
+                    channel: (Int) -> String) async throws -> ([DevProvider], [ReachdProcess], @Sendable () -> Void) {
+    var providers: [DevProvider] = []
+    var tasks: [Task<Void, any Error>] = []
+    var daemons: [ReachdProcess] = []
+    for _ in 0..<count {
+        let provider = DevProvider(recordRequests: true)
+        let (port, task) = try await startProvider(provider)
+        providers.append(provider)
+        tasks.append(task)
+        daemons.append(try await startReachd(kafka: kafka, group: group, postgres: postgres, redis: try TestEnvironment.redisURL(),
+                                             prefix: prefix, pipeline: pipeline, channels: [channel(port)]))
+    }
+    let running = daemons, providerTasks = tasks
+    return (providers, daemons, { for d in running where d.isRunning { d.kill() }; for t in providerTasks { t.cancel() } })
+}
+
 /// What reach.deliveries holds for one campaign.
 struct DeliveryTally: CustomStringConvertible {
     var rows = 0
@@ -166,22 +186,12 @@ struct NeverTwiceTests {
         let url = try await seededDatabase(count: users)
         let group = TestEnvironment.unique("nt-group")
         let prefix = TestEnvironment.unique("nt") + ":"
-        var providers: [DevProvider] = []
-        var tasks: [Task<Void, any Error>] = []
-        var daemons: [ReachdProcess] = []
-        for _ in 0..<2 {
-            let provider = DevProvider(recordRequests: true)
-            let (port, task) = try await startProvider(provider)
-            providers.append(provider)
-            tasks.append(task)
-            daemons.append(try await startReachd(
-                kafka: kafka, group: group, postgres: url, redis: try TestEnvironment.redisURL(), prefix: prefix,
-                pipeline: "lease_ms: 3000, page_size: \(pageSize), poll_interval_ms: 200",
-                channels: [#"sms: {provider: http, url: "http://127.0.0.1:\#(port)/sms", batch_size: 100, rate_per_second: \#(ratePerSecond)}"#]))
+        let (providers, daemons, stop) = try await startInstances(
+            2, kafka: kafka, group: group, postgres: url, prefix: prefix,
+            pipeline: "lease_ms: 3000, page_size: \(pageSize), poll_interval_ms: 200") { port in
+            #"sms: {provider: http, url: "http://127.0.0.1:\#(port)/sms", batch_size: 100, rate_per_second: \#(ratePerSecond)}"#
         }
-        let running = daemons, providerTasks = tasks
-        return TwoInstances(kafka: kafka, pg: PostgresClient(url: url, poolSize: 1), url: url, providers: providers, daemons: daemons,
-                            stop: { for d in running { d.kill() }; for t in providerTasks { t.cancel() } })
+        return TwoInstances(kafka: kafka, pg: PostgresClient(url: url, poolSize: 1), url: url, providers: providers, daemons: daemons, stop: stop)
     }
 
     // page_size 500: a page costs ~0.8 s of rate-limit debt, so today's once-per-page

@@ -33,23 +33,12 @@ struct ScaleOutTests {
             """)
         let groupID = TestEnvironment.unique("so-group")
         let prefix = TestEnvironment.unique("so") + ":"
-        var providers: [DevProvider] = []
-        var tasks: [Task<Void, any Error>] = []
-        var daemons: [ReachdProcess] = []
         let rate = smsRate.map { ", rate_per_second: \($0)" } ?? ""
-        for _ in 0..<2 {
-            let provider = DevProvider(recordRequests: true)
-            let (port, task) = try await startProvider(provider)
-            providers.append(provider)
-            tasks.append(task)
-            daemons.append(try await startReachd(
-                kafka: kafka, group: groupID, postgres: url, redis: try TestEnvironment.redisURL(), prefix: prefix,
-                pipeline: "poll_interval_ms: 200",
-                channels: [#"sms: {provider: http, url: "http://127.0.0.1:\#(port)/sms", batch_size: 50\#(rate)}"#]))
+        let (providers, daemons, stop) = try await startInstances(
+            2, kafka: kafka, group: groupID, postgres: url, prefix: prefix, pipeline: "poll_interval_ms: 200") { port in
+            #"sms: {provider: http, url: "http://127.0.0.1:\#(port)/sms", batch_size: 50\#(rate)}"#
         }
-        let running = daemons, providerTasks = tasks
-        return Group(kafka: kafka, pg: pg, providers: providers, daemons: daemons,
-                     stop: { for d in running where d.isRunning { d.kill() }; for t in providerTasks { t.cancel() } })
+        return Group(kafka: kafka, pg: pg, providers: providers, daemons: daemons, stop: stop)
     }
 
     /// Publishes events `from..<to` (user ids cycle over `users`), keyed by user.
