@@ -45,8 +45,9 @@ start_postgres() {
     as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   fi
+  # The parallel suite runs a dozen daemons at once, each with its pools: 200 connections ran out (CI).
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" start >/dev/null \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=${PG_MAX_CONNECTIONS:-500} -c fsync=on" start >/dev/null \
     || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start on port $port"; }
   psql -h 127.0.0.1 -p "$port" -U postgres -qAtX -c "select 1 from pg_roles where rolname='reach'" | grep -q 1 \
     || psql -h 127.0.0.1 -p "$port" -U postgres -qAtX -c "create role reach login superuser" >/dev/null

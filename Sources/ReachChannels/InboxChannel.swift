@@ -3,9 +3,9 @@ import ReachCore
 /// Where the in-app channel keeps and announces its messages. The service
 /// wires `reach.inbox` and Redis `PUBLISH` behind it; the channel only sends.
 public protocol InboxBackend: Sendable {
-    /// Stores one campaign's messages once per user: a resend finds the stored
-    /// message instead of inserting another. Returns each user's stored message.
-    func store(campaignID: String, items: [(userID: String, title: String, body: String)]) async throws -> [InboxMessage]
+    /// Stores messages once per (campaign, user): a resend finds the stored
+    /// message instead of inserting another. Returns each stored message.
+    func store(_ items: [(campaignID: String, userID: String, title: String, body: String)]) async throws -> [InboxMessage]
     /// Announces stored messages to their users; throws when any could not be announced.
     func publish(_ messages: [InboxMessage]) async throws
 }
@@ -24,28 +24,24 @@ public struct InboxChannel: Channel {
         self.backend = backend
     }
 
+    /// One store and one publish for the whole batch, whatever campaigns it
+    /// holds (a trigger batch is one campaign per event).
     public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {
-        var outcomes: [String: SendOutcome] = [:]
-        for group in Dictionary(grouping: batch, by: \.campaignID).values {
-            for (message, outcome) in zip(group, await sendOneCampaign(group)) { outcomes[message.messageID] = outcome }
-        }
-        return batch.map { outcomes[$0.messageID]! }
-    }
-
-    private func sendOneCampaign(_ messages: [OutboundMessage]) async -> [SendOutcome] {
+        guard !batch.isEmpty else { return [] }
         let stored: [InboxMessage]
         do {
-            stored = try await backend.store(campaignID: messages[0].campaignID, items: messages.map { ($0.userID, $0.title, $0.body) })
+            stored = try await backend.store(batch.map { ($0.campaignID, $0.userID, $0.title, $0.body) })
         } catch {
-            return Array(repeating: .retryable("\(error)"), count: messages.count)
+            return Array(repeating: .retryable("\(error)"), count: batch.count)
         }
         do {
             // Every row, new or found: a found one may never have been published.
             if !stored.isEmpty { try await backend.publish(stored) }
         } catch {
-            return Array(repeating: .retryable("publish: \(error)"), count: messages.count)
+            return Array(repeating: .retryable("publish: \(error)"), count: batch.count)
         }
-        let idByUser = Dictionary(stored.map { ($0.userID, $0.id) }, uniquingKeysWith: { a, _ in a })
-        return messages.map { m in idByUser[m.userID].map { .sent(String($0)) } ?? .retryable("inbox row missing") }
+        struct Key: Hashable { let campaignID: String, userID: String }
+        let ids = Dictionary(stored.map { (Key(campaignID: $0.campaignID, userID: $0.userID), $0.id) }, uniquingKeysWith: { a, _ in a })
+        return batch.map { m in ids[Key(campaignID: m.campaignID, userID: m.userID)].map { .sent(String($0)) } ?? .retryable("inbox row missing") }
     }
 }

