@@ -133,6 +133,35 @@ struct BinaryTests {
         }, "every log line is JSON")
     }
 
+    @Test("reachd serve whose HTTP port is taken exits 1 with the error, not a crash (its HTTP provider clients are shut down first)")
+    func portTaken() async throws {
+        // A listening socket holds the port for the whole test.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let config = try writeConfig("""
+            http: {host: 127.0.0.1, port: \(port)}
+            channels:
+              sms: {provider: http, url: "http://127.0.0.1:9/sms"}
+            """)
+        let reachd = try spawnReachd(["serve", "--config", config], environment: [
+            "REACH_POSTGRES_URL": try await TestDatabase.migrated(), "REACH_REDIS_URL": try TestEnvironment.redisURL(),
+        ])
+        let code = try await reachd.wait(within: .seconds(30))
+        let log = reachd.output
+        #expect(code == 1, "exit status \(String(describing: code)); log: \(log.suffix(2_000))")
+        #expect(!log.contains("Fatal error") && !log.contains("💣"), "no crash: \(log.suffix(2_000))")
+        #expect(log.lowercased().contains("address already in use"), "the error says why: \(log.suffix(2_000))")
+    }
+
     @Test("reachd config check prints every problem with its key path and exits 1")
     func configCheck() async throws {
         let path = try writeConfig("http: {port: lots}\nchannels: {sms: {provider: fax}}\n")

@@ -65,7 +65,15 @@ public struct Daemon: Sendable {
             "redis": "\(Redaction.maskConnectionSecrets(configuration.redis.url))",
         ])
         await warnUnlessDurable(infrastructure.redis)
-        try await ServiceGroup(configuration: group).run()
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch {
+            // A service that failed (the HTTP port taken, say) ends the group: the
+            // channels' HTTP clients must still be shut down (AsyncHTTPClient traps
+            // on a client dropped while running), so the error, not a crash, is what shows.
+            await registry.shutdown()
+            throw error
+        }
         await registry.shutdown()
         logger.info("reachd stopped")
     }
