@@ -23,6 +23,22 @@ public final class EmbeddedKafka: Sendable {
         try cluster.createTopic(name, partitions: partitions)
     }
 
+    /// A broker request a fault can be injected into.
+    public enum Request: Int16, Sendable {
+        case produce = 0, fetch = 1, offsetCommit = 8, heartbeat = 12, joinGroup = 11, syncGroup = 14
+    }
+
+    /// Well-known broker error codes, for injected faults.
+    public enum BrokerError: Int32, Sendable {
+        case illegalGeneration = 22, unknownMemberID = 25, rebalanceInProgress = 27, requestTimedOut = 7, notCoordinator = 16
+    }
+
+    /// Fault injection: the next requests of `request` are answered with
+    /// `errors`, one request each, in order (librdkafka's mock cluster).
+    public func failNext(_ request: Request, with errors: [BrokerError]) {
+        cluster.failRequests(apiKey: request.rawValue, codes: errors.map(\.rawValue))
+    }
+
     /// Stops the broker; clients connected to it see the connection drop.
     public func shutdown() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }

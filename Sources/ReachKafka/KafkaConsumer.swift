@@ -108,6 +108,20 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Commits like `commit`, but gives the offsets up (false) when the group
+    /// has moved past this member's generation: the partitions may belong to
+    /// another member by now, which reads them again from the last committed
+    /// offset (at-least-once), and only the next poll can rejoin the group —
+    /// retrying the commit instead would wait for ever (`UNKNOWN_MEMBER_ID`).
+    public func commitIfStillMember(_ nextOffsets: [TopicPartition: Int64]) async throws -> Bool {
+        do {
+            try await commit(nextOffsets)
+            return true
+        } catch let error as KafkaError where error.isStaleMembership {
+            return false
+        }
+    }
+
     /// The group's committed next-offset for each partition (nil: nothing committed).
     public func committedOffsets(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws -> [TopicPartition: Int64?] {
         let client = self.client

@@ -11,5 +11,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     var isQueueFull: Bool { code == Self.queueFullCode }
 
+    /// A commit refused because the group has moved past this member's
+    /// generation. Retrying it would block the poll that rejoins the group.
+    public var isStaleMembership: Bool { Self.staleMembershipCodes.contains(code) }
+
     public var description: String { "kafka \(context): \(message) (code \(code))" }
 }

@@ -62,6 +62,31 @@ struct KafkaRoundTripTests {
         await consumer.close()
     }
 
+    @Test("a commit the group refuses for a stale generation (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION) is given up, not retried; polling rejoins the group, the uncommitted records come again and their commit lands")
+    func staleGenerationCommit() async throws {
+        let broker = try EmbeddedKafka(topics: ["stale": 1])
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: broker.bootstrapServers))
+        for i in 0..<4 { try await producer.send(topic: "stale", key: nil, value: "m\(i)") }
+        let consumer = try makeConsumer(broker, group: TestEnvironment.unique("stale"), topic: "stale")
+        let tp = TopicPartition("stale", 0)
+        var offsets: [Int64] = []
+        var refused: [Int64] = []
+        for try await message in consumer.messages {
+            offsets.append(message.offset)
+            if offsets.count == 2 || offsets.count == 3 {
+                broker.failNext(.offsetCommit, with: [offsets.count == 2 ? .unknownMemberID : .illegalGeneration])
+            }
+            if try await consumer.commitIfStillMember([tp: message.offset + 1]) == false { refused.append(message.offset) }
+            if message.offset == 3, try await consumer.committedOffsets([tp])[tp] == .some(4) { break }
+            if offsets.count > 40 { break }
+        }
+        print("kafka: stale generation: read offsets \(offsets), commits given up at \(refused)")
+        #expect(refused.count >= 2 && refused.prefix(2) == [1, 2], "the refused commits are given up: \(refused)")
+        #expect(Set(offsets) == [0, 1, 2, 3], "every record read, the uncommitted ones again after the rejoin: \(offsets)")
+        #expect(try await consumer.committedOffsets([tp])[tp] == .some(4), "the consumer went on and its commit landed")
+        await consumer.close()
+    }
+
     @Test("a restarted consumer resumes after the last committed offset: nothing re-read, nothing skipped")
     func resumeAfterCommit() async throws {
         let broker = try EmbeddedKafka(topics: ["resume": 1])

@@ -20,4 +20,11 @@ extension KafkaError {
     ].map(\.rawValue))
 
     static let queueFullCode = RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue
+
+    /// The group moved past this member's generation (it was rebalanced out,
+    /// or a rebalance is under way): its commit can never succeed as it is.
+    static let staleMembershipCodes: Set<Int32> = Set([
+        RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+        RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST,
+    ].map(\.rawValue))
 }

@@ -22,6 +22,14 @@ struct RDKafkaMockCluster: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "create topic \(name)") }
     }
 
+    /// The next requests of API `apiKey` (e.g. 8, OffsetCommit) fail with `codes`, in order, one each.
+    func failRequests(apiKey: Int16, codes: [Int32]) {
+        var errors = codes.map { rd_kafka_resp_err_t(rawValue: $0) }
+        errors.withUnsafeMutableBufferPointer {
+            rd_kafka_mock_push_request_errors_array(pointer, apiKey, $0.count, $0.baseAddress)
+        }
+    }
+
     func destroy() {
         rd_kafka_mock_cluster_destroy(pointer)
         host.destroy()

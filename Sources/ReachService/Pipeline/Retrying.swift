@@ -62,3 +62,18 @@ func untilDone(_ logger: Logger, _ body: () async throws -> Void) async throws -
         }
     }
 }
+
+/// Commits a consumer's next offsets, retrying infrastructure failures like
+/// `untilDone`; false when the service is shutting down first. A commit the
+/// group refuses because it moved past this member's generation is given up,
+/// not retried: the next poll rejoins the group, and whoever owns the
+/// partitions then reads the uncommitted records again, which the intakes
+/// handle idempotently (a campaign id is created once, a trigger's row is per event and rule).
+func commitOffsets(_ consumer: KafkaConsumer, _ next: [TopicPartition: Int64], _ logger: Logger) async throws -> Bool {
+    try await untilDone(logger) {
+        if try await consumer.commitIfStillMember(next) == false {
+            logger.warning("offsets not committed: the group rebalanced this member out; the partitions' next owner reads them again",
+                           metadata: ["offsets": "\(next.map { "\($0.key.topic)/\($0.key.partition)@\($0.value)" }.sorted())"])
+        }
+    }
+}

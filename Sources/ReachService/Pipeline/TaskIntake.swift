@@ -30,7 +30,7 @@ public struct TaskIntake: Service {
         do {
             for try await message in consumer.messages.cancelOnGracefulShutdown() {
                 guard try await untilDone(logger, { try await handle(message) }) else { break }
-                guard try await untilDone(logger, { try await consumer.commit(message) }) else { break }
+                guard try await commitOffsets(consumer, [message.topicPartition: message.offset + 1], logger) else { break }
             }
         } catch {
             await consumer.close()

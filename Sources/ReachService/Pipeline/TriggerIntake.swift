@@ -31,7 +31,7 @@ public struct TriggerIntake: Service {
                 guard try await handle(batch, rejects, consumedAt: Date()) else { break }
                 var next: [TopicPartition: Int64] = [:]
                 for m in batch { next[m.topicPartition] = max(next[m.topicPartition] ?? 0, m.offset + 1) }
-                guard try await untilDone(logger, { try await consumer.commit(next) }) else { break }
+                guard try await commitOffsets(consumer, next, logger) else { break }
             }
         } catch {
             await consumer.close()
