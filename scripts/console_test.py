@@ -106,8 +106,15 @@ def main():
             raise Failure("the token is in the URL")
 
     def progress():
-        text = find("[data-testid=progress-text]").text
-        return int(text.split()[0]) if text.endswith("%") else None
+        # The page re-renders on every poll, so the element found may be replaced before its text
+        # is read: read again rather than fail on a stale reference.
+        for _ in range(50):
+            try:
+                text = find("[data-testid=progress-text]").text
+                return int(text.split()[0]) if text.endswith("%") else None
+            except (StaleElementReferenceException, NoSuchElementException):
+                time.sleep(0.05)
+        raise Failure("the progress text kept being replaced for 2.5 s")
 
     try:
         # 1. Sign in: a wrong token is refused, the right one opens the campaigns page.

@@ -4,7 +4,7 @@ import ReachCore
 import ReachPostgres
 
 extension OperatorAPI {
-    static let campaignStates: Set<String> = ["scheduled", "running", "paused", "done", "cancelled", "failed"]
+    static let campaignStates = Set(CampaignState.allCases.map(\.rawValue))
     static let taskFields: Set<String> = ["kind", "campaign_id", "name", "segment", "channels", "fallback", "template", "data",
                                           "schedule", "expires_at", "quiet_hours"]
 
@@ -76,7 +76,8 @@ extension OperatorAPI {
         }
         // Keyed by state too: a campaign that just paused or finished is counted afresh, not served from before.
         let breakdown = try await breakdowns.get("\(id)|\(summary.state)|\(summary.finishedAt ?? "")") { try await store.breakdown(id) }
-        return APIReply(.ok, Self.campaignJSON(summary, breakdown: breakdown))
+        let shards = summary.shards > 0 ? try await CampaignShardStore(client: postgres).progress(id) : nil
+        return APIReply(.ok, Self.campaignJSON(summary, breakdown: breakdown, shards: shards))
     }
 
     func control(_ request: APIRequest, _ control: CampaignStore.Control) async throws -> APIReply {
@@ -111,8 +112,10 @@ extension OperatorAPI {
     }
 
     /// A campaign as the API shows it; `breakdown` (the detail view) adds
-    /// per-status, per-reason and per-channel counts from its delivery rows.
-    static func campaignJSON(_ s: CampaignStore.Summary, breakdown: [CampaignStore.Breakdown]?) -> String {
+    /// per-status, per-reason and per-channel counts from its delivery rows,
+    /// and `shards` how far the shards of a campaign cut into them are.
+    static func campaignJSON(_ s: CampaignStore.Summary, breakdown: [CampaignStore.Breakdown]?,
+                             shards: CampaignShardStore.Progress? = nil) -> String {
         var w = JSONObjectWriter(capacity: 512)
         w.add("id", s.id)
         w.add("name", s.name)
@@ -137,18 +140,22 @@ extension OperatorAPI {
             var byChannel: [String: [String: Int]] = [:]
             for b in breakdown {
                 statuses[b.status, default: 0] += b.count
-                if let reason = b.reason, b.status == "skipped" || b.status == "dead" { reasons["\(b.status)/\(reason)", default: 0] += b.count }
+                if let reason = b.reason, let status = DeliveryStatus(rawValue: b.status), status == .skipped || status == .dead { reasons["\(b.status)/\(reason)", default: 0] += b.count }
                 byChannel[b.channel ?? "none", default: [:]][b.status, default: 0] += b.count
             }
             func counts(_ d: [String: Int]) -> String { object(d.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") }) }
             w.add("statuses", json: counts(statuses))
             w.add("reasons", json: counts(reasons))
             w.add("channels", json: object(byChannel.sorted { $0.key < $1.key }.map { ($0.key, counts($0.value)) }))
-            done = ["sent", "skipped", "dead"].reduce(0) { $0 + (statuses[$1] ?? 0) }
+            done = [DeliveryStatus.sent, .skipped, .dead].reduce(0) { $0 + (statuses[$1.rawValue] ?? 0) }
             rows = statuses.values.reduce(0, +)
         }
-        // The total is known once the run ended, or up front for a listed segment.
-        let total: Int? = finished ? max(c.targeted, rows) : s.listed
+        if let shards {
+            w.add("shards", json: object([("total", "\(shards.total)"), ("done", "\(shards.done)"), ("running", "\(shards.running)")]))
+        }
+        // The total is known once the run ended, or up front for a listed segment
+        // or a campaign cut into shards (its users were counted then).
+        let total: Int? = finished ? max(c.targeted, rows) : s.listed ?? s.planned
         w.add("progress", json: object([("done", "\(done)"), ("rows", "\(rows)"), ("total", total.map(String.init) ?? "null")]))
         let rate = s.runSeconds.map { $0 > 0 ? Double(done) / $0 : 0 }
         w.add("throughput_per_second", json: rate.map { String(format: "%.1f", $0) } ?? "null")
