@@ -276,16 +276,17 @@ channels:
             reachd.send_signal(signal.SIGTERM)
             reachd.wait(timeout=30)
 
-    def warm_up(self, n):
+    def warm_up(self, n, config=None):
         """Runs a one-user campaign first: the daemon's consumer has then joined
         its group (the mock cluster takes ~3 s for the first join), so the
         measured wall time starts with a daemon ready to read."""
+        config = config or f"{self.dir}/bench.yaml"
         cid = f"warm-up-{n}-{int(time.time())}"
         path = f"{self.dir}/{cid}.json"
         with open(path, "w") as f:
             json.dump({"kind": "campaign", "campaign_id": cid, "segment": {"user_ids": ["warm-up"]}, "channels": {"sms": 100},
                        "template": {"body": "warm-up"}, "quiet_hours": False}, f)
-        subprocess.run([REACHD, "campaign", "publish", "--config", f"{self.dir}/bench.yaml", path], check=True, env=self.env,
+        subprocess.run([REACHD, "campaign", "publish", "--config", config, path], check=True, env=self.env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
             if psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") == "done":
@@ -352,6 +353,73 @@ channels:
             reachd.send_signal(signal.SIGTERM)
             reachd.wait(timeout=30)
 
+    def scaleout(self, n, counts, delay_ms, tag, channel_line, pipeline):
+        """One campaign of `n` recipients worked by 1, 2, 4 … `reachd serve`
+        processes in one group: wall time from the task's acceptance to `done`
+        (PostgreSQL's clock), and which instances held a shard."""
+        provider = free_port()
+        self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(provider), "--delay-ms", str(delay_ms)],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        config = f"{self.dir}/scaleout-{tag}.yaml"
+        with open(f"{self.dir}/bench.yaml") as f:
+            base = f.read()
+        lines = [l for l in base.splitlines() if not l.startswith("pipeline:") and not l.startswith("  ") and not l.startswith("channels:")]
+        with open(config, "w") as f:
+            f.write("\n".join(lines) + f"\npipeline: {{{pipeline}}}\nchannels:\n  sms: {{provider: http, url: \"http://127.0.0.1:{provider}/sms\", {channel_line}}}\n")
+        runs = []
+        for k in counts:
+            psql(self.pg, "TRUNCATE reach.deliveries, reach.campaign_shards, reach.campaigns, reach.inbox CASCADE")
+            subprocess.run(["redis-cli", "-p", str(self.redis), "flushall"], check=True, stdout=subprocess.DEVNULL)
+            procs = []
+            try:
+                for i in range(k):
+                    port = free_port()
+                    env = dict(self.env, REACH_HTTP_PORT=str(port))
+                    p = subprocess.Popen([REACHD, "serve", "--config", config], env=env,
+                                         stdout=open(f"{self.dir}/reachd-scaleout-{tag}-{k}-{i}.log", "w"), stderr=subprocess.STDOUT)
+                    procs.append(p)
+                    for _ in range(300):
+                        try:
+                            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
+                                break
+                        except Exception:
+                            pass
+                        time.sleep(0.1)
+                    else:
+                        raise RuntimeError("reachd did not become ready")
+                self.warm_up(f"{tag}-{k}", config=config)
+                cid = f"scaleout-{tag}-{k}-{int(time.time())}"
+                path = f"{self.dir}/{cid}.json"
+                with open(path, "w") as f:
+                    json.dump({"kind": "campaign", "campaign_id": cid, "segment": {"id": "bench"}, "channels": {"sms": 100},
+                               "template": {"body": "Hi {{name}}"}, "quiet_hours": False}, f)
+                say(f"scale-out ({tag}): {n} recipients, {k} instance(s)")
+                cpu0 = sum(proc_stats(p.pid)[1] for p in procs)
+                subprocess.run([REACHD, "campaign", "publish", "--config", config, path], check=True, env=self.env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                owners = set()
+                while psql(self.pg, f"SELECT state FROM reach.campaigns WHERE id = '{cid}'") != "done":
+                    held = psql(self.pg, f"SELECT string_agg(DISTINCT owner, ',') FROM reach.campaign_shards WHERE campaign_id = '{cid}' AND owner IS NOT NULL")
+                    owners.update(filter(None, held.split(",")))
+                    time.sleep(0.2)
+                run = float(psql(self.pg, f"SELECT extract(epoch FROM finished_at - created_at) FROM reach.campaigns WHERE id = '{cid}'"))
+                rows = int(psql(self.pg, f"SELECT count(*) FROM reach.deliveries WHERE campaign_id = '{cid}'"))
+                shards = int(psql(self.pg, f"SELECT shards FROM reach.campaigns WHERE id = '{cid}'"))
+                cpu = sum(proc_stats(p.pid)[1] for p in procs) - cpu0
+                runs.append({"instances": k, "seconds": round(run, 2), "rows": rows, "messages_per_second": round(rows / run),
+                             "shards": shards, "instances_holding_shards": len(owners), "reachd_cpu_seconds": round(cpu, 1)})
+            finally:
+                for p in procs:
+                    p.send_signal(signal.SIGTERM)
+                for p in procs:
+                    p.wait(timeout=30)
+        stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{provider}/stats"))
+        base = runs[0]["seconds"]
+        for r in runs:
+            r["speedup"] = round(base / r["seconds"], 2)
+        return {"recipients": n, "provider_delay_ms": delay_ms, "channel": channel_line, "pipeline": pipeline, "runs": runs,
+                "provider_duplicates": stats["duplicates"]}
+
     def latency_stats(self):
         return json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.latency_provider}/stats"))
 
@@ -406,10 +474,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="campaign sizes, comma-separated")
     parser.add_argument("--profile", action="store_true", help="perf-record reachd during each campaign and the trigger load (bench-profile-*.txt)")
-    parser.add_argument("--only", default="", help="comma-separated scenarios to run (campaign,api,trigger,delay,peer,limits); default all")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (campaign,api,trigger,delay,peer,scaleout,limits); default all but scaleout")
     parser.add_argument("--event-rate", type=int, default=2000, help="trigger scenario: events per second")
     parser.add_argument("--event-seconds", type=int, default=30, help="trigger scenario: seconds of load")
     parser.add_argument("--limits-rows", type=int, default=1000000, help="N for limits.sh")
+    parser.add_argument("--scaleout-size", type=int, default=200000, help="scaleout: recipients of the wait-bound campaign")
+    parser.add_argument("--scaleout-delay-ms", type=int, default=50, help="scaleout: the provider's added latency per request")
+    parser.add_argument("--scaleout-instances", default="1,2,4", help="scaleout: instance counts, comma-separated")
+    parser.add_argument("--scaleout-cpu-size", type=int, default=1000000, help="scaleout: recipients of the CPU-bound campaign (0: skip)")
     args = parser.parse_args()
     wanted = set(filter(None, args.only.split(","))) or {"campaign", "api", "trigger", "delay", "peer", "limits"}
     started = time.time()
@@ -434,6 +506,18 @@ def main():
             results["delay_queue"] = delay_queue(stack.redis)
         if "peer" in wanted:
             results["peer_arq"] = arq_peer(stack.redis)
+        if "scaleout" in wanted:
+            counts = [int(c) for c in args.scaleout_instances.split(",") if c]
+            stack.seed(args.scaleout_size)
+            # Wait-bound: each instance's one sms pool holds 2 requests of 100 for the provider's delay,
+            # so one instance sends at most 2 × 100 / delay; the shards let every instance work the campaign.
+            results["scaleout"] = [stack.scaleout(args.scaleout_size, counts, args.scaleout_delay_ms, "wait",
+                                                  "batch_size: 100, concurrency: 2",
+                                                  "page_size: 1000, shards: 8, shard_min_recipients: 10000, max_campaigns: 2")]
+            if args.scaleout_cpu_size:
+                stack.seed(args.scaleout_cpu_size)
+                results["scaleout"].append(stack.scaleout(args.scaleout_cpu_size, [1, 2], 0, "cpu", "batch_size: 500, concurrency: 4",
+                                                          "page_size: 5000, shards: 8, shard_min_recipients: 50000, max_campaigns: 2"))
     finally:
         stack.stop()
     ceilings = limits(args.limits_rows) if "limits" in wanted else {}
@@ -493,6 +577,13 @@ def report(results):
         print(f"{'  lateness p99, ms':46} {a['lateness_p99_ms']:>12}")
         if "delay_queue" in results:
             print(f"{'  reachd ÷ arq (items/s)':46} {results['delay_queue']['items_per_second'] / a['jobs_per_second']:>12.1f}")
+    for so in results.get("scaleout", []):
+        label = f"scale-out {so['recipients']}, provider +{so['provider_delay_ms']} ms"
+        for r in so["runs"]:
+            print(f"{label + ', ' + str(r['instances']) + ' instance(s): s':46} {r['seconds']:>12}  {r['speedup']}× of 1 instance; "
+                  f"{r['messages_per_second']}/s ({ratio(r['messages_per_second'], ceilings, 'pg_copy_in_pk')}); "
+                  f"{r['shards']} shards held by {r['instances_holding_shards']}; reachd CPU {r['reachd_cpu_seconds']} s")
+        print(f"{'  provider duplicates':46} {so['provider_duplicates']:>12}")
     for name, value in ceilings.items():
         print(f"{'ceiling ' + name:46} {value:>12.0f}")
     print(f"{'bench seconds: build / scenarios + ceilings':46} {results['seconds']['build']:>5} / {results['seconds']['scenarios_and_ceilings']}")
