@@ -3,17 +3,22 @@
 /// follows from the lease carries the token, and the store refuses it once a
 /// later epoch exists. A runner that was frozen or cut off past its lease
 /// cannot apply anything after another one took over.
+///
+/// A campaign cut into shards has one lease per shard, each with epochs of
+/// its own: `shard` names the one this fence holds (nil: the campaign's own lease).
 public struct Fence: Sendable, Hashable, CustomStringConvertible {
     public var owner: String
     public var epoch: Int64
+    public var shard: Int?
 
-    public init(owner: String, epoch: Int64) {
+    public init(owner: String, epoch: Int64, shard: Int? = nil) {
         self.owner = owner
         self.epoch = epoch
+        self.shard = shard
     }
 
     /// The value an idempotency claim under this fence holds.
-    public var token: String { "\(owner)#\(epoch)" }
+    public var token: String { shard.map { "\(owner)#\(epoch)/\($0)" } ?? "\(owner)#\(epoch)" }
 
     public var description: String { token }
 }

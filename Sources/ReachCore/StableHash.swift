@@ -16,6 +16,17 @@ public enum StableHash {
         return Array(hasher.finalize())
     }
 
+    /// FNV-1a (64 bit) of the text's UTF-8: cheap, for spreading ids over
+    /// buckets (delay-queue shards, idempotency key buckets), never for ids.
+    public static func fnv1a(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return hash
+    }
+
     /// The first 64 bits of `digest(parts)`, as a number.
     public static func uint64(_ parts: [String]) -> UInt64 {
         digest(parts).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }

@@ -191,6 +191,37 @@ public enum Migrations {
         CREATE INDEX IF NOT EXISTS campaigns_series_due ON reach.campaigns (scheduled_at) WHERE recurring AND finished_at IS NULL;
         CREATE INDEX IF NOT EXISTS campaigns_parent ON reach.campaigns (parent_id) WHERE parent_id IS NOT NULL;
         """),
+        // Campaign shards: a big campaign's segment is cut into ranges of user
+        // ids when it starts, each with a lease (owner, epoch, lease_until),
+        // a checkpoint and counters of its own, so every instance can work one
+        // campaign at once. `campaigns.shards` = 0: not cut (the campaign's own
+        // lease and checkpoint, as before); > 0: how many rows it has here.
+        // `planned`: the users counted when the campaign was cut.
+        Migration(version: 8, name: "campaign shards", sql: """
+        ALTER TABLE reach.campaigns ADD COLUMN IF NOT EXISTS shards integer NOT NULL DEFAULT 0;
+        ALTER TABLE reach.campaigns ADD COLUMN IF NOT EXISTS planned bigint;
+        CREATE TABLE IF NOT EXISTS reach.campaign_shards (
+            campaign_id  text NOT NULL REFERENCES reach.campaigns (id) ON DELETE CASCADE,
+            shard        integer NOT NULL,
+            lower_bound  text NOT NULL,
+            upper_bound  text,
+            checkpoint   text,
+            done         boolean NOT NULL DEFAULT false,
+            owner        text,
+            epoch        bigint NOT NULL DEFAULT 0,
+            lease_until  timestamptz,
+            targeted     bigint NOT NULL DEFAULT 0,
+            sent         bigint NOT NULL DEFAULT 0,
+            skipped      bigint NOT NULL DEFAULT 0,
+            failed       bigint NOT NULL DEFAULT 0,
+            dead         bigint NOT NULL DEFAULT 0,
+            started_at   timestamptz,
+            finished_at  timestamptz,
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (campaign_id, shard)
+        );
+        CREATE INDEX IF NOT EXISTS campaign_shards_open ON reach.campaign_shards (campaign_id) WHERE NOT done;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

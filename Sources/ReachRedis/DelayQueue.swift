@@ -1,3 +1,5 @@
+import ReachCore
+
 /// A crash-safe delay queue in Redis, shared by every instance.
 ///
 /// Each shard is three keys under one hash tag (one Redis Cluster slot):
@@ -41,12 +43,7 @@ public struct DelayQueue: Sendable {
 
     /// The shard of an id: stable (FNV-1a), so rescheduling an id hits the same keys.
     public func shard(of id: String) -> Int {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in id.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x100_0000_01b3
-        }
-        return Int(hash % UInt64(shards))
+        Int(StableHash.fnv1a(id) % UInt64(shards))
     }
 
     // Adds an item or replaces it, in flight or not: a handler that reschedules

@@ -4,8 +4,9 @@ import ReachCore
 ///
 /// A key is claimed before a send (value: the claiming runner, short TTL),
 /// turned into `sent` after the provider accepted it (long TTL), and released
-/// when the send failed. All keys of one campaign share a hash tag, so a batch
-/// touches one Redis Cluster slot. PostgreSQL's `reach.deliveries` stays the
+/// when the send failed. A key's hash tag is its *scope*: the campaign id, or
+/// for a campaign cut into shards one of its buckets (`KeySpread`); a batch
+/// runs one script per scope, so every script touches one Redis Cluster slot. PostgreSQL's `reach.deliveries` stays the
 /// durable truth; these keys close the window between "sent" and "recorded".
 public struct IdempotencyStore: Sendable {
     public enum Claim: Sendable, Equatable {
@@ -27,9 +28,12 @@ public struct IdempotencyStore: Sendable {
         self.sentTTL = sentTTL
     }
 
-    public func key(campaignID: String, userID: String) -> String {
-        "\(prefix){idem:\(campaignID)}:\(userID)"
+    /// `scope`: the campaign id, or `<campaign>#<bucket>` (`KeySpread.scope`).
+    public func key(scope: String, userID: String) -> String {
+        "\(prefix){idem:\(scope)}:\(userID)"
     }
+
+    public func key(campaignID: String, userID: String) -> String { key(scope: campaignID, userID: userID) }
 
     // KEYS[1]: the campaign's fence key; the rest: one key per user.
     // ARGV: claim value, claim TTL (ms), epoch (0: an unfenced caller — a
@@ -56,9 +60,14 @@ public struct IdempotencyStore: Sendable {
         return out
         """)
 
-    /// The key that remembers the newest epoch which claimed for a campaign
-    /// (user keys always carry a `:` after the tag, this one does not).
-    public func fenceKey(campaignID: String) -> String { "\(prefix){idem:\(campaignID)}" }
+    /// The key that remembers the newest epoch which claimed in a scope
+    /// under a lease: the campaign's, or one shard's (`#<shard>` after the tag;
+    /// user keys always carry a `:` after the tag, these never do).
+    public func fenceKey(scope: String, shard: Int? = nil) -> String {
+        "\(prefix){idem:\(scope)}" + (shard.map { "#\($0)" } ?? "")
+    }
+
+    public func fenceKey(campaignID: String) -> String { fenceKey(scope: campaignID) }
 
     static let markSentScript = RedisScript("""
         for _, key in ipairs(KEYS) do redis.call('SET', key, 'sent', 'PX', ARGV[1]) end
@@ -87,14 +96,14 @@ public struct IdempotencyStore: Sendable {
         try await release(userIDs.map { (campaignID, $0) }, owner: owner)
     }
 
-    /// Claims (campaign, user) pairs of any campaigns: one script call per
-    /// campaign (its own hash tag), all in one pipelined round trip. With a
-    /// `fence` (the claimer holds that campaign lease; `items` are of its
-    /// campaign) the claim is refused with `FencedOut` once a later epoch
-    /// has claimed for the campaign; the value stored is the fence's token.
-    public func claim(_ items: [(campaignID: String, userID: String)], owner: String, fence: Fence? = nil) async throws -> [Claim] {
+    /// Claims (scope, user) pairs of any campaigns: one script call per
+    /// scope (its own hash tag), all in one pipelined round trip. With a
+    /// `fence` (the claimer holds that campaign's or shard's lease; `items`
+    /// are of its campaign) the claim is refused with `FencedOut` once a later
+    /// epoch of that lease has claimed in the scope; the value stored is the fence's token.
+    public func claim(_ items: [(scope: String, userID: String)], owner: String, fence: Fence? = nil) async throws -> [Claim] {
         let value = fence?.token ?? owner
-        let replies = try await runGrouped(Self.claimScript, items, fenced: true,
+        let replies = try await runGrouped(Self.claimScript, items, fenced: true, shard: fence?.shard,
                                            arguments: [value, Int(inFlightTTL.milliseconds), fence?.epoch ?? 0, Int(sentTTL.milliseconds)])
         var claims = [Claim](repeating: .claimed, count: items.count)
         for (indices, reply) in replies {
@@ -107,28 +116,29 @@ public struct IdempotencyStore: Sendable {
         return claims
     }
 
-    public func markSent(_ items: [(campaignID: String, userID: String)]) async throws {
+    public func markSent(_ items: [(scope: String, userID: String)]) async throws {
         _ = try await runGrouped(Self.markSentScript, items, arguments: [Int(sentTTL.milliseconds)])
     }
 
     /// `owner` is the claim's value: the owner, or the fence token it claimed with.
-    public func release(_ items: [(campaignID: String, userID: String)], owner: String) async throws {
+    public func release(_ items: [(scope: String, userID: String)], owner: String) async throws {
         _ = try await runGrouped(Self.releaseScript, items, arguments: [owner])
     }
 
-    /// Runs `script` once per campaign of `items` (pipelined); returns each
-    /// call's positions in `items` with its reply.
-    func runGrouped(_ script: RedisScript, _ items: [(campaignID: String, userID: String)], fenced: Bool = false,
+    /// Runs `script` once per scope of `items` (pipelined); returns each
+    /// call's positions in `items` with its reply. `fenced` puts the scope's
+    /// fence key (of the campaign's lease, or of lease `shard`) first.
+    func runGrouped(_ script: RedisScript, _ items: [(scope: String, userID: String)], fenced: Bool = false, shard: Int? = nil,
                     arguments: [RedisArgument]) async throws -> [(indices: [Int], reply: RedisValue)] {
         guard !items.isEmpty else { return [] }
         var order: [String] = []
         var groups: [String: [Int]] = [:]
         for (index, item) in items.enumerated() {
-            if groups[item.campaignID] == nil { order.append(item.campaignID) }
-            groups[item.campaignID, default: []].append(index)
+            if groups[item.scope] == nil { order.append(item.scope) }
+            groups[item.scope, default: []].append(index)
         }
-        let calls = order.map { campaign in
-            (keys: (fenced ? [fenceKey(campaignID: campaign)] : []) + groups[campaign]!.map { key(campaignID: campaign, userID: items[$0].userID) },
+        let calls = order.map { scope in
+            (keys: (fenced ? [fenceKey(scope: scope, shard: shard)] : []) + groups[scope]!.map { key(scope: scope, userID: items[$0].userID) },
              arguments: arguments)
         }
         let replies = calls.count == 1

@@ -5,7 +5,7 @@ import TestSupport
 @Suite("reachd migrate: schema reach, versioned and idempotent")
 struct MigratorTests {
     static let tables = ["recipients", "preferences", "segments", "segment_members", "campaigns",
-                         "deliveries", "inbox", "audit", "dead_letters", "triggers", "schema_migrations"]
+                         "deliveries", "inbox", "audit", "dead_letters", "triggers", "schema_migrations", "campaign_shards"]
 
     @Test("creates every SPEC §4 table; a second run applies nothing")
     func createsThenNoOp() async throws {

@@ -48,40 +48,56 @@ struct ReachdProcess {
 /// `channels`: one YAML line per channel, e.g. `sms: {provider: http, url: "…"}`.
 func startReachd(kafka: EmbeddedKafka, group: String, postgres: String, redis: String, prefix: String,
                  pipeline: String, channels: [String]) async throws -> ReachdProcess {
-    let port = try TestEnvironment.freePort()
-    let config = try writeConfig("""
-        kafka: {brokers: "\(kafka.bootstrapServers)", group_id: "\(group)"}
-        postgres: {url: "\(postgres)"}
-        redis: {url: "\(redis)", prefix: "\(prefix)"}
-        http: {host: 127.0.0.1, port: \(port)}
-        pipeline: {\(pipeline)}
-        quiet_hours: {start: "00:00", end: "00:00"}
-        log: {level: info, format: json}
-        channels:
-        \(channels.map { "  " + $0 }.joined(separator: "\n"))
-        """)
-    let process = try spawn(TestEnvironment.reachdBinary.path, ["serve", "--config", config])
-    let ready = try await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
-        (try? await get("http://127.0.0.1:\(port)/readyz"))?.status == 200
-    }
-    guard ready else {
+    // A port found free may be taken by another test before reachd binds it:
+    // then reachd exits with "address already in use", and it is tried on another.
+    for attempt in 1...3 {
+        let port = try TestEnvironment.freePort()
+        let config = try writeConfig("""
+            kafka: {brokers: "\(kafka.bootstrapServers)", group_id: "\(group)"}
+            postgres: {url: "\(postgres)"}
+            redis: {url: "\(redis)", prefix: "\(prefix)"}
+            http: {host: 127.0.0.1, port: \(port)}
+            pipeline: {\(pipeline)}
+            quiet_hours: {start: "00:00", end: "00:00"}
+            log: {level: info, format: json}
+            channels:
+            \(channels.map { "  " + $0 }.joined(separator: "\n"))
+            """)
+        let process = try spawn(TestEnvironment.reachdBinary.path, ["serve", "--config", config])
+        let daemon = ReachdProcess(process: process, port: port)
+        let ready = try await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
+            guard daemon.isRunning else { return true }
+            return (try? await get("http://127.0.0.1:\(port)/readyz"))?.status == 200
+        }
+        if ready && daemon.isRunning { return daemon }
+        if !daemon.isRunning && attempt < 3 && process.output.lowercased().contains("address already in use") { continue }
         process.signal(SIGKILL)
         _ = process.waitBlocking()
-        throw ProcessFailure(command: "reachd serve", status: -1, output: String(process.output.suffix(3_000)))
+        throw ProcessFailure(command: ready ? "reachd serve (exited)" : "reachd serve (not ready in 30 s)", status: -1,
+                             output: crashReport(process.output))
     }
-    return ReachdProcess(process: process, port: port)
+    throw ProcessFailure(command: "reachd serve", status: -1, output: "no free port in 3 attempts")
+}
+
+/// The end of a daemon's output, and — when it crashed — the crash's first
+/// lines (the runtime's backtrace follows them and would push them out of the tail).
+func crashReport(_ output: String) -> String {
+    let tail = String(output.suffix(3_000))
+    guard let crash = output.range(of: "💣") ?? output.range(of: "Fatal error") else { return tail }
+    return String(output[crash.lowerBound...].prefix(1_500)) + "\n…\n" + tail
 }
 
 /// `count` daemons in one group (one database, one Redis prefix), each with its
 /// own recording DevProvider; `channel` gives the YAML line of the `sms`
 /// channel for a provider port. `stop` kills the daemons still running and the providers.
 func startInstances(_ count: Int, kafka: EmbeddedKafka, group: String, postgres: String, prefix: String, pipeline: String,
+                    providerDelay: Duration = .zero,
                     channel: (Int) -> String) async throws -> ([DevProvider], [ReachdProcess], @Sendable () -> Void) {
     var providers: [DevProvider] = []
     var tasks: [Task<Void, any Error>] = []
     var daemons: [ReachdProcess] = []
     for _ in 0..<count {
-        let provider = DevProvider(recordRequests: true)
+        let provider = DevProvider(delay: providerDelay, recordRequests: true)
         let (port, task) = try await startProvider(provider)
         providers.append(provider)
         tasks.append(task)

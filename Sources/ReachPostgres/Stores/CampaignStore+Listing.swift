@@ -22,12 +22,16 @@ extension CampaignStore {
         public var recurring: Bool
         /// The series a run belongs to.
         public var parentID: String?
+        /// How many shards it was cut into (0: not cut).
+        public var shards: Int = 0
+        /// The users counted when it was cut into shards.
+        public var planned: Int?
         /// Keyset position of this row in the newest-first listing.
         public var cursor: String { createdAt + "|" + id }
     }
 
     static let summaryColumns = """
-        id, name, state, error, targeted, sent, skipped, failed, dead, recurring, parent_id,
+        id, name, state, error, targeted, sent, skipped, failed, dead, recurring, parent_id, shards, planned,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created,
         to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS scheduled,
         to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS expires,
@@ -46,7 +50,7 @@ extension CampaignStore {
                        createdAt: created, scheduledAt: row["scheduled"], expiresAt: row["expires"],
                        startedAt: row["started"], finishedAt: row["finished"],
                        runSeconds: row["run_seconds"].flatMap(Double.init), listed: row.int("listed"), recurring: row.bool("recurring") ?? false,
-                       parentID: row["parent_id"])
+                       parentID: row["parent_id"], shards: row.int("shards") ?? 0, planned: row.int("planned"))
     }
 
     /// Campaigns newest first, optionally in one state and created at or after

@@ -18,6 +18,9 @@ public struct CampaignStore: Sendable {
         public var fence: Fence
         /// The previous holder did not hand the lease back.
         public var takenOver: Bool
+        /// How many shards the campaign was cut into (0: not cut). A claim of a
+        /// cut campaign comes only once every shard is done: it ends the campaign.
+        public var shards: Int
     }
 
     public struct Counters: Sendable, Equatable {
@@ -65,15 +68,21 @@ public struct CampaignStore: Sendable {
         return RFC3339.format(schedule.dueDate(acceptedAt: acceptedAt))
     }
 
+    /// A campaign cut into shards is run shard by shard (`CampaignShardStore`);
+    /// its own row is claimed again only to end it, once every shard is done.
+    static let noOpenShards = """
+        (c.shards = 0 OR NOT EXISTS (SELECT 1 FROM reach.campaign_shards s WHERE s.campaign_id = c.id AND NOT s.done))
+        """
+
     /// Ids of campaigns with work for a runner, whose lease is free or expired:
     /// due ones, and cancelled ones whose remaining users are not yet marked.
     /// Never a recurring campaign's own row: only its runs are run.
     public func claimable(limit: Int = 16) async throws -> [String] {
         try await client.query("""
-            SELECT id FROM reach.campaigns
+            SELECT id FROM reach.campaigns c
             WHERE ((state IN ('scheduled', 'running') AND coalesce(scheduled_at, created_at) <= now())
                    OR (state = 'cancelled' AND finished_at IS NULL))
-              AND NOT recurring
+              AND NOT recurring AND \(Self.noOpenShards)
               AND (lease_until IS NULL OR lease_until < now())
             ORDER BY created_at LIMIT $1
             """, [limit]).compactMap { $0[0] }
@@ -146,14 +155,14 @@ public struct CampaignStore: Sendable {
             WHERE c.id = old.id
               AND ((c.state IN ('scheduled', 'running') AND coalesce(c.scheduled_at, c.created_at) <= now())
                    OR (c.state = 'cancelled' AND c.finished_at IS NULL))
-              AND NOT c.recurring
+              AND NOT c.recurring AND \(Self.noOpenShards)
               AND (c.owner IS NULL OR c.owner = $2 OR c.lease_until IS NULL OR c.lease_until < now())
             RETURNING c.spec::text, c.checkpoint, extract(epoch FROM c.created_at)::float8, c.epoch,
-                      (old.old_owner IS NOT NULL AND old.old_owner <> $2)
+                      (old.old_owner IS NOT NULL AND old.old_owner <> $2), c.shards
             """, [id, owner, lease.seconds]).first
         guard let row, let spec = row[0] else { return nil }
         return Claim(campaignID: id, specJSON: spec, checkpoint: row[1], createdAt: Double(row[2] ?? "") ?? 0,
-                     fence: Fence(owner: owner, epoch: Int64(row[3] ?? "") ?? 0), takenOver: row[4] == "t")
+                     fence: Fence(owner: owner, epoch: Int64(row[3] ?? "") ?? 0), takenOver: row[4] == "t", shards: row.int(5) ?? 0)
     }
 
     /// SET items and FROM of an UPDATE of campaign `$1` (alias `c`) that recount its counters from its deliveries.
@@ -204,11 +213,12 @@ public struct CampaignStore: Sendable {
     }
 
     /// The stored task and state of a campaign, for work done outside its runner (retries).
-    public func spec(_ id: String) async throws -> (state: String, specJSON: String, createdAt: Double)? {
+    /// `shards`: how many shards it was cut into (0: not cut), which spreads its idempotency keys.
+    public func spec(_ id: String) async throws -> (state: String, specJSON: String, createdAt: Double, shards: Int)? {
         guard let row = try await client.query(
-            "SELECT state, spec::text, extract(epoch FROM created_at)::float8 FROM reach.campaigns WHERE id = $1", [id]).first,
+            "SELECT state, spec::text, extract(epoch FROM created_at)::float8, shards FROM reach.campaigns WHERE id = $1", [id]).first,
             let state = row[0], let spec = row[1] else { return nil }
-        return (state, spec, Double(row[2] ?? "") ?? 0)
+        return (state, spec, Double(row[2] ?? "") ?? 0, row.int(3) ?? 0)
     }
 
     /// Campaign counts by state, for the `reach_campaigns` gauge.

@@ -191,7 +191,8 @@ public struct DeliveryStore: Sendable {
 
     /// Upserts a batch of rows and moves the campaign's checkpoint and counters
     /// in the same transaction. A row already `sent`, `skipped` or `dead` is
-    /// never overwritten. With a `fence` (the campaign runner's lease) the
+    /// never overwritten. A fence of a shard moves that shard's checkpoint
+    /// and counters instead, and the campaign's counters. With a `fence` (the campaign runner's lease) the
     /// write is refused with `FencedOut` unless that lease is still the
     /// campaign's: the check locks the campaign row first, so a claim by
     /// another runner either waits for this transaction or makes it fail.
@@ -200,7 +201,12 @@ public struct DeliveryStore: Sendable {
     public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = [],
                        fence: Fence? = nil) async throws -> Int {
         try await client.withTransaction { conn in
-            if let fence {
+            if let fence, let shard = fence.shard {
+                let held = try await conn.query(
+                    "SELECT 1 FROM reach.campaign_shards WHERE campaign_id = $1 AND shard = $2 AND owner = $3 AND epoch = $4 FOR UPDATE",
+                    [campaignID, shard, fence.owner, fence.epoch])
+                guard held.count == 1 else { throw FencedOut("page write of \(campaignID) shard \(shard)", fence: fence) }
+            } else if let fence {
                 let held = try await conn.query(
                     "SELECT 1 FROM reach.campaigns WHERE id = $1 AND owner = $2 AND epoch = $3 FOR UPDATE",
                     [campaignID, fence.owner, fence.epoch])
@@ -209,13 +215,24 @@ public struct DeliveryStore: Sendable {
             let changed = try await Self.upsert(conn, campaignIDs: Array(repeating: campaignID, count: rows.count), rows: rows)
             try await Self.insert(conn, campaignIDs: Array(repeating: campaignID, count: deadLetters.count), deadLetters: deadLetters)
             let byStatus = changed.byStatus
+            let counts: [any PostgresBindable] = [changed.inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0,
+                                                  changed.firstFailures, byStatus["dead"] ?? 0]
+            if let shard = fence?.shard {
+                // A shard's page: its own checkpoint and counters, and the campaign's totals.
+                try await conn.query("""
+                    UPDATE reach.campaign_shards SET
+                        targeted = targeted + $3, sent = sent + $4, skipped = skipped + $5, failed = failed + $6, dead = dead + $7,
+                        checkpoint = coalesce($8, checkpoint), updated_at = now()
+                    WHERE campaign_id = $1 AND shard = $2
+                    """, [campaignID, shard] + counts + [checkpoint])
+            }
+            // Last, so the campaign's row (which every shard's page updates) is locked the shortest time.
             try await conn.query("""
                 UPDATE reach.campaigns SET
                     targeted = targeted + $2, sent = sent + $3, skipped = skipped + $4, failed = failed + $5, dead = dead + $6,
                     checkpoint = coalesce($7, checkpoint), updated_at = now()
                 WHERE id = $1
-                """, [campaignID, changed.inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0, changed.firstFailures,
-                      byStatus["dead"] ?? 0, checkpoint])
+                """, [campaignID] + counts + [fence?.shard == nil ? checkpoint : nil])
             return changed.changed
         }
     }

@@ -50,35 +50,114 @@ public struct SegmentSource: Sendable {
     /// lower bound: without it PostgreSQL merge-joins from the start of
     /// `reach.recipients` on every page (the benchmark's 1 000 000-recipient
     /// run read half a million index entries per page at its midpoint).
-    public func page(_ segment: Resolved, after: String?, limit: Int) async throws -> [Recipient] {
-        let (sql, parameters) = Self.pageQuery(segment, after: after, limit: limit)
+    public func page(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int) async throws -> [Recipient] {
+        let (sql, parameters) = Self.pageQuery(segment, after: after, upTo: upper, limit: limit)
         return try await client.query(sql, parameters).map(Self.recipient)
     }
 
-    static func pageQuery(_ segment: Resolved, after: String?, limit: Int) -> (String, [any PostgresBindable]) {
+    /// The page query; `upper` (inclusive) bounds a shard's range, and is
+    /// written into the SQL only when there is one, so the index scan stops at
+    /// the shard's end instead of filtering the rest of the segment.
+    public static func pageQuery(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int) -> (String, [any PostgresBindable]) {
         let after = after ?? ""
         switch segment {
         case .members(let id):
+            let bound = upper == nil ? "" : " AND user_id <= $4"
             return ("""
                 SELECT \(Self.columns(r: "r")) FROM (
-                    SELECT user_id FROM reach.segment_members WHERE segment_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3
-                ) u LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > $2
+                    SELECT user_id FROM reach.segment_members WHERE segment_id = $1 AND user_id > $2\(bound) ORDER BY user_id LIMIT $3
+                ) u LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > $2\(upper == nil ? "" : " AND r.user_id <= $4")
                 ORDER BY u.user_id
-                """, [id, after, limit])
+                """, [id, after, limit] + (upper.map { [$0] } ?? []))
         case .userIDs(let ids):
+            let bound = upper == nil ? "" : " AND user_id <= $4"
             return ("""
                 SELECT \(Self.columns(r: "r")) FROM (
-                    SELECT DISTINCT user_id FROM unnest($1::text[]) AS ids(user_id) WHERE user_id > $2 ORDER BY user_id LIMIT $3
-                ) u LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > $2
+                    SELECT DISTINCT user_id FROM unnest($1::text[]) AS ids(user_id) WHERE user_id > $2\(bound) ORDER BY user_id LIMIT $3
+                ) u LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > $2\(upper == nil ? "" : " AND r.user_id <= $4")
                 ORDER BY u.user_id
-                """, [ids, after, limit])
+                """, [ids, after, limit] + (upper.map { [$0] } ?? []))
         case .rule(let rule):
-            let sql = rule.sql(alias: "u", firstParameter: 3)
+            let sql = rule.sql(alias: "u", firstParameter: upper == nil ? 3 : 4)
             return ("""
                 SELECT \(Self.columns(r: "u")) FROM reach.recipients u
-                WHERE u.user_id > $1 AND \(sql.predicate) ORDER BY u.user_id LIMIT $2
-                """, [after, limit] + sql.parameters)
+                WHERE u.user_id > $1\(upper == nil ? "" : " AND u.user_id <= $3") AND \(sql.predicate) ORDER BY u.user_id LIMIT $2
+                """, [after, limit] + (upper.map { [$0] } ?? []) + sql.parameters)
         }
+    }
+
+    /// How a segment is cut into shards: the users it holds (`count`, exact)
+    /// and the ranges. The bounds are quantiles of a sample of the segment's
+    /// ids (`TABLESAMPLE SYSTEM`, about `sampleSize` rows, in PostgreSQL's own
+    /// order of the id column, so the ranges mean what its index means); a
+    /// sample too small for the shards wanted is replaced by every id of the
+    /// segment. Ranges only need to be sorted and disjoint: uneven ones cost
+    /// balance, never correctness.
+    public struct Cut: Sendable, Equatable {
+        public var count: Int
+        public var ranges: [ShardRange]
+    }
+
+    public func cut(_ segment: Resolved, maxShards: Int, minimumPerShard: Int, sampleSize: Int = 20_000) async throws -> Cut {
+        let count: Int
+        switch segment {
+        case .members(let id):
+            count = try await client.query("SELECT count(*) FROM reach.segment_members WHERE segment_id = $1", [id]).first?.int(0) ?? 0
+        case .userIDs(let ids):
+            count = Set(ids).count
+        case .rule(let rule):
+            let sql = rule.sql(alias: "u", firstParameter: 1)
+            count = try await client.query("SELECT count(*) FROM reach.recipients u WHERE \(sql.predicate)", sql.parameters).first?.int(0) ?? 0
+        }
+        let shards = ShardPlan.count(recipients: count, maxShards: maxShards, minimumPerShard: minimumPerShard)
+        guard shards > 1 else { return Cut(count: count, ranges: [ShardRange(index: 0, lower: "", upper: nil)]) }
+        var sample = try await self.sample(segment, size: sampleSize, everyID: false)
+        if sample.count < shards * 20 { sample = try await self.sample(segment, size: sampleSize, everyID: true) }
+        let bounds = ShardPlan.bounds(sortedSample: sample, count: shards)
+        return Cut(count: count, ranges: ShardRange.ranges(bounds: bounds))
+    }
+
+    /// A sorted sample of the segment's ids: about `size` of them, or with
+    /// `everyID` each `n/size`-th of all of them (one index-only pass).
+    func sample(_ segment: Resolved, size: Int, everyID: Bool) async throws -> [String] {
+        func percent(_ table: String) async throws -> Double {
+            let rows = try await client.query("SELECT greatest(reltuples, 1)::float8 FROM pg_class WHERE oid = $1::regclass", [table])
+            let tuples = Double(rows.first?[0] ?? "") ?? 1
+            return min(100, max(0.01, 100 * Double(size) / tuples))
+        }
+        let rows: PostgresRows
+        switch segment {
+        case .userIDs(let ids):
+            // ≤ 10 000 ids: all of them, sorted by PostgreSQL (its collation orders the ranges, not Swift's).
+            rows = try await client.query("SELECT DISTINCT u FROM unnest($1::text[]) AS ids(u) ORDER BY u", [ids])
+        case .members(let id):
+            if everyID {
+                rows = try await client.query("""
+                    SELECT user_id FROM (SELECT user_id, row_number() OVER (ORDER BY user_id) AS n, count(*) OVER () AS total
+                                         FROM reach.segment_members WHERE segment_id = $1) s
+                    WHERE n % greatest(1, total / $2) = 0 ORDER BY user_id
+                    """, [id, size])
+            } else {
+                rows = try await client.query("""
+                    SELECT user_id FROM reach.segment_members TABLESAMPLE SYSTEM ($2::float8) WHERE segment_id = $1 ORDER BY user_id
+                    """, [id, try await percent("reach.segment_members")])
+            }
+        case .rule(let rule):
+            let sql = rule.sql(alias: "u", firstParameter: 2)
+            if everyID {
+                rows = try await client.query("""
+                    SELECT user_id FROM (SELECT u.user_id, row_number() OVER (ORDER BY u.user_id) AS n, count(*) OVER () AS total
+                                         FROM reach.recipients u WHERE \(sql.predicate)) s
+                    WHERE n % greatest(1, total / $1) = 0 ORDER BY user_id
+                    """, [size] + sql.parameters)
+            } else {
+                rows = try await client.query("""
+                    SELECT u.user_id FROM reach.recipients u TABLESAMPLE SYSTEM ($1::float8)
+                    WHERE \(sql.predicate) ORDER BY u.user_id
+                    """, [try await percent("reach.recipients")] + sql.parameters)
+            }
+        }
+        return rows.compactMap { $0[0] }
     }
 
     /// How many users the segment holds, and the first few ids (preview).

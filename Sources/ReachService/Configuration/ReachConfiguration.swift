@@ -48,6 +48,7 @@ public struct FrequencyCapSettings: ConfigSection, Sendable {
 public struct PipelineSettings: ConfigSection, Sendable {
     public var pageSize = 5_000, pagesInFlight = 3
     public var leaseMs = 15_000, pollIntervalMs = 500, maxCampaigns = 2
+    public var shards = 8, shardMinRecipients = 50_000
     public var inFlightTTLMs = 60_000, sentTTLHours = 168, delayQueueShards = 4
     public init() {}
     static var keys: [Key<Self>] {[
@@ -55,7 +56,9 @@ public struct PipelineSettings: ConfigSection, Sendable {
         Key("pages_in_flight", \.pagesInFlight, "Pages of one campaign decided and sent at once; rows and checkpoints are still written in page order.", .range(1...16)),
         Key("lease_ms", \.leaseMs, "A runner's hold on a campaign; another instance takes over a campaign whose lease ran out.", .atLeast(1_000)),
         Key("poll_interval_ms", \.pollIntervalMs, "How often an idle instance looks for due or orphaned campaigns.", .positive),
-        Key("max_campaigns", \.maxCampaigns, "Campaigns one instance runs at once.", .range(1...64)),
+        Key("max_campaigns", \.maxCampaigns, "Campaign runs one instance works at once (a whole campaign, or one shard of a campaign cut into shards).", .range(1...64)),
+        Key("shards", \.shards, "Most shards a campaign's segment is cut into when it starts; every instance can work a shard (1: never cut).", .range(1...256)),
+        Key("shard_min_recipients", \.shardMinRecipients, "Fewest users per shard: a campaign is cut only into shards of at least this many (smaller ones run as one piece).", .atLeast(1)),
         Key("in_flight_ttl_ms", \.inFlightTTLMs, "Lifetime of an idempotency key's in-flight claim.", .atLeast(1_000)),
         Key("sent_ttl_hours", \.sentTTLHours, "How long an idempotency key's \"sent\" mark is kept.", .atLeast(1)),
         Key("delay_queue_shards", \.delayQueueShards, "Shards of the Redis delay queue (each its own hash tag / cluster slot).", .range(1...256)),

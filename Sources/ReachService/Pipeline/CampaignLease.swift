@@ -4,8 +4,8 @@ import ReachCore
 import ReachPostgres
 import Synchronization
 
-/// A runner's hold on one campaign, renewed on its own clock (not by page
-/// progress), and the gate every provider request of the run passes.
+/// A runner's hold on one campaign, or on one shard of it, renewed on its own
+/// clock (not by page progress), and the gate every provider request of the run passes.
 ///
 /// Each renewal reads the campaign's state, so pause, cancel and expiry are
 /// seen within one `interval`. The lease's local deadline is counted from the
@@ -19,7 +19,8 @@ final class CampaignLease: Sendable {
     let duration: Duration
     let interval: Duration
     let expiresAt: Date?
-    private let store: CampaignStore
+    /// Renews the lease for this long; answers the campaign's state, nil when the fence is stale.
+    private let renew: @Sendable (Duration) async throws -> String?
     private let logger: Logger
 
     private struct Status {
@@ -32,13 +33,13 @@ final class CampaignLease: Sendable {
     private let status: Mutex<Status>
 
     init(campaignID: String, fence: Fence, duration: Duration, claimedAt: ContinuousClock.Instant, expiresAt: Date?,
-         store: CampaignStore, logger: Logger) {
+         logger: Logger, renew: @escaping @Sendable (Duration) async throws -> String?) {
         self.campaignID = campaignID
         self.fence = fence
         self.duration = duration
         self.interval = min(.milliseconds(500), duration / 4)
         self.expiresAt = expiresAt
-        self.store = store
+        self.renew = renew
         self.logger = logger
         self.status = Mutex(Status(state: CampaignState.running.rawValue, deadline: claimedAt + Self.usable(duration)))
     }
@@ -61,7 +62,7 @@ final class CampaignLease: Sendable {
     func verdict() -> SendGate.Verdict {
         let s = status.withLock { $0 }
         return .campaign(stopping: s.stopping, leaseLost: s.lost, leaseUsable: ContinuousClock.now < s.deadline,
-                         state: CampaignState(rawValue: s.state), expiresAt: expiresAt, now: Date())
+                         state: CampaignState(rawValue: s.state), expiresAt: expiresAt, now: Date(), shard: fence.shard != nil)
     }
 
     /// Renews the lease every `interval` until cancelled or lost.
@@ -70,12 +71,12 @@ final class CampaignLease: Sendable {
         while !Task.isCancelled && !isLost {
             let sentAt = ContinuousClock.now
             do {
-                if let state = try await store.heartbeat(campaignID, fence: fence, lease: duration) {
+                if let state = try await renew(duration) {
                     status.withLock { s in
                         s.state = state
                         s.deadline = max(s.deadline, sentAt + Self.usable(duration))
                     }
-                    if failures > 0 { logger.info("campaign lease renewed again", metadata: ["campaign": "\(campaignID)"]) }
+                    if failures > 0 { logger.info("campaign lease renewed again", metadata: ["campaign": "\(campaignID)", "shard": "\(fence.shard.map(String.init) ?? "-")"]) }
                     failures = 0
                 } else {
                     status.withLock { $0.lost = true }

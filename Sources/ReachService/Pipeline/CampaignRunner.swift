@@ -12,6 +12,13 @@ import Synchronization
 /// pipeline, which records their rows plus the page's checkpoint in one
 /// transaction. A runner that dies leaves its lease to expire; any instance
 /// then resumes from the checkpoint.
+///
+/// A big campaign is cut into shards at its first claim (`ShardPlan`,
+/// `pipeline.shards` and `pipeline.shard_min_recipients`): ranges of user
+/// ids, each with a lease, checkpoint and counters of its own, which any
+/// instance claims (`CampaignShardStore.claimFree`) and runs with the same
+/// page loop. When the last shard is done, the campaign's own row is claimed
+/// once more to end it (queued retries waited for, counters recounted).
 public final class CampaignRunner: Service, Sendable {
     let infrastructure: Infrastructure
     let registry: ChannelRegistry
@@ -19,10 +26,12 @@ public final class CampaignRunner: Service, Sendable {
     let logger: Logger
     let wake: WakeSignal
     public let owner: String
+    /// Runs of this instance: campaign ids, and `<campaign>#<shard>` for shards.
     private let active = Mutex<Set<String>>([])
     private let settings: PipelineSettings
     private let parser: TaskParser
     private let campaigns: CampaignStore
+    private let shards: CampaignShardStore
     private let deliveries: DeliveryStore
     private let segments: SegmentSource
     private let pipeline: DeliveryPipeline
@@ -41,6 +50,7 @@ public final class CampaignRunner: Service, Sendable {
         // The runs of recurring campaigns have run ids (`<id>@<time>`).
         self.parser = TaskParser(channels: Set(configuration.channels.keys), acceptsRunIDs: true)
         self.campaigns = CampaignStore(client: infrastructure.postgres)
+        self.shards = CampaignShardStore(client: infrastructure.postgres)
         self.deliveries = DeliveryStore(client: infrastructure.postgres)
         self.segments = SegmentSource(client: infrastructure.postgres)
         self.pipeline = pipeline
@@ -48,6 +58,8 @@ public final class CampaignRunner: Service, Sendable {
     }
 
     var lease: Duration { .milliseconds(settings.leaseMs) }
+
+    static func key(_ campaignID: String, shard: Int) -> String { "\(campaignID)#\(shard)" }
 
     public func run() async throws {
         await withDiscardingTaskGroup { group in
@@ -62,20 +74,30 @@ public final class CampaignRunner: Service, Sendable {
                     }
                     lastSeriesCheck = ContinuousClock.now
                 }
-                let free = settings.maxCampaigns - active.withLock { $0.count }
-                if free > 0 {
-                    do {
-                        for id in try await campaigns.claimable(limit: free * 2) {
-                            guard active.withLock({ $0.count < settings.maxCampaigns && $0.insert(id).inserted }) else { continue }
-                            group.addTask {
-                                await self.runCampaign(id)
-                                _ = self.active.withLock { $0.remove(id) }
-                                self.wake.signal()
-                            }
+                func free() -> Int { settings.maxCampaigns - active.withLock { $0.count } }
+                guard free() > 0 else { continue }
+                do {
+                    for id in try await campaigns.claimable(limit: free() * 2) {
+                        guard active.withLock({ $0.count < settings.maxCampaigns && $0.insert(id).inserted }) else { continue }
+                        group.addTask {
+                            await self.runCampaign(id)
+                            _ = self.active.withLock { $0.remove(id) }
+                            self.wake.signal()
                         }
-                    } catch {
-                        logger.warning("cannot look for due campaigns", metadata: ["error": "\(error)"])
                     }
+                    guard free() > 0 else { continue }
+                    let running = active.withLock { Array($0) }
+                    for claim in try await shards.claimFree(owner: owner, lease: lease, limit: free(), excluding: running) {
+                        let key = Self.key(claim.campaignID, shard: claim.range.index)
+                        active.withLock { _ = $0.insert(key) }
+                        group.addTask {
+                            await self.runShard(claim)
+                            _ = self.active.withLock { $0.remove(key) }
+                            self.wake.signal()
+                        }
+                    }
+                } catch {
+                    logger.warning("cannot look for due campaigns", metadata: ["error": "\(error)"])
                 }
             }
         }
@@ -86,29 +108,59 @@ public final class CampaignRunner: Service, Sendable {
     static let maxConsecutiveErrors = 8
 
     func runCampaign(_ id: String) async {
+        await keepRunning(id, shard: nil) {
+            try await self.runClaimed(id)
+        } giveUp: { message in
+            if let claim = try? await self.campaigns.claim(id, owner: self.owner, lease: self.lease) {
+                await self.fail(id, fence: claim.fence, message)
+            }
+        }
+    }
+
+    /// Runs a claimed shard; when it was the campaign's last open one, ends the campaign too.
+    func runShard(_ first: CampaignShardStore.Claim) async {
+        let id = first.campaignID
+        let index = first.range.index
+        var claim: CampaignShardStore.Claim? = first
+        var last = false
+        await keepRunning(id, shard: index) {
+            let current: CampaignShardStore.Claim?
+            if let claim { current = claim } else { current = try await self.shards.claim(id, shard: index, owner: self.owner, lease: self.lease) }
+            claim = nil
+            guard let current else { return }
+            last = try await self.runShardClaimed(current)
+        } giveUp: { message in
+            await self.fail(id, fence: Fence(owner: self.owner, epoch: 0, shard: index), message)
+        }
+        if last { await runCampaign(id) }
+    }
+
+    /// Runs `body` until it returns or is fenced out, again after errors: as
+    /// long as they are outages (PostgreSQL or Redis away), else up to
+    /// `maxConsecutiveErrors` in a row, then `giveUp`.
+    func keepRunning(_ id: String, shard: Int?, _ body: () async throws -> Void, giveUp: (String) async -> Void) async {
         var attempt = 0
         var persistent = 0
+        let what: Logger.Metadata = shard.map { ["campaign": "\(id)", "shard": "\($0)"] } ?? ["campaign": "\(id)"]
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try await runClaimed(id)
+                try await body()
                 return
             } catch let failure as CampaignFailure {
                 await fail(id, fence: failure.fence, failure.message)
                 return
             } catch let fenced as FencedOut {
-                logger.warning("campaign handed over", metadata: ["campaign": "\(id)", "error": "\(fenced)"])
+                logger.warning("campaign handed over", metadata: what.merging(["error": "\(fenced)"]) { a, _ in a })
                 return
             } catch {
                 attempt += 1
                 if Self.isOutage(error) { persistent = 0 } else { persistent += 1 }
                 logger.warning("campaign interrupted; will resume from its checkpoint",
-                               metadata: ["campaign": "\(id)", "error": "\(error)", "attempt": "\(attempt)"])
+                               metadata: what.merging(["error": "\(error)", "attempt": "\(attempt)"]) { a, _ in a })
                 if persistent >= Self.maxConsecutiveErrors {
                     // Not an outage that will pass: the campaign itself cannot run (its
                     // segment's SQL fails on the data, say). It ends visibly, and frees its slot.
-                    if let claim = try? await campaigns.claim(id, owner: owner, lease: lease) {
-                        await fail(id, fence: claim.fence, "gave up after \(persistent) errors in a row: \(error)")
-                    }
+                    await giveUp("gave up after \(persistent) errors in a row: \(error)")
                     return
                 }
                 try? await Task.sleep(for: Backoff(base: .milliseconds(200), max: .seconds(5)).delay(afterAttempt: attempt))
@@ -116,10 +168,17 @@ public final class CampaignRunner: Service, Sendable {
         }
     }
 
+    /// Ends the campaign `failed`: through its own lease, or — from a shard,
+    /// which holds only its part — unowned (every other shard's run sees the
+    /// state at its next renewal and hands its part back).
     func fail(_ id: String, fence: Fence, _ message: String) async {
         logger.error("campaign failed", metadata: ["campaign": "\(id)", "error": "\(message)"])
         _ = try? await persist(logger, "campaign failure") {
-            try await campaigns.finish(id, fence: fence, state: CampaignState.failed.rawValue, error: message)
+            if fence.shard != nil {
+                try await campaigns.failUnowned(id, error: message)
+            } else {
+                try await campaigns.finish(id, fence: fence, state: CampaignState.failed.rawValue, error: message)
+            }
             // Its users without a terminal row stay as they are; retries still queued are dropped when they fire.
         }
     }
@@ -143,60 +202,122 @@ public final class CampaignRunner: Service, Sendable {
         var chainComplete: Bool
     }
 
-    func runClaimed(_ id: String) async throws {
-        let claimedAt = ContinuousClock.now
-        guard let claim = try await campaigns.claim(id, owner: owner, lease: lease) else { return }
-        let fence = claim.fence
-        let task: CampaignTask
-        let planner: DeliveryPlanner
-        let segment: SegmentSource.Resolved
+    /// What one lease covers: the whole campaign, or one shard of it.
+    struct Scope: Sendable {
+        var campaignID: String
+        var fence: Fence
+        /// nil: the whole segment (the campaign's own lease and checkpoint).
+        var range: ShardRange?
+        var checkpoint: String?
+        var takenOver: Bool
+        var acceptedAt: Date
+        var spread: KeySpread
+    }
+
+    /// The stored task of a claim, parsed, with its planner and segment.
+    func prepare(_ specJSON: String, fence: Fence) async throws -> (CampaignTask, DeliveryPlanner, SegmentSource.Resolved) {
         do {
-            guard case .campaign(let parsed) = try parser.parse(Array(claim.specJSON.utf8)) else {
+            guard case .campaign(let task) = try parser.parse(Array(specJSON.utf8)) else {
                 throw CampaignFailure(fence: fence, message: "stored spec is not a campaign")
             }
-            task = parsed
-            planner = try DeliveryPlanner(task: task, addressFields: registry.addressFields)
-            segment = try await segments.resolve(task.segment)
+            return (task, try DeliveryPlanner(task: task, addressFields: registry.addressFields), try await segments.resolve(task.segment))
         } catch let error as ValidationError {
             throw CampaignFailure(fence: fence, message: error.description)
         } catch let error as SegmentSource.NotFound {
             throw CampaignFailure(fence: fence, message: error.description)
         }
-        let lease = CampaignLease(campaignID: id, fence: fence, duration: self.lease, claimedAt: claimedAt,
-                                  expiresAt: task.expiresAt, store: campaigns, logger: logger)
+    }
+
+    func runClaimed(_ id: String) async throws {
+        let claimedAt = ContinuousClock.now
+        guard let claim = try await campaigns.claim(id, owner: owner, lease: lease) else { return }
+        let fence = claim.fence
+        let (task, planner, segment) = try await prepare(claim.specJSON, fence: fence)
+        let lease = CampaignLease(campaignID: id, fence: fence, duration: self.lease, claimedAt: claimedAt, expiresAt: task.expiresAt,
+                                  logger: logger) { [campaigns] in try await campaigns.heartbeat(id, fence: fence, lease: $0) }
         let keeper = Task { await lease.keep() }
         defer { keeper.cancel() }
+        let scope = Scope(campaignID: id, fence: fence, range: nil, checkpoint: claim.checkpoint, takenOver: claim.takenOver,
+                          acceptedAt: Date(timeIntervalSince1970: claim.createdAt), spread: .campaign(shards: claim.shards))
         try await withGracefulShutdownHandler {
-            try await run(claim, task: task, planner: planner, segment: segment, lease: lease)
+            if claim.shards > 0 {
+                // Every shard is done (or the claim would not be given): end the campaign.
+                try await end(scope, lease: lease, everyUserHasRow: true, started: .now, processed: 0)
+                return
+            }
+            // A campaign is cut only at its first claim: nothing was sent under its own key scope yet.
+            if fence.epoch == 1, settings.shards > 1, CampaignStep.next(lease.verdict(), takenOver: false) == .send {
+                let cut = try await segments.cut(segment, maxShards: settings.shards, minimumPerShard: settings.shardMinRecipients)
+                if cut.ranges.count > 1 {
+                    guard try await shards.split(id, fence: fence, ranges: cut.ranges, planned: cut.count) else {
+                        throw FencedOut("campaign cut", fence: fence)
+                    }
+                    logger.info("campaign cut into shards", metadata: ["campaign": "\(id)", "shards": "\(cut.ranges.count)",
+                                                                      "recipients": "\(cut.count)"])
+                    wake.signal()
+                    return
+                }
+            }
+            _ = try await run(scope, task: task, planner: planner, segment: segment, lease: lease)
         } onGracefulShutdown: {
             lease.stop()
         }
     }
 
-    /// The page loop of one claimed run.
-    func run(_ claim: CampaignStore.Claim, task: CampaignTask, planner: DeliveryPlanner, segment: SegmentSource.Resolved,
-             lease: CampaignLease) async throws {
+    /// Runs a claimed shard; true when it was the campaign's last open shard.
+    func runShardClaimed(_ claim: CampaignShardStore.Claim) async throws -> Bool {
+        let claimedAt = ContinuousClock.now
         let id = claim.campaignID
         let fence = claim.fence
-        let acceptedAt = Date(timeIntervalSince1970: claim.createdAt)
+        let (task, planner, segment) = try await prepare(claim.specJSON, fence: fence)
+        let lease = CampaignLease(campaignID: id, fence: fence, duration: self.lease, claimedAt: claimedAt, expiresAt: task.expiresAt,
+                                  logger: logger) { [shards] in try await shards.heartbeat(id, fence: fence, lease: $0) }
+        let keeper = Task { await lease.keep() }
+        defer { keeper.cancel() }
+        let scope = Scope(campaignID: id, fence: fence, range: claim.range, checkpoint: claim.checkpoint ?? claim.range.lower,
+                          takenOver: claim.takenOver, acceptedAt: Date(timeIntervalSince1970: claim.createdAt),
+                          spread: .campaign(shards: claim.shards))
+        return try await withGracefulShutdownHandler {
+            try await run(scope, task: task, planner: planner, segment: segment, lease: lease)
+        } onGracefulShutdown: {
+            lease.stop()
+        }
+    }
+
+    /// Gives the lease back (paused, or this instance is stopping).
+    func release(_ scope: Scope) async throws {
+        if scope.range != nil {
+            try await shards.release(scope.campaignID, fence: scope.fence)
+        } else {
+            try await campaigns.release(scope.campaignID, fence: scope.fence)
+        }
+    }
+
+    /// The page loop of one claimed run (the whole campaign, or one shard);
+    /// true when a shard's run found its campaign's last shard done.
+    func run(_ scope: Scope, task: CampaignTask, planner: DeliveryPlanner, segment: SegmentSource.Resolved,
+             lease: CampaignLease) async throws -> Bool {
+        let id = scope.campaignID
+        let fence = scope.fence
         let started = ContinuousClock.now
-        if claim.takenOver {
+        let part: Logger.Metadata = scope.range.map { ["campaign": "\(id)", "shard": "\($0.index)"] } ?? ["campaign": "\(id)"]
+        if scope.takenOver {
             // The last holder did not hand the campaign back: a request it started
             // just before its lease ran out may still be answered. Wait that out.
             let grace = registry.longestTimeout
             logger.info("campaign taken over; waiting out the last holder's requests",
-                        metadata: ["campaign": "\(id)", "seconds": "\(grace.seconds)"])
+                        metadata: part.merging(["seconds": "\(grace.seconds)"]) { a, _ in a })
             try await Task.sleep(for: grace)
         }
-        logger.info("campaign running", metadata: ["campaign": "\(id)", "checkpoint": "\(claim.checkpoint ?? "-")", "epoch": "\(fence.epoch)"])
+        logger.info("campaign running", metadata: part.merging(["checkpoint": "\(scope.checkpoint ?? "-")", "epoch": "\(fence.epoch)"]) { a, _ in a })
         // Pages overlap: while up to `pagesInFlight` pages are being decided and
         // sent, the next one is read. Each page's rows and checkpoint are written
         // only after the previous page's, and the checkpoint moves only past
         // pages whose every user got a row; a page the gate held back (pause, a
         // lapsed lease, shutdown) is read again from the checkpoint.
         var window = PageWindow()
-        var checkpoint = claim.checkpoint
-        var durable = claim.checkpoint
+        var checkpoint = scope.checkpoint
+        var durable = scope.checkpoint
         /// Waits for the pages in flight; the checkpoint they wrote, if all were complete, is the durable one.
         func drain() async throws -> Bool {
             let finished = try await window.drain()
@@ -221,37 +342,38 @@ public final class CampaignRunner: Service, Sendable {
                 continue
             case .handBack(let hold):
                 _ = try await drain()
-                try await campaigns.release(id, fence: fence)
-                logger.info(hold == .paused ? "campaign paused" : "campaign handed back for shutdown",
-                            metadata: ["campaign": "\(id)", "checkpoint": "\(durable ?? "-")"])
-                return
+                try await release(scope)
+                logger.info(hold == .paused ? "campaign paused" : hold == .ended ? "campaign ended elsewhere" : "campaign handed back for shutdown",
+                            metadata: part.merging(["checkpoint": "\(durable ?? "-")"]) { a, _ in a })
+                return false
             }
-            let page = try await segments.page(segment, after: checkpoint, limit: settings.pageSize)
+            let page = try await segments.page(segment, after: checkpoint, upTo: scope.range?.upper, limit: settings.pageSize)
             guard let last = page.last else {
                 let complete = try await drain()
-                let pending = complete ? try await deliveries.pendingRetries(campaignID: id) : 0
-                switch CampaignEnding.decide(everyUserHasRow: complete, pendingRetries: pending, state: CampaignState(rawValue: lease.state)) {
-                case .readAgain:
+                guard scope.range != nil else {
+                    if try await end(scope, lease: lease, everyUserHasRow: complete, started: started, processed: window.processed) {
+                        return false
+                    }
                     checkpoint = durable
                     continue
-                case .awaitRetries:
-                    try await Task.sleep(for: .milliseconds(250))
+                }
+                // A shard waits for no retries: the campaign's end does.
+                switch CampaignEnding.decide(everyUserHasRow: complete, pendingRetries: 0, state: CampaignState(rawValue: lease.state)) {
+                case .readAgain, .awaitRetries:
+                    checkpoint = durable
                     continue
-                case .finish(let final):
-                    guard try await campaigns.finish(id, fence: fence, state: final.rawValue) else {
-                        throw FencedOut("campaign finish", fence: fence)
-                    }
-                    let seconds = (ContinuousClock.now - started).seconds
-                    logger.info("campaign finished", metadata: [
-                        "campaign": "\(id)", "state": "\(final.rawValue)", "recipients_this_run": "\(window.processed)",
-                        "seconds": "\(String(format: "%.2f", seconds))",
-                    ])
-                    return
+                case .finish:
+                    guard let open = try await shards.finish(id, fence: fence) else { throw FencedOut("shard finish", fence: fence) }
+                    logger.info("campaign shard done", metadata: part.merging([
+                        "recipients_this_run": "\(window.processed)", "open_shards": "\(open)",
+                        "seconds": "\(String(format: "%.2f", (ContinuousClock.now - started).seconds))",
+                    ]) { a, _ in a })
+                    return open == 0
                 }
             }
             let previous = window.last
             let done = try await window.add(Task {
-                try await self.deliver(page, task: task, planner: planner, acceptedAt: acceptedAt, lease: lease, after: previous)
+                try await self.deliver(page, task: task, planner: planner, scope: scope, lease: lease, after: previous)
             }, last: last.userID, limit: settings.pagesInFlight)
             checkpoint = last.userID
             if let done {
@@ -268,6 +390,36 @@ public final class CampaignRunner: Service, Sendable {
         } catch {
             _ = try? await window.drain()
             throw error
+        }
+    }
+
+    /// The end of a campaign's own run (whole, or after its last shard): true
+    /// when it finished; false when some users have no row yet (read again).
+    /// Waits while retries of it are queued.
+    func end(_ scope: Scope, lease: CampaignLease, everyUserHasRow: Bool, started: ContinuousClock.Instant, processed: Int) async throws -> Bool {
+        let id = scope.campaignID
+        while true {
+            let pending = everyUserHasRow ? try await deliveries.pendingRetries(campaignID: id) : 0
+            switch CampaignEnding.decide(everyUserHasRow: everyUserHasRow, pendingRetries: pending, state: CampaignState(rawValue: lease.state)) {
+            case .readAgain:
+                return false
+            case .awaitRetries:
+                if case .stop = CampaignStep.next(lease.verdict(), takenOver: lease.isLost) { throw FencedOut("campaign end", fence: scope.fence) }
+                if case .handBack = CampaignStep.next(lease.verdict(), takenOver: lease.isLost) {
+                    try await release(scope)
+                    return true
+                }
+                try await Task.sleep(for: .milliseconds(250))
+            case .finish(let final):
+                guard try await campaigns.finish(id, fence: scope.fence, state: final.rawValue) else {
+                    throw FencedOut("campaign finish", fence: scope.fence)
+                }
+                logger.info("campaign finished", metadata: [
+                    "campaign": "\(id)", "state": "\(final.rawValue)", "recipients_this_run": "\(processed)",
+                    "seconds": "\(String(format: "%.2f", (ContinuousClock.now - started).seconds))",
+                ])
+                return true
+            }
         }
     }
 
@@ -324,11 +476,11 @@ public final class CampaignRunner: Service, Sendable {
     /// order). The steps before the first request are retried on any error
     /// while the gate allows; a page held back before it sent anything writes
     /// no rows and leaves the checkpoint. Throws only `FencedOut` (or a refused write).
-    func deliver(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, acceptedAt: Date, lease: CampaignLease,
+    func deliver(_ page: [Recipient], task: CampaignTask, planner: DeliveryPlanner, scope: Scope, lease: CampaignLease,
                  after previous: Task<PageDone, any Error>?) async throws -> PageDone {
         let id = task.campaignID
         let gate = lease.gate
-        let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: acceptedAt, gate: gate, fence: lease.fence)
+        let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: scope.acceptedAt, gate: gate, fence: lease.fence, spread: scope.spread)
         func write(_ outcome: DeliveryPipeline.Outcome) async throws -> PageDone {
             let complete = try await previous?.value.chainComplete ?? true
             let chainComplete = complete && outcome.complete

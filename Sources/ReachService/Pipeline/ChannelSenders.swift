@@ -41,7 +41,8 @@ final class ChannelSenders: Sendable {
     }
 
     /// Sends per channel in batches of its `batch_size`, all channels at once.
-    func send(_ messages: [OutboundMessage], gate: SendGate, urgent: Bool = false) async -> [String: Dispatched] {
+    /// `spread` says where the messages' idempotency keys live (their sent marks).
+    func send(_ messages: [OutboundMessage], gate: SendGate, urgent: Bool = false, spread: KeySpread = .single) async -> [String: Dispatched] {
         guard !messages.isEmpty else { return [:] }
         return await withTaskGroup(of: [(String, Dispatched)].self) { group in
             for (name, list) in Dictionary(grouping: messages, by: \.channel) {
@@ -55,7 +56,7 @@ final class ChannelSenders: Sendable {
                     group.addTask {
                         await pool.acquire(urgent: urgent)
                         defer { pool.release() }
-                        return await self.send(batch, on: channel, gate: gate)
+                        return await self.send(batch, on: channel, gate: gate, spread: spread)
                     }
                 }
             }
@@ -66,7 +67,7 @@ final class ChannelSenders: Sendable {
     }
 
     /// One batch, holding one of its channel's senders.
-    private func send(_ batch: [OutboundMessage], on channel: any Channel, gate: SendGate) async -> [(String, Dispatched)] {
+    private func send(_ batch: [OutboundMessage], on channel: any Channel, gate: SendGate, spread: KeySpread) async -> [(String, Dispatched)] {
         let name = channel.name
         func all(_ dispatched: Dispatched) -> [(String, Dispatched)] { batch.map { ($0.messageID, dispatched) } }
         // Paused cluster-wide: deferred through the delay queue like an open breaker (no attempt spent).
@@ -94,7 +95,8 @@ final class ChannelSenders: Sendable {
             // The provider is still down: that says nothing about these messages.
             outcomes = outcomes.map { $0.status == .retryable ? .deferred(after: coolDown) : $0 }
         }
-        let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }.map { ($0.0.campaignID, $0.0.userID) }
+        let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }
+            .map { (spread.scope(campaignID: $0.0.campaignID, userID: $0.0.userID), $0.0.userID) }
         _ = try? await persist(logger, "sent marks") { try await idempotency.markSent(accepted) }
         return zip(batch, outcomes).map { ($0.0.messageID, .outcome($0.1)) }
     }

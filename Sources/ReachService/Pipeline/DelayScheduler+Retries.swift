@@ -63,7 +63,8 @@ extension DelayScheduler {
             let verdict = SendVerdict.campaign(stopping: false, leaseLost: false, leaseUsable: true, state: state, expiresAt: expiresAt, now: Date())
             return verdict == .go ? gate.check() : verdict
         }
-        let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: Date(timeIntervalSince1970: stored.createdAt), gate: campaignGate)
+        let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: Date(timeIntervalSince1970: stored.createdAt), gate: campaignGate,
+                                         spread: .campaign(shards: stored.shards))
         let settled = try await pipeline.deliver(sends, plan) { outcome in
             try await deliveries.record(campaignID: campaignID, rows: outcome.rows.map(\.row), checkpoint: nil,
                                         deadLetters: outcome.deadLetters.map(\.letter))

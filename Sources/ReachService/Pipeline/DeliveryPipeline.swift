@@ -74,6 +74,8 @@ struct DeliveryPipeline: Sendable {
         var gate: SendGate = .open
         /// A campaign run's lease: its idempotency claims are fenced with it.
         var fence: Fence? = nil
+        /// Where the campaign's idempotency keys live (spread over buckets when it was cut into shards).
+        var spread: KeySpread = .single
     }
 
     /// Every recipient's row, for the caller to record.
@@ -126,9 +128,9 @@ struct DeliveryPipeline: Sendable {
         attempts = try await deferQuietHours(attempts, &tally)
         attempts = try await applyCaps(attempts, &tally)
         let claimValue = plan.fence?.token ?? owner
-        attempts = try await claim(attempts, fence: plan.fence, &tally)
+        attempts = try await claim(attempts, fence: plan.fence, spread: plan.spread, &tally)
         // 6. Send.
-        let answers = await senders.send(attempts.map(\.message), gate: plan.gate, urgent: plan.kind == .event)
+        let answers = await senders.send(attempts.map(\.message), gate: plan.gate, urgent: plan.kind == .event, spread: plan.spread)
         // 7. Decide.
         var followUp = FollowUp()
         let now = Date()
@@ -138,7 +140,8 @@ struct DeliveryPipeline: Sendable {
         // 8. Follow up. Retry items go in before their rows are written: a crash in
         // between leaves an item whose row is missing, which the retry skips.
         _ = try? await persist(logger, "retry items") { try await queue.schedule(followUp.retries) }
-        _ = try? await persist(logger, "claim release") { try await idempotency.release(followUp.released, owner: claimValue) }
+        let released = followUp.released.map { (plan.spread.scope(campaignID: $0.campaignID, userID: $0.userID), $0.userID) }
+        _ = try? await persist(logger, "claim release") { try await idempotency.release(released, owner: claimValue) }
         if registry.hasCaps {
             // A message that will never be sent gives its place under the cap back.
             _ = try? await persist(logger, "frequency cap release") { try await frequencyCap.release(followUp.uncapped) }
@@ -191,9 +194,10 @@ struct DeliveryPipeline: Sendable {
 
     /// 5. Claim: one idempotency key per (campaign, user), fenced for a campaign run.
     /// A claim by the same holder is taken again, so this step may be repeated.
-    private func claim(_ attempts: [Attempt], fence: Fence?, _ tally: inout Tally) async throws -> [Attempt] {
+    private func claim(_ attempts: [Attempt], fence: Fence?, spread: KeySpread, _ tally: inout Tally) async throws -> [Attempt] {
         guard !attempts.isEmpty else { return [] }
-        let claims = try await idempotency.claim(attempts.map { ($0.message.campaignID, $0.message.userID) }, owner: owner, fence: fence)
+        let keys = attempts.map { (spread.scope(campaignID: $0.message.campaignID, userID: $0.message.userID), $0.message.userID) }
+        let claims = try await idempotency.claim(keys, owner: owner, fence: fence)
         var toSend: [Attempt] = []
         for (attempt, claim) in zip(attempts, claims) {
             guard claim == .alreadySent else { toSend.append(attempt); continue }

@@ -731,7 +731,15 @@ components:
           properties:
             done: {type: integer, description: users in a terminal state}
             rows: {type: integer, description: users with a row so far}
-            total: {type: [integer, "null"], description: known for listed users or once finished}
+            total: {type: [integer, "null"], description: "known for listed users, for a campaign cut into shards (counted at the cut), or once finished"}
+        shards:
+          type: object
+          description: "Detail view of a campaign cut into shards (pipeline.shards): every instance can work a shard; counters and progress are their sum."
+          required: [total, done, running]
+          properties:
+            total: {type: integer}
+            done: {type: integer, description: shards every user of which has a row}
+            running: {type: integer, description: shards whose lease an instance holds now}
         throughput_per_second: {type: [number, "null"], description: terminal users per second since the start}
     ControlResult:
       type: object
