@@ -79,3 +79,66 @@ stop_redis() {
   [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
   rm -f "$dir/redis.pid"
 }
+
+# start_redis_cluster DIR BASEPORT: a throwaway Redis Cluster of 3 masters and
+# 3 replicas on 127.0.0.1:BASEPORT..BASEPORT+5 (cluster bus on port+10000),
+# without persistence; returns once every node reports cluster_state:ok with
+# all 16384 slots served and every replica is in sync with its master.
+start_redis_cluster() {
+  local dir=$1 base=$2 port i nodes=()
+  mkdir -p "$dir"
+  for i in 0 1 2 3 4 5; do
+    port=$((base + i))
+    mkdir -p "$dir/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout 2000 \
+      --maxmemory-policy noeviction --daemonize yes \
+      --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" --dir "$dir/$port" >/dev/null
+    nodes+=("127.0.0.1:$port")
+  done
+  for i in 0 1 2 3 4 5; do
+    wait_for 10 "Redis cluster node on port $((base + i))" redis-cli -p "$((base + i))" ping
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || { cat "$dir/create.log" >&2; die "redis-cli --cluster create failed"; }
+  wait_for 60 "Redis Cluster on ports $base-$((base + 5))" redis_cluster_ready "$base"
+}
+
+# Every node: cluster_state:ok, 16384 slots ok, 6 known nodes; every replica's link to its master up.
+redis_cluster_ready() {
+  local base=$1 i info
+  for i in 0 1 2 3 4 5; do
+    info=$(redis-cli -p "$((base + i))" cluster info | tr -d '\r')
+    grep -qx 'cluster_state:ok' <<<"$info" || return 1
+    grep -qx 'cluster_slots_ok:16384' <<<"$info" || return 1
+    grep -qx 'cluster_known_nodes:6' <<<"$info" || return 1
+    info=$(redis-cli -p "$((base + i))" info replication | tr -d '\r')
+    if grep -qx 'role:slave' <<<"$info"; then
+      grep -qx 'master_link_status:up' <<<"$info" || return 1
+    fi
+  done
+  [ "$(redis-cli -p "$base" cluster nodes | grep -c slave)" = 3 ]
+}
+
+stop_redis_cluster() {
+  local dir=$1 pidfile
+  for pidfile in "$dir"/*/redis.pid; do
+    [ -f "$pidfile" ] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
+# A base port whose six ports and their cluster bus ports (+10000) are free.
+free_cluster_base() {
+  local base i ok
+  for _ in $(seq 50); do
+    base=$(( (RANDOM % 2000) * 10 + 20000 ))
+    ok=1
+    for i in 0 1 2 3 4 5; do
+      port_free $((base + i)) && port_free $((base + i + 10000)) || { ok=0; break; }
+    done
+    [ "$ok" = 1 ] && { echo "$base"; return 0; }
+  done
+  die "no free ports for a Redis Cluster"
+}
