@@ -82,6 +82,40 @@ enum TestCluster {
             return true
         }
     }
+
+    /// The server's pid and what it takes to start it again as it was.
+    static func process(of node: RedisEndpoint) async throws -> (pid: pid_t, restart: [String]) {
+        let admin = try direct(node)
+        let info = try await admin.send("INFO", "server").string ?? ""
+        let pidLine = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("process_id:") }!
+        func config(_ name: String) async throws -> String {
+            try await admin.send("CONFIG", "GET", name).array?.last?.string ?? ""
+        }
+        let arguments = ["--port", "\(node.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                         "--cluster-enabled", "yes", "--cluster-config-file", try await config("cluster-config-file"),
+                         "--cluster-node-timeout", try await config("cluster-node-timeout"),
+                         "--maxmemory-policy", "noeviction", "--daemonize", "yes",
+                         "--pidfile", try await config("pidfile"), "--logfile", try await config("logfile"), "--dir", try await config("dir")]
+        return (pid_t(pidLine.dropFirst("process_id:".count).trimmingCharacters(in: .whitespaces))!, arguments)
+    }
+
+    /// Waits for three masters with a replica each, all in sync, and cluster_state:ok everywhere.
+    static func whole() async throws -> Bool {
+        try await eventually(timeout: .seconds(60), every: .milliseconds(200)) {
+            var masters = 0, replicas = 0
+            for seed in try seeds() {
+                let admin = try direct(seed)
+                guard (try await admin.send("CLUSTER", "INFO").string ?? "").contains("cluster_state:ok") else { return false }
+                let info = try await admin.send("INFO", "replication").string ?? ""
+                if info.contains("role:master") { masters += 1 }
+                if info.contains("role:slave") {
+                    guard info.contains("master_link_status:up") else { return false }
+                    replicas += 1
+                }
+            }
+            return masters == 3 && replicas == 3
+        }
+    }
 }
 
 /// What a traffic task saw.
@@ -518,5 +552,108 @@ struct RedisClusterTests {
         let published = try await redis.pipeline(users.map { RedisCommand("PUBLISH", "\(prefix)inapp:\($0)", "{}") })
         #expect(published.allSatisfy { $0.int == 0 })
         #expect(try await redis.send("CONFIG", "GET", "appendonly").array?.count == 2)
+    }
+
+    @Test("a write to a frozen master times out and is not sent again elsewhere (it may have run); a read is retried once; the write runs once when the master wakes")
+    func frozenMasterWriteNotRepeated() async throws {
+        var configuration = try RedisConfiguration(url: try TestCluster.url(), poolSize: 1)
+        configuration.commandTimeout = .milliseconds(250)
+        let redis = RedisClient(configuration: configuration)
+        let key = "{\(TestEnvironment.unique("frz"))}:n"
+        let owner = try await TestCluster.owner(of: RedisKeySlot.slot(of: key))
+        try await redis.send("SET", key, "0", "PX", 120_000)
+        let (pid, _) = try await TestCluster.process(of: owner.endpoint)
+        kill(pid, SIGSTOP)
+        // Well under the 2 s node timeout: no failover starts.
+        let resumed = Task {
+            try? await Task.sleep(for: .milliseconds(700))
+            kill(pid, SIGCONT)
+        }
+        await #expect {
+            try await redis.send("INCR", key)
+        } throws: { error in
+            (error as? RedisError)?.code == .timeout && (error as? RedisError)?.isRetryable == true
+        }
+        let afterWrite = try #require(redis.clusterStatistics)
+        #expect(afterWrite.connectionRetries == 0, "the INCR was not sent again")
+        await #expect {
+            try await redis.send("GET", key)
+        } throws: { error in
+            (error as? RedisError)?.isRetryable == true
+        }
+        let afterRead = try #require(redis.clusterStatistics)
+        #expect(afterRead.connectionRetries == 1, "the GET (read-only) was sent once more after a map refresh")
+        await resumed.value
+        // The INCR the frozen master had received ran when it woke: once.
+        let value = try await eventually(timeout: .seconds(10), every: .milliseconds(50)) {
+            try await redis.send("GET", key).string == "1"
+        }
+        #expect(value, "the timed-out INCR ran exactly once")
+        #expect(try await TestCluster.whole())
+    }
+
+    @Test("a master killed while writes go on: errors are retryable until its replica takes over, then the client follows; PING fails while a master is down")
+    func masterKilled() async throws {
+        let redis = try TestCluster.client()
+        try await redis.ping()
+        let tag = TestEnvironment.unique("kill")
+        let slot = RedisKeySlot.slot(of: "{\(tag)}")
+        let master = try await TestCluster.owner(of: slot)
+        let (_, all) = try await TestCluster.nodes(from: master.endpoint)
+        let replica = try #require(all.first { $0.masterID == master.id })
+        let key = "{\(tag)}:n"
+        let (pid, restart) = try await TestCluster.process(of: master.endpoint)
+
+        let traffic = Traffic()
+        let writer = Task {
+            while !traffic.stop.load(ordering: .relaxed) {
+                do {
+                    traffic.value(try await redis.send("INCR", key).int ?? -1)
+                    traffic.ack(key)
+                } catch {
+                    traffic.error(error)
+                    // What reachd's callers do with a retryable error: back off, try again.
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let killedAt = ContinuousClock.now
+        kill(pid, SIGKILL)
+        await #expect {
+            try await redis.ping()
+        } throws: { error in
+            (error as? RedisError)?.isRetryable == true && "\(error)".contains("\(master.endpoint.port)")
+        }
+        let promoted = try await eventually(timeout: .seconds(30), every: .milliseconds(50)) {
+            try await TestCluster.nodes(from: replica.endpoint).myself.isMaster
+        }
+        #expect(promoted, "the replica took over")
+        let promotedAt = ContinuousClock.now
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if traffic.snapshot.ackTimes.filter({ $0 > promotedAt }).count >= 200 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        traffic.stop.store(true, ordering: .relaxed)
+        await writer.value
+        try await redis.ping()
+
+        let seen = traffic.snapshot
+        let stats = try #require(redis.clusterStatistics)
+        let firstAfterKill = seen.ackTimes.first { $0 > killedAt + .milliseconds(1) }
+        let firstAfterPromotion = seen.ackTimes.first { $0 > promotedAt }
+        let values = seen.values
+        let repeated = zip(values, values.dropFirst()).filter { $1 <= $0 }.count
+        print("master killed: replica \(replica.endpoint) promoted \(promotedAt - killedAt) after SIGKILL; writes resumed \(firstAfterKill.map { "\($0 - killedAt)" } ?? "never") after the kill, \(firstAfterPromotion.map { "\($0 - promotedAt)" } ?? "never") after the promotion; \(seen.errors.count) retryable errors meanwhile; \(repeated) INCR replies not above the one before (acknowledged writes lost in the failover); client \(stats)")
+        #expect(!seen.errors.isEmpty, "writes failed while no master served the slot")
+        #expect(seen.errors.allSatisfy { $0.contains("unavailable") || $0.contains("connection") || $0.contains("timeout") }, "\(Set(seen.errors).prefix(3))")
+        #expect(firstAfterPromotion.map { $0 - promotedAt < .seconds(3) } == true, "the client followed within 3 s of the promotion")
+        #expect(stats.connectionRetries > 0)
+        #expect(try await redis.send("GET", key).int == values.last)
+
+        // Bring the old master back: it rejoins as the new master's replica.
+        try await blocking { _ = try run("redis-server", restart) }
+        #expect(try await TestCluster.whole(), "3 masters and 3 replicas again")
     }
 }
