@@ -97,9 +97,10 @@ final class RedisCluster: Sendable {
         state.withLock { update(&$0.statistics) }
     }
 
-    /// Loads the slot map now (joining a load already under way).
-    func refresh() async {
-        await startRefresh(force: true)?.value
+    /// Loads the slot map now (joining a load already under way), asking the
+    /// nodes in `avoiding` (that just failed) last.
+    func refresh(avoiding: Set<RedisEndpoint> = []) async {
+        await startRefresh(force: true, avoiding: avoiding)?.value
     }
 
     /// Starts a background load unless one is running or one finished within
@@ -108,11 +109,11 @@ final class RedisCluster: Sendable {
         _ = startRefresh(force: false)
     }
 
-    private func startRefresh(force: Bool) -> Task<Void, Never>? {
+    private func startRefresh(force: Bool, avoiding: Set<RedisEndpoint> = []) -> Task<Void, Never>? {
         state.withLock { s in
             if let running = s.refresh { return running }
             if !force, let last = s.lastRefresh, ContinuousClock.now - last < .milliseconds(200) { return nil }
-            let task = Task { await self.loadSlots() }
+            let task = Task { await self.loadSlots(avoiding: avoiding) }
             s.refresh = task
             return task
         }
@@ -120,10 +121,11 @@ final class RedisCluster: Sendable {
 
     /// Asks the known masters, then replicas, then the seeds for `CLUSTER
     /// SLOTS`, and takes the first answer.
-    private func loadSlots() async {
+    private func loadSlots(avoiding: Set<RedisEndpoint>) async {
         let candidates = state.withLock { s in
             var unique = Set<RedisEndpoint>()
-            return (s.masters.shuffled() + s.replicas.shuffled() + configuration.seeds).filter { unique.insert($0).inserted }
+            let all = (s.masters.shuffled() + s.replicas.shuffled() + configuration.seeds).filter { unique.insert($0).inserted }
+            return all.filter { !avoiding.contains($0) } + all.filter { avoiding.contains($0) }
         }
         var lastError = "no node to ask"
         for node in candidates {
@@ -342,6 +344,7 @@ final class RedisCluster: Sendable {
             var next: [Pending] = []
             var wait = false
             var needRefresh = false
+            var failedNodes = Set<RedisEndpoint>()
             var firstError: (any Error)?
             for outcome in outcomes {
                 switch outcome {
@@ -400,6 +403,7 @@ final class RedisCluster: Sendable {
                     if safe && items.allSatisfy({ !$0.connectionRetried }) {
                         tally { $0.connectionRetries += indices.count }
                         needRefresh = true
+                        failedNodes.insert(node)
                         for var item in items {
                             item.connectionRetried = true
                             item.ask = nil
@@ -418,7 +422,7 @@ final class RedisCluster: Sendable {
                 }
             }
             if let firstError { throw firstError }
-            if needRefresh { await refresh(); refreshed = true }
+            if needRefresh { await refresh(avoiding: failedNodes); refreshed = true }
             if wait {
                 if ContinuousClock.now + backoff > deadline {
                     throw RedisError(.unavailable, "the cluster answered TRYAGAIN/CLUSTERDOWN until the \(configuration.commandTimeout) command timeout")

@@ -40,11 +40,13 @@ public enum RedisKeySlot {
 /// Where a command's keys are, as far as cluster routing needs to know.
 enum RedisCommandKeys {
     /// Commands a cluster client cannot route (transactions over one
-    /// connection, database selection, keyspace-wide scans, subscriptions).
+    /// connection, database selection, keyspace-wide scans, subscriptions,
+    /// stream reads whose keys follow STREAMS).
     static let refusedInCluster: Set<String> = [
         "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "SWAPDB", "MOVE",
         "KEYS", "SCAN", "RANDOMKEY", "FLUSHDB", "FLUSHALL", "DBSIZE",
         "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
+        "XREAD", "XREADGROUP",
         "ASKING", "READONLY", "READWRITE", "AUTH", "HELLO", "QUIT", "RESET",
     ]
 
