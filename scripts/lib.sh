@@ -84,6 +84,8 @@ stop_redis() {
 # 3 replicas on 127.0.0.1:BASEPORT..BASEPORT+5 (cluster bus on port+10000),
 # without persistence; returns once every node reports cluster_state:ok with
 # all 16384 slots served and every replica is in sync with its master.
+# Returns non-zero (after printing the failing node's log) when a node does
+# not start, e.g. because another process took one of its ports meanwhile.
 start_redis_cluster() {
   local dir=$1 base=$2 port i nodes=()
   mkdir -p "$dir"
@@ -97,11 +99,15 @@ start_redis_cluster() {
     nodes+=("127.0.0.1:$port")
   done
   for i in 0 1 2 3 4 5; do
-    wait_for 10 "Redis cluster node on port $((base + i))" redis-cli -p "$((base + i))" ping
+    port=$((base + i))
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -p "$port" ping >/dev/null 2>&1 || { tail -5 "$dir/$port/redis.log" >&2 || true; return 1; }
   done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
-    || { cat "$dir/create.log" >&2; die "redis-cli --cluster create failed"; }
-  wait_for 60 "Redis Cluster on ports $base-$((base + 5))" redis_cluster_ready "$base"
+    || { cat "$dir/create.log" >&2; return 1; }
+  for _ in $(seq 600); do redis_cluster_ready "$base" && return 0; sleep 0.1; done
+  echo "the Redis Cluster on ports $base-$((base + 5)) did not become ready within 60 s" >&2
+  return 1
 }
 
 # Every node: cluster_state:ok, 16384 slots ok, 6 known nodes; every replica's link to its master up.
@@ -129,11 +135,12 @@ stop_redis_cluster() {
   done
 }
 
-# A base port whose six ports and their cluster bus ports (+10000) are free.
+# A base port whose six ports and their cluster bus ports (+10000) are free,
+# all below 32768 (Linux's ephemeral range, where outgoing connections take ports).
 free_cluster_base() {
   local base i ok
   for _ in $(seq 50); do
-    base=$(( (RANDOM % 2000) * 10 + 20000 ))
+    base=$(( (RANDOM % 276) * 10 + 20000 ))
     ok=1
     for i in 0 1 2 3 4 5; do
       port_free $((base + i)) && port_free $((base + i + 10000)) || { ok=0; break; }
