@@ -126,13 +126,23 @@ redis_cluster_ready() {
   [ "$(redis-cli -p "$base" cluster nodes | grep -c slave)" = 3 ]
 }
 
+# Stops the nodes by their pidfiles: SIGTERM, then SIGKILL for any still there
+# after 5 s (a master may wait for its replicas on shutdown; a node restarted
+# by a test from a thread with signals blocked never sees SIGTERM).
 stop_redis_cluster() {
-  local dir=$1 pidfile
+  local dir=$1 pidfile pids=() pid i
   for pidfile in "$dir"/*/redis.pid; do
     [ -f "$pidfile" ] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    pids+=("$(cat "$pidfile")")
     rm -f "$pidfile"
   done
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "${pids[@]}" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 # A base port whose six ports and their cluster bus ports (+10000) are free,
