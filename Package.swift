@@ -88,7 +88,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
 
-        .target(name: "TestSupport", dependencies: ["ReachCore", "ReachPostgres"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ReachCore", "ReachPostgres", "ReachRedis"], path: "Tests/TestSupport"),
         .testTarget(name: "ReachCoreTests", dependencies: ["ReachCore"]),
         .testTarget(name: "ReachKafkaTests", dependencies: [
             "ReachKafka", "TestSupport",

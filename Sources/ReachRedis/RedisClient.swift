@@ -10,17 +10,31 @@ public struct RedisScript: Sendable, Hashable {
 
 /// A pool of `RedisConnection`s with script caching. Each call leases one
 /// connection, so a pipeline or script call is never interleaved with another.
+///
+/// With a `redis+cluster://` configuration the same calls are routed over a
+/// Redis Cluster instead (see `RedisCluster`): a pool per master, commands
+/// sent by key slot, a pipeline split per node and put back in order.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
-    private let pool: LeasePool<RedisConnection>
+    private let pool: LeasePool<RedisConnection>?
+    private let cluster: RedisCluster?
     private let scriptHashes = Mutex<[String: String]>([:])
 
     public init(configuration: RedisConfiguration) {
         self.configuration = configuration
-        self.pool = LeasePool((0..<max(1, configuration.poolSize)).map { i in
-            RedisConnection(configuration: configuration, name: "reach.redis.\(i)")
-        })
+        if configuration.isCluster {
+            self.pool = nil
+            self.cluster = RedisCluster(configuration: configuration)
+        } else {
+            self.pool = LeasePool((0..<max(1, configuration.poolSize)).map { i in
+                RedisConnection(configuration: configuration, name: "reach.redis.\(i)")
+            })
+            self.cluster = nil
+        }
     }
+
+    /// What the cluster client has followed and retried; nil for a single server.
+    public var clusterStatistics: RedisClusterStatistics? { cluster?.statistics }
 
     public convenience init(url: String, poolSize: Int = 4) throws {
         self.init(configuration: try RedisConfiguration(url: url, poolSize: poolSize))
@@ -30,7 +44,8 @@ public final class RedisClient: Sendable {
 
     @discardableResult
     public func send(_ command: RedisCommand) async throws -> RedisValue {
-        try await pool.withResource(timeout: leaseTimeout) { try await $0.send(command) }
+        if let cluster { return try await cluster.send(command) }
+        return try await pool!.withResource(timeout: leaseTimeout) { try await $0.send(command) }
     }
 
     @discardableResult
@@ -39,11 +54,16 @@ public final class RedisClient: Sendable {
     }
 
     /// One round trip for all commands; error replies come back as `.error` in place.
+    /// In a cluster the commands go to their slots' nodes (concurrently, one
+    /// pipeline each); the replies still come back in the order of `commands`.
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
-        try await pool.withResource(timeout: leaseTimeout) { try await $0.pipeline(commands) }
+        if let cluster { return try await cluster.pipeline(commands) }
+        return try await pool!.withResource(timeout: leaseTimeout) { try await $0.pipeline(commands) }
     }
 
+    /// For a cluster: the slot map covers every slot and every master answers.
     public func ping() async throws {
+        if let cluster { return try await cluster.ping() }
         let reply = try await send("PING")
         guard reply.string == "PONG" else { throw RedisError(.unexpectedReply, "PING answered \(reply)") }
     }
@@ -60,7 +80,8 @@ public final class RedisClient: Sendable {
     /// one more if the server had to load the script first).
     public func run(_ script: RedisScript, calls: [(keys: [String], arguments: [RedisArgument])]) async throws -> [RedisValue] {
         guard !calls.isEmpty else { return [] }
-        return try await pool.withResource(timeout: leaseTimeout) { connection in
+        if let cluster { return try await cluster.run(script, calls: calls) }
+        return try await pool!.withResource(timeout: leaseTimeout) { connection in
             var sha = try await self.hash(of: script, on: connection)
             func commands(_ indices: [Int]) -> [RedisCommand] {
                 indices.map { i in

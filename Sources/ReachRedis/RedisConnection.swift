@@ -43,7 +43,13 @@ public actor RedisConnection {
     /// Error replies are returned in place, as `.error`.
     public func pipeline(_ commands: [RedisCommand]) throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
-        let ctx = try connectedContext()
+        let ctx: UnsafeMutablePointer<redisContext>
+        do {
+            ctx = try connectedContext()
+        } catch var error as RedisError {
+            error.unsent = true  // nothing was written
+            throw error
+        }
         for command in commands {
             if append(ctx, command) != REDIS_OK { throw drop(ctx, during: command.name) }
         }

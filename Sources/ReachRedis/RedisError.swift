@@ -14,14 +14,26 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         case unexpectedReply
         /// A bad URL or configuration.
         case configuration
+        /// Not sent: a cluster client cannot route it (keys of more than one
+        /// slot in one command or script, or a command such as MULTI or SELECT).
+        case refused
     }
 
     public let code: Code
     public let message: String
+    /// True when the command was certainly not written to the server (the
+    /// connection could not be opened, or was waiting out its backoff): the
+    /// cluster client may then send it to another node.
+    var unsent = false
 
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
+    }
+
+    init(_ code: Code, _ message: String, unsent: Bool) {
+        self.init(code, message)
+        self.unsent = unsent
     }
 
     /// Connection trouble and time-outs are retryable; an error reply is not.
@@ -30,7 +42,7 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     public var isRetryable: Bool {
         switch code {
         case .connection, .timeout, .unavailable: true
-        case .server, .unexpectedReply, .configuration: false
+        case .server, .unexpectedReply, .configuration, .refused: false
         }
     }
 

@@ -3,6 +3,7 @@ import ReachCore
 import ReachDevTools
 import ReachKafka
 import ReachPostgres
+import ReachRedis
 import Testing
 import TestSupport
 
@@ -24,13 +25,14 @@ struct CampaignShardTests {
 
     /// `instances` daemons in one group, cutting campaigns into up to `shards`
     /// shards of at least 1 000 users; each works up to `runs` shards at once.
-    func setup(instances: Int, users: Int, shards: Int, runs: Int, rate: Int, providerDelay: Duration = .zero) async throws -> Setup {
+    func setup(instances: Int, users: Int, shards: Int, runs: Int, rate: Int, providerDelay: Duration = .zero,
+               redis: String? = nil) async throws -> Setup {
         let kafka = try embeddedKafka()
         let url = try await seededDatabase(count: users)
         let (providers, daemons, stop) = try await startInstances(
             instances, kafka: kafka, group: TestEnvironment.unique("sh-group"), postgres: url, prefix: TestEnvironment.unique("sh") + ":",
             pipeline: "lease_ms: 3000, page_size: 500, poll_interval_ms: 200, shards: \(shards), shard_min_recipients: 1000, max_campaigns: \(runs)",
-            providerDelay: providerDelay) { port in
+            providerDelay: providerDelay, redis: redis) { port in
             #"sms: {provider: http, url: "http://127.0.0.1:\#(port)/sms", batch_size: 100, rate_per_second: \#(rate), timeout_ms: 2000}"#
         }
         return Setup(kafka: kafka, pg: PostgresClient(url: url, poolSize: 2), providers: providers, daemons: daemons, stop: stop)
@@ -90,6 +92,43 @@ struct CampaignShardTests {
         #expect(epochs >= 2, "a shard of the killed instance was taken over")
         #expect(s.providers[0].received.count == atKill[0] || s.providers[0].received.count - atKill[0] <= bound,
                 "the killed instance sent nothing after the kill")
+    }
+
+    @Test("two reachd work one campaign cut into 6 shards on a Redis Cluster (3 masters, 3 replicas); the master of one of its key buckets is failed over to its replica mid-run: the campaign finishes, every user once, no id sent twice", .clusterExclusive)
+    func clusterFailover() async throws {
+        let users = 8_000, id = "sh-cluster"
+        #expect(try await TestCluster.whole(), "the cluster is whole before the test")
+        let s = try await setup(instances: 2, users: users, shards: 6, runs: 3, rate: 1_000, redis: try TestCluster.url())
+        defer { s.stop() }
+        // A cut campaign's keys spread over one hash tag per bucket, `{idem:<campaign>#<bucket>}`: a sixth of
+        // the users (u0's bucket) and every shard's fence for them (`{idem:<campaign>#<bucket>}#<shard>`) live in this slot.
+        let slot = RedisKeySlot.slot(of: "{idem:\(KeySpread.campaign(shards: 6).scope(campaignID: id, userID: "u0"))}")
+        let master = try await TestCluster.owner(of: slot)
+        let replica = try #require(try await TestCluster.nodes(from: master.endpoint).all.first { $0.masterID == master.id })
+        try await publish(s.kafka, #"{"kind":"campaign","campaign_id":"\#(id)","segment":{"id":"all"},"channels":{"sms":1},"template":{"body":"hi {{name}}"}}"#,
+                          key: id)
+        #expect(try await eventually(timeout: .seconds(40), every: .milliseconds(50)) {
+            s.providers.allSatisfy { $0.received.count > 0 } && received(s) >= users / 4
+        }, "both instances send: \(s.providers.map { $0.received.count })")
+        let atFailover = received(s)
+        let started = ContinuousClock.now
+        #expect(try await TestCluster.direct(replica.endpoint).send("CLUSTER", "FAILOVER").string == "OK")
+        let promoted = try await eventually(timeout: .seconds(20), every: .milliseconds(20)) {
+            try await TestCluster.nodes(from: replica.endpoint).myself.isMaster
+        }
+        let promotedAfter = ContinuousClock.now - started
+        #expect(promoted, "the replica \(replica) took over slot \(slot)")
+        let done = try await waitForCampaign(s.pg, id, timeout: .seconds(120))
+        #expect(done, "the campaign finishes after the failover: \(crashReport(s.daemons[0].output))")
+        let tally = try await expectSettled(s, id, users: users, shards: 6)
+        let ids = s.providers.map { Set($0.received.keys) }
+        let dup = ids[0].intersection(ids[1]).count + s.providers.map(twice).reduce(0, +)
+        #expect(tally.sent == ids[0].union(ids[1]), "sent rows == ids at the providers")
+        print("shards: Redis Cluster failover of \(master) (slot \(slot)) at \(atFailover) of \(users) received; replica promoted in "
+              + "\(promotedAfter); \(dup) duplicate id(s); \(tally)")
+        #expect(atFailover < users, "the failover came before the end")
+        #expect(dup == 0, "no id sent twice")
+        #expect(try await TestCluster.whole(), "the cluster is whole again after the test")
     }
 
     @Test("pause, resume, then cancel a campaign cut into 8 shards across two reachd (1 000/s, 50 ms provider): no request 2 s after the pause or the cancel, every shard let go, every user once")

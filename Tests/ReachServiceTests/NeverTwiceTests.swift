@@ -91,7 +91,7 @@ func crashReport(_ output: String) -> String {
 /// own recording DevProvider; `channel` gives the YAML line of the `sms`
 /// channel for a provider port. `stop` kills the daemons still running and the providers.
 func startInstances(_ count: Int, kafka: EmbeddedKafka, group: String, postgres: String, prefix: String, pipeline: String,
-                    providerDelay: Duration = .zero,
+                    providerDelay: Duration = .zero, redis: String? = nil,
                     channel: (Int) -> String) async throws -> ([DevProvider], [ReachdProcess], @Sendable () -> Void) {
     var providers: [DevProvider] = []
     var tasks: [Task<Void, any Error>] = []
@@ -101,7 +101,7 @@ func startInstances(_ count: Int, kafka: EmbeddedKafka, group: String, postgres:
         let (port, task) = try await startProvider(provider)
         providers.append(provider)
         tasks.append(task)
-        daemons.append(try await startReachd(kafka: kafka, group: group, postgres: postgres, redis: try TestEnvironment.redisURL(),
+        daemons.append(try await startReachd(kafka: kafka, group: group, postgres: postgres, redis: try redis ?? TestEnvironment.redisURL(),
                                              prefix: prefix, pipeline: pipeline, channels: [channel(port)]))
     }
     let running = daemons, providerTasks = tasks

@@ -135,7 +135,7 @@ public struct RedisSettings: ConfigSection, Sendable {
     public var poolSize = 4, timeoutMs = 5_000
     public init() {}
     static var keys: [Key<Self>] {[
-        Key("url", \.url, "redis://[:password@]host:port/db (or ?password=); put a password here only through REACH_REDIS_URL.", Rule {
+        Key("url", \.url, "redis://[:password@]host:port/db, or redis+cluster://[:password@]host1:port1,host2:port2 for a Redis Cluster (database 0 only) (or ?password=); put a password here only through REACH_REDIS_URL.", Rule {
             do { _ = try RedisConfiguration(url: $0); return nil } catch { return "\(error)" }
         }),
         Key("prefix", \.prefix, "Put before every key reachd writes.", Rule {

@@ -186,7 +186,9 @@ public final class CampaignRunner: Service, Sendable {
     /// A dependency being away (or slow), which passes: the campaign waits for it.
     static func isOutage(_ error: any Error) -> Bool {
         if let pg = error as? PostgresError { return pg.isRetryable }
-        if error is RedisError { return true }
+        // Any Redis error reply may pass (LOADING, BUSY, OOM, a failover); only a
+        // command the cluster client refused to send (keys across slots) never will.
+        if let redis = error as? RedisError { return redis.code != .refused }
         return false
     }
 
