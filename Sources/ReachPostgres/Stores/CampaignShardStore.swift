@@ -99,12 +99,7 @@ public struct CampaignShardStore: Sendable {
                 ORDER BY c.created_at, random() LIMIT $3
                 FOR UPDATE OF s SKIP LOCKED
             )
-            UPDATE reach.campaign_shards s
-            SET owner = $1, epoch = s.epoch + 1, lease_until = now() + make_interval(secs => $2::double precision),
-                started_at = coalesce(s.started_at, now()), updated_at = now()
-            FROM pick, reach.campaigns c
-            WHERE s.campaign_id = pick.campaign_id AND s.shard = pick.shard AND c.id = s.campaign_id
-            \(Self.returning)
+            \(Self.takePicked)
             """, [owner, lease.seconds, limit, excluding]).compactMap { Self.claim($0, owner: owner) }
     }
 
@@ -117,14 +112,19 @@ public struct CampaignShardStore: Sendable {
                 WHERE s.campaign_id = $3 AND s.shard = $4 AND \(Self.claimable(orOwnedBy: true))
                 FOR UPDATE OF s
             )
-            UPDATE reach.campaign_shards s
-            SET owner = $1, epoch = s.epoch + 1, lease_until = now() + make_interval(secs => $2::double precision),
-                started_at = coalesce(s.started_at, now()), updated_at = now()
-            FROM pick, reach.campaigns c
-            WHERE s.campaign_id = pick.campaign_id AND s.shard = pick.shard AND c.id = s.campaign_id
-            \(Self.returning)
+            \(Self.takePicked)
             """, [owner, lease.seconds, id, shard]).first.flatMap { Self.claim($0, owner: owner) }
     }
+
+    /// The second half of both claims: the rows in `pick` pass to `$1` for `$2` seconds under the next epoch.
+    static let takePicked = """
+        UPDATE reach.campaign_shards s
+        SET owner = $1, epoch = s.epoch + 1, lease_until = now() + make_interval(secs => $2::double precision),
+            started_at = coalesce(s.started_at, now()), updated_at = now()
+        FROM pick, reach.campaigns c
+        WHERE s.campaign_id = pick.campaign_id AND s.shard = pick.shard AND c.id = s.campaign_id
+        \(returning)
+        """
 
     static func claim(_ row: PostgresRow, owner: String) -> Claim? {
         guard let id = row[0], let index = row.int(1), let lower = row[2], let spec = row[7] else { return nil }
