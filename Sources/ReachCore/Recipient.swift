@@ -81,16 +81,18 @@ public struct OutboundMessage: Sendable, Equatable {
 }
 
 extension OutboundMessage {
-    /// The message as SPEC §6's JSON object; `maskAddress` masks `to` for files meant for reading.
-    public func json(maskAddress: Bool = false) -> String {
+    /// The message as SPEC §6's JSON object; `maskAddress` masks `to` for files meant for reading,
+    /// and `maskContent` also masks the personal numbers and addresses a template rendered into the
+    /// title and body (`{{phone}}`), for copies kept where operators read them (dead letters).
+    public func json(maskAddress: Bool = false, maskContent: Bool = false) -> String {
         var text = ""
         text.reserveCapacity(320)
-        appendJSON(to: &text, maskAddress: maskAddress)
+        appendJSON(to: &text, maskAddress: maskAddress, maskContent: maskContent)
         return text
     }
 
     /// Appends the JSON object to `text` (a provider batch is built in one string).
-    public func appendJSON(to text: inout String, maskAddress: Bool = false) {
+    public func appendJSON(to text: inout String, maskAddress: Bool = false, maskContent: Bool = false) {
         text += "{\"message_id\":"
         JSONText.quote(messageID, into: &text)
         text += ",\"campaign_id\":"
@@ -102,9 +104,9 @@ extension OutboundMessage {
         text += ",\"to\":"
         JSONText.quote(maskAddress ? Redaction.maskText(to) : to, into: &text)
         text += ",\"title\":"
-        JSONText.quote(title, into: &text)
+        JSONText.quote(maskContent ? Redaction.maskText(title) : title, into: &text)
         text += ",\"body\":"
-        JSONText.quote(body, into: &text)
+        JSONText.quote(maskContent ? Redaction.maskText(body) : body, into: &text)
         text += "}"
     }
 }

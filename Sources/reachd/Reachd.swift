@@ -35,7 +35,8 @@ struct ConfigOption: ParsableArguments {
 
     func logger(_ configuration: ReachConfiguration, label: String = "reachd") -> Logger {
         let level = Logger.Level(rawValue: configuration.log.level) ?? .info
-        ReachLogHandler.bootstrap(level: level, format: ReachLogHandler.Format(rawValue: configuration.log.format) ?? .json)
+        ReachLogHandler.bootstrap(level: level, format: ReachLogHandler.Format(rawValue: configuration.log.format) ?? .json,
+                                  sensitiveKeys: configuration.log.sensitiveKeys)
         return Logger(label: label)
     }
 }

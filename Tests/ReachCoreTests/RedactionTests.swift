@@ -51,3 +51,42 @@ struct ConnectionSecretsTests {
         #expect(Redaction.maskURLPassword("postgresql://reach:s3cret@db/reach") == masked("postgresql://reach:s3cret@db/reach"))
     }
 }
+
+@Suite("masking personal numbers in free text: phones in every way they are written, ID and card numbers")
+struct PersonalNumberMaskingTests {
+    func masked(_ text: String) -> String { Redaction.maskText(text) }
+
+    @Test("phones with hyphens or spaces between their groups keep the first three and the last four digits")
+    func separatedPhones() {
+        #expect(masked("call 138-1234-5678 now") == "call 138****5678 now")
+        #expect(masked("+86 138 1234 5678") == "+86****5678")
+        #expect(masked("to +86-138-1234-5678.") == "to +86****5678.")
+        #expect(masked("13812345678") == "138****5678")
+        #expect(masked("(+1 415 555 0100)") == "(+14****0100)")
+    }
+
+    @Test("dates, times, thousands, decimals, versions, addresses and ids stay as they are")
+    func notPhones() {
+        for text in ["at 2026-11-22 10:00:03", "2026-12-04T17:52:03+0000", "12 000 000 recipients", "1 000 000", "pi 3.14159265358",
+                     "127.0.0.1:5432", "192.168.100.200", "v1.2.3", "u-1001", "order A-77 amount 129.5", "campaign c-20261122-01",
+                     "bench-3-12345678", "4 500 skipped"] {
+            #expect(masked(text) == text, "\(text)")
+        }
+    }
+
+    @Test("a national ID number keeps its first 6 and last 4, with a digit or X last")
+    func nationalIDs() {
+        #expect(masked("id 11010519491231002X ok") == "id 110105********002X ok")
+        #expect(masked("110105194912310021") == "110105********0021")
+    }
+
+    @Test("a bank card number (Luhn) keeps its last 4, in one run or in groups")
+    func cards() {
+        #expect(masked("card 4111111111111111") == "card ************1111")
+        #expect(masked("4111 1111 1111 1111") == "************1111")
+        #expect(masked("4111-1111-1111-1111") == "************1111")
+        #expect(Redaction.luhnHolds("79927398713") && !Redaction.luhnHolds("79927398710"))
+        // Sixteen digits that fail Luhn are not a card: left alone (they are not a phone either).
+        #expect(masked("4111111111111112") == "4111111111111112")
+    }
+}

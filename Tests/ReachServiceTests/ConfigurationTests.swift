@@ -1,4 +1,5 @@
 import Foundation
+import ReachCore
 @testable import ReachService
 import Testing
 import TestSupport
@@ -143,6 +144,22 @@ struct ConfigurationTests {
         #expect(line.contains("\"user\":\"u-1\""))
         let data = Data(line.utf8)
         #expect((try? JSONSerialization.jsonObject(with: data)) != nil, "each line is valid JSON")
+    }
+
+    @Test("values under log.sensitive_keys never reach a line: JSON members, key=value text and metadata keys; ID and card numbers masked")
+    func sensitiveKeys() throws {
+        let handler = ReachLogHandler(label: "t", level: .info, format: .json, sensitiveKeys: SensitiveKeys(["salary", "id_number"]))
+        let line = handler.render(level: .info, message: #"render failed for {"salary": 91234.5, "name": "Li", "ID_NUMBER":"A12"} salary=1000"#,
+                                  metadata: ["salary": "88000", "payload": #"{"salary":"7","card":"4111 1111 1111 1111","id":"11010519491231002X"}"#,
+                                             "phone": "+86 138 1234 5678"])
+        for secret in ["91234.5", "A12", "1000", "88000", #"\"7\""#, "4111 1111", "19491231", "1234 5678"] {
+            #expect(!line.contains(secret), "\(secret) in \(line)")
+        }
+        #expect(line.contains("Li") && line.contains("************1111") && line.contains("110105********002X") && line.contains("+86****5678"), "\(line)")
+        #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "still valid JSON: \(line)")
+        let (configuration, problems) = ConfigLoader.load(path: try writeConfig("log: {sensitive_keys: [salary, tax_id]}"), environment: [:])
+        #expect(problems.isEmpty && configuration.log.sensitiveKeys == ["salary", "tax_id"], "\(problems)")
+        #expect(ReachConfiguration().log.sensitiveKeys.contains("id_number"))
     }
 }
 

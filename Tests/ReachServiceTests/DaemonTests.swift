@@ -50,7 +50,12 @@ struct DaemonTests {
         defer { task.cancel() }
         let health = try await get("http://127.0.0.1:\(port)/healthz")
         #expect(health.status == 200)
-        let ready = try await get("http://127.0.0.1:\(port)/readyz")
+        // Readiness is probed in the background: the first probes land within moments of the start.
+        var ready = HTTPReply(status: 0, body: "")
+        _ = try await eventually(timeout: .seconds(20)) {
+            ready = try await get("http://127.0.0.1:\(port)/readyz")
+            return ready.status == 200
+        }
         #expect(ready.status == 200, "\(ready.body)")
         let json = try JSONSerialization.jsonObject(with: Data(ready.body.utf8)) as? [String: Any]
         let checks = json?["checks"] as? [String: [String: Any]]
@@ -73,15 +78,53 @@ struct DaemonTests {
         c.redis.url = "redis://127.0.0.1:\(try TestEnvironment.freePort())/0"
         let (port, task) = try await startDaemon(c)
         defer { task.cancel() }
-        let ready = try await get("http://127.0.0.1:\(port)/readyz")
+        var checks: [String: [String: Any]]?
+        var ready = HTTPReply(status: 0, body: "")
+        let settled = try await eventually(timeout: .seconds(20)) {
+            ready = try await get("http://127.0.0.1:\(port)/readyz")
+            checks = (try JSONSerialization.jsonObject(with: Data(ready.body.utf8)) as? [String: Any])?["checks"] as? [String: [String: Any]]
+            return checks?["postgres"]?["ok"] as? Bool == true && checks?["kafka"]?["ok"] as? Bool == true
+        }
+        #expect(settled, "\(ready.body)")
         #expect(ready.status == 503)
-        let json = try JSONSerialization.jsonObject(with: Data(ready.body.utf8)) as? [String: Any]
-        let checks = json?["checks"] as? [String: [String: Any]]
         #expect(checks?["redis"]?["ok"] as? Bool == false)
-        #expect(checks?["postgres"]?["ok"] as? Bool == true)
-        #expect(checks?["kafka"]?["ok"] as? Bool == true)
+        // The world learns which dependency is down, not the error (host, port, users): that is in the log.
+        #expect(!ready.body.contains("127.0.0.1") && !ready.body.contains("error") && !ready.body.contains("refused"), "\(ready.body)")
         let metrics = try await get("http://127.0.0.1:\(port)/metrics")
         #expect(metrics.body.contains("reach_dependency_up{dependency=\"redis\"} 0"))
+    }
+
+    @Test("/readyz answers within a second from kept state while Redis hangs (SIGSTOP), says redis is down, and is ready again after SIGCONT")
+    func readyWhileRedisHangs() async throws {
+        let redis = try await RedisServerProcess.start()
+        var c = try await testConfiguration()
+        c.redis.url = redis.url
+        let (port, task) = try await startDaemon(c)
+        defer { task.cancel() }
+        let up = try await eventually(timeout: .seconds(20)) { (try? await get("http://127.0.0.1:\(port)/readyz"))?.status == 200 }
+        #expect(up, "not ready before the freeze")
+        redis.freeze()
+        defer { redis.thaw() }
+        var slowest = Duration.zero
+        var sawDown = false
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(6)
+        while clock.now < deadline {
+            let started = clock.now
+            let reply = try await get("http://127.0.0.1:\(port)/readyz")
+            slowest = max(slowest, clock.now - started)
+            if reply.status == 503 {
+                let checks = (try JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any])?["checks"] as? [String: [String: Any]]
+                #expect(checks?["redis"]?["ok"] as? Bool == false && checks?["postgres"]?["ok"] as? Bool == true, "\(reply.body)")
+                sawDown = true
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(sawDown, "/readyz never said redis was down while it hung")
+        #expect(slowest < .seconds(1), "the slowest /readyz answer took \(slowest)")
+        redis.thaw()
+        let back = try await eventually(timeout: .seconds(20)) { (try? await get("http://127.0.0.1:\(port)/readyz"))?.status == 200 }
+        #expect(back, "not ready again after SIGCONT")
     }
 
     @Test("reach_kafka_consumer_lag covers reach.events too, read from the events consumer's own group")

@@ -225,11 +225,16 @@ public struct ShutdownSettings: ConfigSection, Sendable {
 }
 
 public struct LogSettings: ConfigSection, Sendable {
+    public static let defaultSensitiveKeys = ["id_number", "id_card", "national_id", "ssn", "passport", "card_number", "bank_card",
+                                              "bank_account", "iban"]
     public var level = "info", format = "json"
+    public var sensitiveKeys = LogSettings.defaultSensitiveKeys
     public init() {}
     static var keys: [Key<Self>] {[
         Key("level", \.level, "", .oneOf(["trace", "debug", "info", "notice", "warning", "error", "critical"])),
         Key("format", \.format, "json: one object a line; text: for humans.", .oneOf(["json", "text"])),
+        Key("sensitive_keys", \.sensitiveKeys,
+            "Attribute names whose values never reach a log line (JSON members, key=value text, metadata keys); phones, e-mails, ID and card numbers are masked anyway."),
     ]}
 }
 

@@ -4,7 +4,9 @@ import ReachCore
 import Synchronization
 
 /// Structured logs to stderr: one JSON object a line (or `key=value` text).
-/// Phone numbers and e-mail addresses in the message and metadata are masked.
+/// Phone numbers, e-mail addresses, ID and card numbers in the message and metadata are
+/// masked (`Redaction.maskText`), and so is anything under a sensitive attribute name
+/// (`log.sensitive_keys`).
 public struct ReachLogHandler: LogHandler {
     public enum Format: String, Sendable { case json, text }
 
@@ -13,11 +15,13 @@ public struct ReachLogHandler: LogHandler {
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let format: Format
+    private let sensitive: SensitiveKeys
 
-    public init(label: String, level: Logger.Level, format: Format) {
+    public init(label: String, level: Logger.Level, format: Format, sensitiveKeys: SensitiveKeys = SensitiveKeys(LogSettings.defaultSensitiveKeys)) {
         self.label = label
         self.logLevel = level
         self.format = format
+        self.sensitive = sensitiveKeys
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -26,9 +30,12 @@ public struct ReachLogHandler: LogHandler {
     }
 
     /// Installs this handler for every logger of the process.
-    public static func bootstrap(level: Logger.Level, format: Format) {
-        LoggingSystem.bootstrap { label in ReachLogHandler(label: label, level: level, format: format) }
+    public static func bootstrap(level: Logger.Level, format: Format, sensitiveKeys: [String] = LogSettings.defaultSensitiveKeys) {
+        let keys = SensitiveKeys(sensitiveKeys)
+        LoggingSystem.bootstrap { label in ReachLogHandler(label: label, level: level, format: format, sensitiveKeys: keys) }
     }
+
+    func masked(_ text: String) -> String { Redaction.maskText(sensitive.mask(text)) }
 
     public func log(event: LogEvent) {
         var merged = metadata
@@ -42,13 +49,13 @@ public struct ReachLogHandler: LogHandler {
 
     func render(level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
         let timestamp = Date().formatted(.iso8601.year().month().day().timeSeparator(.colon).time(includingFractionalSeconds: true))
-        let fields = metadata.sorted { $0.key < $1.key }.map { ($0.key, Redaction.maskText(Self.flatten($0.value))) }
+        let fields = metadata.sorted { $0.key < $1.key }.map { ($0.key, sensitive.isSensitive($0.key) ? "***" : masked(Self.flatten($0.value))) }
         switch format {
         case .json:
             var out = "{\"ts\":\"\(timestamp)Z\",\"level\":\"\(level.rawValue)\",\"logger\":"
             JSONText.quote(label, into: &out)
             out += ",\"msg\":"
-            JSONText.quote(Redaction.maskText(message), into: &out)
+            JSONText.quote(masked(message), into: &out)
             for (key, value) in fields where !["ts", "level", "logger", "msg"].contains(key) {
                 out += ","
                 JSONText.quote(key, into: &out)
@@ -57,7 +64,7 @@ public struct ReachLogHandler: LogHandler {
             }
             return out + "}"
         case .text:
-            var out = "\(timestamp)Z \(level.rawValue.uppercased()) [\(label)] \(Redaction.maskText(message))"
+            var out = "\(timestamp)Z \(level.rawValue.uppercased()) [\(label)] \(masked(message))"
             for (key, value) in fields { out += " \(key)=\(value.contains(" ") ? JSONText.quote(value) : value)" }
             return out
         }

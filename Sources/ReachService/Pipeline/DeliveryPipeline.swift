@@ -289,11 +289,12 @@ struct DeliveryPipeline: Sendable {
         }
     }
 
-    /// A dead letter's `payload`: the message (address masked) and, for a
+    /// A dead letter's `payload`: the message (address, and numbers and addresses rendered
+    /// into title and body, masked: a replay renders afresh) and, for a
     /// trigger send, its `trigger` context (rule and event), so a replay can
     /// rebuild the send — a trigger send has no stored campaign to render from.
     static func deadLetterPayload(_ m: OutboundMessage, trigger: String?) -> String {
-        let message = m.json(maskAddress: true)
+        let message = m.json(maskAddress: true, maskContent: true)
         guard let trigger, message.hasSuffix("}") else { return message }
         return String(message.dropLast()) + #","trigger":"# + trigger + "}"
     }

@@ -20,7 +20,7 @@ public struct Daemon: Sendable {
         let infrastructure = try Infrastructure(configuration: configuration, logger: logger)
         defer { infrastructure.shutdown() }
         let metrics = ReachMetrics()
-        let readiness = Readiness(infrastructure: infrastructure, metrics: metrics)
+        let readiness = Readiness(infrastructure: infrastructure, metrics: metrics, logger: logger)
         try await Migrator(client: infrastructure.postgres, logger: logger).ensureCurrent()
         let registry = try ChannelRegistry.make(configuration: configuration, postgres: infrastructure.postgres, redis: infrastructure.redis)
         let wake = WakeSignal()
@@ -34,8 +34,7 @@ public struct Daemon: Sendable {
                                         metrics: metrics.pipeline, logger: logger, owner: owner)
         let runner = CampaignRunner(infrastructure: infrastructure, registry: registry, pipeline: pipeline, metrics: metrics.pipeline,
                                     logger: logger, wake: wake)
-        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, pauses: pauses,
-                                     dependencyUp: { metrics.dependencyUp($0, $1) })
+        let sampler = MetricsSampler(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, pauses: pauses)
         let rules = TriggerRules(postgres: infrastructure.postgres, channels: Set(configuration.channels.keys), logger: logger)
         let scheduler = DelayScheduler(infrastructure: infrastructure, pipeline: pipeline, logger: logger, triggerRules: rules, wake: wake)
         let triggers = TriggerIntake(infrastructure: infrastructure, rules: rules, sender: scheduler.triggerSender, metrics: metrics.pipeline, logger: logger)
@@ -54,7 +53,7 @@ public struct Daemon: Sendable {
             })
         var group = ServiceGroupConfiguration(
             services: [.init(service: http), .init(service: intake), .init(service: triggers), .init(service: runner), .init(service: scheduler),
-                       .init(service: publisher), .init(service: sampler)],
+                       .init(service: publisher), .init(service: sampler), .init(service: readiness)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         group.maximumGracefulShutdownDuration = .milliseconds(configuration.shutdown.gracePeriodMs)

@@ -13,16 +13,14 @@ public struct MetricsSampler: Service {
     let logger: Logger
     let interval: Duration
     let pauses: PausedChannels?
-    let dependencyUp: (@Sendable (String, Bool) -> Void)?
 
     public init(infrastructure: Infrastructure, metrics: PipelineMetrics, logger: Logger, interval: Duration = .seconds(5),
-                pauses: PausedChannels? = nil, dependencyUp: (@Sendable (String, Bool) -> Void)? = nil) {
+                pauses: PausedChannels? = nil) {
         self.infrastructure = infrastructure
         self.metrics = metrics
         self.logger = logger
         self.interval = interval
         self.pauses = pauses
-        self.dependencyUp = dependencyUp
     }
 
     /// Reads one consumer group's committed offsets, for the topic that group consumes.
@@ -55,12 +53,9 @@ public struct MetricsSampler: Service {
                 metrics.campaigns(state: state, count: counts[state] ?? 0)
             }
         }
-        // Depth doubles as the Redis health sample: a stall shows as reach_dependency_up{dependency="redis"} 0.
+        // reach_dependency_up is Readiness's, from its own probes.
         if let depth = try? await infrastructure.delayQueue.depth() {
             metrics.delayQueueDepth(depth)
-            dependencyUp?("redis", true)
-        } else {
-            dependencyUp?("redis", false)
         }
         // Sets reach_channel_paused for every configured channel.
         await pauses?.refresh()

@@ -565,7 +565,10 @@ components:
       schema: {type: string}
   responses:
     Readiness:
-      description: Readiness of each dependency
+      description: >-
+        Readiness of each dependency, from the state reachd keeps (probed every 500 ms; a probe
+        waiting longer than 1.5 s counts as down), so it answers at once even while a server hangs.
+        Only names and up/down: the error itself is logged and in reach_dependency_up.
       content:
         application/json:
           schema:
@@ -578,7 +581,7 @@ components:
                 additionalProperties:
                   type: object
                   required: [ok]
-                  properties: {ok: {type: boolean}, error: {type: string}}
+                  properties: {ok: {type: boolean}}
     BadRequest:
       description: Malformed JSON, a wrong type, an unknown field or an invalid value; `field` names where
       content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}
