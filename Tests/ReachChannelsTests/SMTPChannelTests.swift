@@ -71,3 +71,88 @@ struct SMTPChannelTests {
         #expect(outcomes.map(\.status) == [.retryable, .retryable])
     }
 }
+
+/// scripts/smtp_faults.py in one of its modes; what it saw, as JSON events.
+final class FaultySMTPServer: @unchecked Sendable {
+    let port: Int
+    let process: SpawnedProcess
+
+    init(_ mode: String) async throws {
+        port = try TestEnvironment.freePort()
+        let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/smtp_faults.py").path
+        process = try spawn("python3", [script, "--port", "\(port)", "--mode", mode])
+        let process = self.process
+        guard try await eventually(timeout: .seconds(20), { process.output.contains("ready") }) else {
+            throw ProcessFailure(command: "smtp_faults.py", status: -1, output: process.output)
+        }
+    }
+
+    var events: [[String: Any]] {
+        process.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func saw(_ event: String) -> [[String: Any]] { events.filter { $0["event"] as? String == event } }
+
+    deinit {
+        process.signal(SIGKILL)
+        _ = process.waitBlocking()
+    }
+}
+
+@Suite("e-mail over SMTP servers that misbehave: stripped STARTTLS, injected plain text, huge replies, a drop in DATA")
+struct SMTPFaultTests {
+    func channel(_ server: FaultySMTPServer, startTLS: String = "auto", credentials: Bool = true) throws -> SMTPChannel {
+        try SMTPChannel(name: "email", settings: .init(host: "127.0.0.1", port: server.port, from: "CRM <crm@example.com>",
+                                                        username: credentials ? "crm" : nil, password: credentials ? "s3cret" : nil,
+                                                        startTLS: startTLS, verifyCertificates: false, timeout: .seconds(5)))
+    }
+
+    @Test("STARTTLS stripped: with credentials and starttls auto, AUTH is never sent in clear text and nothing is delivered; starttls off allows it")
+    func strippedStartTLS() async throws {
+        let server = try await FaultySMTPServer("strip-starttls")
+        let email = try channel(server)
+        let outcomes = await email.send([message("u1", to: "alice@example.com")])
+        await email.shutdown()
+        #expect(outcomes.map(\.status) == [.retryable], "\(outcomes)")
+        #expect(outcomes.first?.error?.contains("clear text") == true, "\(outcomes)")
+        #expect(server.saw("auth").isEmpty, "AUTH went out in clear text: \(server.events)")
+        #expect(server.saw("message").isEmpty)
+
+        // Said explicitly: plain-text AUTH is what is meant.
+        let plain = try channel(server, startTLS: "off")
+        #expect(await plain.send([message("u2", to: "bob@example.com")]).map(\.status) == [.sent])
+        await plain.shutdown()
+        #expect(server.saw("auth").count == 1 && server.saw("message").count == 1, "\(server.events)")
+    }
+
+    @Test("plain text the server sent after its 220 to STARTTLS is thrown away: the forged EHLO reply is not read as the real one")
+    func injectionAfterStartTLS() async throws {
+        let server = try await FaultySMTPServer("inject")
+        let email = try channel(server)
+        let outcomes = await email.send([message("u1", to: "alice@example.com")])
+        await email.shutdown()
+        #expect(outcomes.map(\.status) == [.sent], "\(outcomes) \(server.events)")
+        #expect(server.saw("auth").allSatisfy { $0["tls"] as? Bool == true } && server.saw("auth").count == 1, "\(server.events)")
+        #expect(server.saw("message").first?["tls"] as? Bool == true, "\(server.events)")
+    }
+
+    @Test("a 100 000-line reply ends the session with a bounded error instead of being collected")
+    func hugeReply() async throws {
+        let server = try await FaultySMTPServer("huge-reply")
+        let email = try channel(server, credentials: false)
+        let outcomes = await email.send([message("u1", to: "alice@example.com")])
+        await email.shutdown()
+        #expect(outcomes.map(\.status) == [.retryable], "\(outcomes)")
+        #expect(outcomes.first?.error?.contains("longer than") == true, "\(outcomes)")
+    }
+
+    @Test("a connection dropped in the middle of DATA leaves the message retryable (same message id on the retry), never sent")
+    func dropInData() async throws {
+        let server = try await FaultySMTPServer("drop-in-data")
+        let email = try channel(server, credentials: false)
+        let outcomes = await email.send([message("u1", to: "alice@example.com"), message("u2", to: "bob@example.com")])
+        await email.shutdown()
+        #expect(outcomes.allSatisfy { $0.status == .retryable }, "\(outcomes)")
+        #expect(server.saw("dropped in DATA").count >= 1 && server.saw("message").isEmpty)
+    }
+}

@@ -100,6 +100,13 @@ public final class SMTPChannel: Channel {
                 throw SMTPConnection.Failure(description: "the server does not offer STARTTLS and starttls is 'require'")
             }
             if let username = settings.username, let password = settings.password {
+                // `auto` means TLS when offered; a server (or a middlebox stripping STARTTLS from
+                // EHLO) that does not offer it must not get the credentials in clear text. Only
+                // `starttls: off` says explicitly that plain-text AUTH is meant.
+                if !connection.isEncrypted && settings.startTLS != "off" {
+                    throw SMTPConnection.Failure(description:
+                        "the server did not offer STARTTLS: refusing to send credentials in clear text (starttls: off allows it)")
+                }
                 try await authenticate(connection, username: username, password: password, mechanisms: extensions["AUTH"] ?? [])
             }
             return Session(connection: connection, pipelining: extensions.keys.contains("PIPELINING"))
