@@ -73,6 +73,17 @@ class Instance:
             status = None
         return status, time.perf_counter() - t0
 
+    def metric(self, name, labels=""):
+        """The value of one series on /metrics (None when absent)."""
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=3).read().decode()
+        except Exception:
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + "{" + labels) or (not labels and line.startswith(name + " ")):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -153,6 +164,7 @@ class Stack:
                 time.sleep(0.1)
         self.env = dict(os.environ, REACH_KAFKA_BROKERS=self.kafka, REACH_POSTGRES_URL=f"postgresql://reach@127.0.0.1:{self.pg}/reach",
                         REACH_REDIS_URL=f"redis://127.0.0.1:{self.redis}/0", REACH_CHAOS_TOKEN="chaos-" + os.urandom(8).hex())
+        self.config("base")  # migrates
 
     def start_redis(self):
         sh(f"start_redis '{self.dir}/redis' {self.redis} durable")
@@ -208,7 +220,7 @@ class Stack:
         path = f"{self.dir}/{name}.yaml"
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
-        subprocess.run([self.binary, "migrate", "--config", path], check=True, env=self.env, stdout=subprocess.DEVNULL)
+        subprocess.run([self.binary, "migrate", "--config", path], check=True, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return path
 
     # --- data -------------------------------------------------------------
@@ -480,7 +492,15 @@ def providers(stack, users, fault_seconds, modes, tag="providers", backup=False)
             before = stack.provider_stats()
             stack.provider_mode(mode, ms=3000, retry_after=1)
             stack.publish(config, cid, users, channels={"sms": 100})
-            time.sleep(fault_seconds)
+            # The fault lasts `fault_seconds` from the first request it answers.
+            deadline = time.time() + 60
+            while stack.provider_stats()["requests"] == before["requests"] and time.time() < deadline:
+                time.sleep(0.05)
+            opened = False
+            fault_end = time.time() + fault_seconds
+            while time.time() < fault_end:
+                opened |= (inst.metric("reach_circuit_open", 'channel="sms"') or 0) > 0
+                time.sleep(0.2)
             during = stack.provider_stats()
             stack.provider_mode("ok")
             state = stack.wait_campaign(cid, 600)
@@ -493,9 +513,13 @@ def providers(stack, users, fault_seconds, modes, tag="providers", backup=False)
             # Ambiguous requests (no clean answer) may be resent: their ids bound the duplicates.
             fault_requests = during["requests"] - before["requests"]
             bound = 0 if mode in ("storm429", "ok") else during["messages"] - before["messages"]
-            ok = state == "done" and c["lost"] == 0 and no_reason == 0 and c["duplicates"] <= bound
+            retried = inst.metric("reach_messages_total", 'channel="sms",status="retried"') or 0
+            # Failures the provider causes open the breaker (failure rate 0.5 over 6 calls); 2xx answers never do.
+            must_open = mode in ("slow", "reset", "cut", "blackhole", "storm429")
+            ok = state == "done" and c["lost"] == 0 and no_reason == 0 and c["duplicates"] <= bound and (opened or not must_open)
             ok_all &= result(f"{tag}-{mode}", ok, users=users, fault_s=fault_seconds, requests_during_fault=fault_requests,
-                             state=state, lost=c["lost"], duplicates=f"{c['duplicates']} (bound {bound})",
+                             breaker_opened=opened, retried=int(retried), state=state, lost=c["lost"],
+                             duplicates=f"{c['duplicates']} (bound {bound})",
                              sent=st.get("sent", 0), dead=st.get("dead", 0), dead_reasons=dead_reasons or "-")
         finally:
             inst.stop()
