@@ -6,7 +6,7 @@ import ReachService
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure parts of reachd on this machine.",
-                                                    subcommands: [DelayQueueBench.self, EventsBench.self])
+                                                    subcommands: [DelayQueueBench.self, EventsBench.self, FuzzBench.self])
 
     struct DelayQueueBench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "delay-queue",
@@ -49,4 +49,44 @@ struct BenchCommand: AsyncParsableCommand {
             print(report)
         }
     }
+
+    struct FuzzBench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fuzz",
+            abstract: "Publish generated tasks and events, valid and not, interleaved (scripts/chaos's fuzz scenario).",
+            discussion: """
+                Half the messages go to reach.tasks, half to reach.events, from ReachDevTools.InputFuzzer (the suite's
+                generator): random bytes, truncated and deep JSON, NUL, invalid UTF-8, wrong types, huge strings,
+                unknown fields, boundary numbers and dates. Valid tasks are campaigns f-<n> a day away on inapp;
+                valid events are `fz` events. Prints how many of each were valid.
+                """)
+        @OptionGroup var options: ConfigOption
+        @Option(help: "Messages in all.") var count: Int = 10_000
+        @Option(help: "The generator's seed.") var seed: UInt64 = 0x5EED_0014
+
+        func run() async throws {
+            let c = try options.load()
+            guard !c.kafka.isEmbedded else {
+                FileHandle.standardError.write(Data("reachd: set kafka.brokers (REACH_KAFKA_BROKERS) to a running broker\n".utf8))
+                throw ExitCode(1)
+            }
+            let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers, properties: c.kafka.properties))
+            var fuzzer = InputFuzzer(rng: SplitMix64(seed: seed))
+            var tasks = 0, validTasks = 0, events = 0, validEvents = 0, bytes = 0
+            for i in 0..<count {
+                let (topic, message) = i % 2 == 0 ? (c.kafka.topics.tasks, fuzzer.task()) : (c.kafka.topics.events, fuzzer.event())
+                if i % 2 == 0 {
+                    tasks += 1
+                    if message.valid { validTasks += 1 }
+                } else {
+                    events += 1
+                    if message.valid { validEvents += 1 }
+                }
+                bytes += message.bytes.count
+                try await producer.send(topic: topic, key: Array("fuzz-\(i % 7)".utf8), value: message.bytes)
+            }
+            print("fuzz: \(tasks) tasks (\(validTasks) valid), \(events) events (\(validEvents) valid), \(bytes) bytes, seed \(seed)")
+        }
+    }
 }
+
