@@ -687,13 +687,92 @@ def shutdown(stack, users):
         inst.stop()
 
 
+# --- scenario 6: soak --------------------------------------------------------
+def histogram(text, name, labels):
+    """Cumulative bucket counts {le: count} of one histogram series."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{") and labels in line:
+            le = re.search(r'le="([^"]+)"', line)[1]
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def p99(before, after):
+    """The 99th percentile bucket bound of what the histogram gained between two snapshots."""
+    deltas = sorted((le, after.get(le, 0) - before.get(le, 0)) for le in after)
+    total = deltas[-1][1] if deltas else 0
+    if total <= 0:
+        return None
+    for le, count in deltas:
+        if count >= 0.99 * total:
+            return le
+    return deltas[-1][0]
+
+
+def soak(stack, seconds, users, event_rate):
+    """A mixed load for `seconds`: a campaign of `users` every 10 s, `event_rate` trigger events/s, and a
+    provider that answers every 10th request 503 (retries all along). RSS, open fds and sockets must stay
+    flat after the warm-up, and the event p99 must not drift."""
+    stack.reset()
+    stack.provider_mode("flaky")
+    channels = {"sms": "batch_size: 100, concurrency: 2, retry: {max_attempts: 5, base_ms: 200, max_ms: 2000}",
+                "push": "batch_size: 100, concurrency: 2, retry: {max_attempts: 5, base_ms: 200, max_ms: 2000}",
+                "email": "batch_size: 100, concurrency: 2, retry: {max_attempts: 5, base_ms: 200, max_ms: 2000}"}
+    config = stack.config("soak", channels)
+    inst = Instance(stack, "soak", config).start()
+    samples = []  # (t, rss MB, fds, sockets, histogram)
+    try:
+        load = stack.events(config, event_rate, seconds, users)
+        t0 = time.time()
+        campaigns = []
+        next_campaign = t0
+        while time.time() - t0 < seconds:
+            if time.time() >= next_campaign:
+                cid = f"chaos-soak-{len(campaigns)}-{int(time.time())}"
+                stack.publish(config, cid, users)
+                campaigns.append(cid)
+                next_campaign += 10
+            rss, fds = inst.rss_fds()
+            sockets = sum(1 for fd in os.listdir(f"/proc/{inst.proc.pid}/fd")
+                          if os.readlink(f"/proc/{inst.proc.pid}/fd/{fd}").startswith("socket:"))
+            text = urllib.request.urlopen(f"http://127.0.0.1:{inst.port}/metrics", timeout=5).read().decode()
+            samples.append((time.time() - t0, rss, fds, sockets, histogram(text, "reach_end_to_end_seconds", 'kind="event"')))
+            time.sleep(2)
+        published = load.result()
+        stack.provider_mode("ok")
+        states = [stack.wait_campaign(cid, 600) for cid in campaigns]
+        events_done = stack.wait_events(published, 300)
+        lost = sum(stack.check(cid, users)["lost"] for cid in campaigns) + stack.check("t:chaos-ping:%", published)["lost"]
+        dups = sum(stack.check(cid, users)["duplicates"] for cid in campaigns) + stack.check("t:chaos-ping:%", published)["duplicates"]
+        # Warm-up is the first fifth; flat means the last sample is within a margin of the warm-up's largest.
+        warm = [x for x in samples if x[0] <= seconds / 5] or samples[:1]
+        tail = samples[-1]
+        rss_ok = tail[1] <= max(x[1] for x in warm) * 1.5 + 32
+        fds_ok = tail[2] <= max(x[2] for x in warm) + 24
+        sockets_ok = tail[3] <= max(x[3] for x in warm) + 16
+        third = max(1, len(samples) // 3)
+        early = p99(samples[0][4], samples[third][4])
+        late = p99(samples[-third - 1][4], samples[-1][4])
+        drift_ok = early is None or late is None or late <= max(early * 2, early + 0.25)
+        ok = all(s == "done" for s in states) and events_done and lost == 0 and dups == 0 and rss_ok and fds_ok and sockets_ok and drift_ok
+        return result("soak", ok, seconds=seconds, campaigns=len(campaigns), events=published,
+                      rss_mb=f"{round(warm[-1][1])}->{round(tail[1])}", fds=f"{max(x[2] for x in warm)}->{tail[2]}",
+                      sockets=f"{max(x[3] for x in warm)}->{tail[3]}", event_p99_s=f"{early}->{late}", lost=lost,
+                      duplicates=f"{dups} (bound 0)")
+    finally:
+        stack.provider_mode("ok")
+        inst.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", default=[], help="which to run (default: all)")
     parser.add_argument("--small", action="store_true", help="the suite's sizes")
+    parser.add_argument("--soak-seconds", type=int, default=0, help="soak: how long (default 120 with --small, else 1800)")
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "reachd"))
     args = parser.parse_args()
-    wanted = set(args.scenarios) or {"kill9", "servers", "providers", "shutdown", "fuzz"}
+    wanted = set(args.scenarios) or {"kill9", "servers", "providers", "shutdown", "fuzz", "soak"}
     s = args.small
     stack = Stack(args.binary)
     try:
@@ -713,6 +792,8 @@ def main():
             shutdown(stack, 4000 if s else 60000)
         if "fuzz" in wanted:
             fuzz(stack, 2000 if s else 10000, 500 if s else 5000)
+        if "soak" in wanted:
+            soak(stack, args.soak_seconds or (120 if s else 1800), 2000 if s else 20000, 50 if s else 200)
     finally:
         stack.stop()
     failed = [r for r in RESULTS if not r[1]]

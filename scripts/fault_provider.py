@@ -16,6 +16,7 @@ Modes, one at a time:
     partial    200 with results for the first half of the batch only
     storm429   429 with Retry-After: `retry_after` (default 1)
     blackhole  read the request and never answer (the connection is held open)
+    flaky      every 10th request answers 503 (the soak's steady trickle of retries)
 
 GET /stats answers {"requests", "messages", "distinct", "duplicates", "by_mode"};
 GET /ids answers {"<message_id>": times received, ...}.
@@ -81,13 +82,17 @@ class Handler(BaseHTTPRequestHandler):
             mode, ms, retry_after = state["mode"], state["ms"], state["retry_after"]
             stats["requests"] += 1
             stats["by_mode"][mode] = stats["by_mode"].get(mode, 0) + 1
-            if mode != "storm429":  # a 429 is a refusal: nothing was taken
+            # A 429 or 503 is a refusal: nothing was taken. Every other answer (or none) may have been.
+            refused = mode == "storm429" or (mode == "flaky" and stats["requests"] % 10 == 0)
+            if not refused:
                 stats["messages"] += len(ids)
                 for i in ids:
                     seen[i] = seen.get(i, 0) + 1
         ok = json.dumps({"results": [{"message_id": i, "status": "ok"} for i in ids]})
-        if mode == "ok":
+        if mode == "ok" or (mode == "flaky" and stats["requests"] % 10):
             self.reply(200, ok)
+        elif mode == "flaky":
+            self.reply(503, '{"error": "try again"}')
         elif mode == "slow":
             time.sleep(ms / 1000)
             self.reply(200, ok)
