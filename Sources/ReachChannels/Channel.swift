@@ -18,6 +18,8 @@ public struct SendOutcome: Sendable, Equatable {
     public var error: String?
     /// The provider's `Retry-After`, when it sent one.
     public var retryAfter: Duration?
+    /// Which of the channel's providers answered (set by the pipeline; nil: none was called).
+    public var provider: String?
 
     public static func sent(_ ref: String? = nil) -> SendOutcome { SendOutcome(status: .sent, providerRef: ref) }
     public static func retryable(_ error: String, after: Duration? = nil) -> SendOutcome {

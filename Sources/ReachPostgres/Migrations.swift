@@ -222,6 +222,10 @@ public enum Migrations {
         );
         CREATE INDEX IF NOT EXISTS campaign_shards_open ON reach.campaign_shards (campaign_id) WHERE NOT done;
         """),
+        // Which of a channel's providers accepted a message (channels.<name>.providers: failover).
+        Migration(version: 9, name: "delivery provider", sql: """
+        ALTER TABLE reach.deliveries ADD COLUMN IF NOT EXISTS provider text;
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

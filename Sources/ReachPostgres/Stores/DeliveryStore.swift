@@ -17,9 +17,11 @@ public struct DeliveryStore: Sendable {
         public var messageID: String
         public var providerRef: String?
         public var lastError: String?
+        /// Which of the channel's providers accepted it (`sent` rows).
+        public var provider: String?
 
         public init(userID: String, channel: String?, status: DeliveryStatus, reason: String? = nil, attempts: Int, messageID: String,
-                    providerRef: String? = nil, lastError: String? = nil) {
+                    providerRef: String? = nil, lastError: String? = nil, provider: String? = nil) {
             self.userID = userID
             self.channel = channel
             self.status = status
@@ -28,10 +30,13 @@ public struct DeliveryStore: Sendable {
             self.messageID = messageID
             self.providerRef = providerRef
             self.lastError = lastError
+            self.provider = provider
         }
 
-        public static func sent(_ userID: String, channel: String?, attempts: Int, messageID: String, providerRef: String? = nil) -> Row {
-            Row(userID: userID, channel: channel, status: .sent, attempts: attempts, messageID: messageID, providerRef: providerRef)
+        public static func sent(_ userID: String, channel: String?, attempts: Int, messageID: String, providerRef: String? = nil,
+                                provider: String? = nil) -> Row {
+            Row(userID: userID, channel: channel, status: .sent, attempts: attempts, messageID: messageID, providerRef: providerRef,
+                provider: provider)
         }
 
         public static func skipped(_ userID: String, channel: String?, _ reason: SkipReason, attempts: Int, messageID: String,
@@ -129,14 +134,14 @@ public struct DeliveryStore: Sendable {
         for row in try await conn.query("""
             WITH changed AS (
             INSERT INTO reach.deliveries AS d
-                (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, sent_at)
+                (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, provider, sent_at)
             SELECT t.campaign_id, t.user_id, t.channel, t.status, t.reason, t.attempts, t.message_id, t.provider_ref, t.last_error,
-                   CASE WHEN t.status = 'sent' THEN now() END
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
-                 AS t(campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error)
+                   t.provider, CASE WHEN t.status = 'sent' THEN now() END
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[])
+                 AS t(campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error, provider)
             ON CONFLICT (campaign_id, user_id) DO UPDATE SET
                 channel = excluded.channel, status = excluded.status, reason = excluded.reason,
-                attempts = excluded.attempts, provider_ref = excluded.provider_ref,
+                attempts = excluded.attempts, provider_ref = excluded.provider_ref, provider = excluded.provider,
                 last_error = excluded.last_error, sent_at = excluded.sent_at, updated_at = now()
             WHERE d.status NOT IN ('sent', 'skipped', 'dead')
             RETURNING (xmax = 0) AS inserted, status,
@@ -147,7 +152,8 @@ public struct DeliveryStore: Sendable {
                    count(*) FILTER (WHERE first_failure) AS first_failures
             FROM changed GROUP BY status
             """, [campaignIDs, rows.map(\.userID), rows.map(\.channel), rows.map(\.status.rawValue), rows.map(\.reason), rows.map(\.attempts),
-                  rows.map(\.messageID), rows.map { $0.providerRef.map(JSONText.storable) }, rows.map { $0.lastError.map(JSONText.storable) }]) {
+                  rows.map(\.messageID), rows.map { $0.providerRef.map(JSONText.storable) }, rows.map { $0.lastError.map(JSONText.storable) },
+                  rows.map(\.provider)]) {
             result.inserted += row.int(1) ?? 0
             result.changed += row.int(2) ?? 0
             result.byStatus[row[0] ?? "", default: 0] += row.int(2) ?? 0

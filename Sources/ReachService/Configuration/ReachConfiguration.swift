@@ -248,6 +248,8 @@ public struct ChannelSettings: ConfigSection, Sendable {
     public var path: String?, address: String?
     public var batchSize = 100, concurrency = 4, ratePerSecond: Int?, frequencyCapPerDay = 0, timeoutMs = 3_000
     public var retry = RetrySettings(), circuitBreaker = CircuitBreakerSettings()
+    /// More than one HTTP provider, tried in `priority` order, each with its own breaker (failover).
+    public var providers: [ProviderSettings] = []
     public init() {}
 
     static let providers = ["http", "inbox", "log", "smtp"]
@@ -264,14 +266,29 @@ public struct ChannelSettings: ConfigSection, Sendable {
         Key("path", \.path, "log: the JSON-lines file (default reach-<name>.jsonl)."),
         Key("address", \.address, "The recipient field sent to (default: SPEC §6's field for sms/email/push, else user_id).",
             .oneOf(AddressField.allCases.map(\.rawValue))),
-        Key("batch_size", \.batchSize, "Messages per provider request.", .range(1...10_000)), Key("concurrency", \.concurrency, "Requests in flight at once, per page being sent.", .range(1...1024)),
+        Key("batch_size", \.batchSize, "Messages per provider request.", .range(1...10_000)), Key("concurrency", \.concurrency, "Requests in flight at once on this channel in one process: one pool of senders shared by every page, trigger batch and retry.", .range(1...1024)),
         Key("rate_per_second", \.ratePerSecond, "Messages per second over all instances (unset: no limit).", .positive),
         Key("frequency_cap_per_day", \.frequencyCapPerDay, "At most this many messages per user per rolling day on this channel.", .orMore("none")),
         Key("timeout_ms", \.timeoutMs, "How long one request may stay on the wire.", .positive), Key("retry", \.retry, ""), Key("circuit_breaker", \.circuitBreaker, ""),
+        Key("providers", \.providers, """
+            http: several providers for this channel instead of url/auth_header/token_env, tried by priority (lowest first, then \
+            list order), each with its own circuit breaker: while one's breaker is open its batches go to the next one with the \
+            same message ids; when every breaker is open, sends are deferred. Batching, concurrency, rate, retries and the \
+            breaker's settings stay the channel's.
+            """),
     ]}
 
     func validate(_ path: [String], _ c: ConfigContext) {
         var envs = [("username_env", usernameEnv), ("password_env", passwordEnv)]
+        if !providers.isEmpty {
+            if provider != "http" { c.problem(path + ["providers"], "only an http channel takes a list of providers") }
+            if url != nil { c.problem(path + ["url"], "set url on each of providers, not on the channel") }
+            var names: Set<String> = []
+            for (i, p) in providers.enumerated() where !names.insert(p.name).inserted {
+                c.problem(path + ["providers[\(i)]", "name"], "'\(p.name)' is named twice")
+            }
+            return
+        }
         switch provider {
         case "http":
             if !(url.map { $0.hasPrefix("http://") || $0.hasPrefix("https://") } ?? false) {
@@ -284,6 +301,28 @@ public struct ChannelSettings: ConfigSection, Sendable {
         default: envs = []
         }
         for case let (key, env?) in envs where c.environment[env] == nil { c.problem(path + [key], "environment variable \(env) is not set") }
+    }
+}
+
+/// One provider of a channel that has several (`channels.<name>.providers`).
+public struct ProviderSettings: ConfigSection, Sendable {
+    public var name = "", url = "", authHeader = "Authorization", tokenEnv: String?, priority = 0
+    public init() {}
+    public init(name: String, url: String, priority: Int = 0, tokenEnv: String? = nil) {
+        (self.name, self.url, self.priority, self.tokenEnv) = (name, url, priority, tokenEnv)
+    }
+    static var keys: [Key<Self>] {[
+        Key("name", \.name, "What metrics (label provider) and delivery rows (column provider) call it.",
+            .must("a name of letters, digits, '-', '_' or '.'", got: true) { !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } }),
+        Key("url", \.url, "Where requests are sent (http:// or https://).",
+            .must("an http:// or https:// url", got: true) { $0.hasPrefix("http://") || $0.hasPrefix("https://") }),
+        Key("auth_header", \.authHeader, "The header that carries the token."),
+        Key("token_env", \.tokenEnv, "The environment variable holding the token."),
+        Key("priority", \.priority, "Lower goes first; equal priorities keep list order."),
+    ]}
+
+    func validate(_ path: [String], _ c: ConfigContext) {
+        if let env = tokenEnv, c.environment[env] == nil { c.problem(path + ["token_env"], "environment variable \(env) is not set") }
     }
 }
 

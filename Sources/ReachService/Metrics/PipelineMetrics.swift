@@ -38,16 +38,20 @@ public final class PipelineMetrics: Sendable {
         delayQueueDepth(0)
     }
 
-    public func message(channel: String, status: MessageStatus, count: Int = 1) {
+    /// `provider`: which of the channel's providers was called (nil for an outcome no provider
+    /// call decided: skipped, or deferred while every breaker was open).
+    public func message(channel: String, status: MessageStatus, provider: String? = nil, count: Int = 1) {
         guard count > 0 else { return }
         let status = status.rawValue
-        let key = "m|\(channel)|\(status)"
+        let key = "m|\(channel)|\(status)|\(provider ?? "")"
         let counter = counters.withLock { cache in
             if let c = cache[key] { return c }
+            var labels = [("channel", channel), ("status", status)]
+            if let provider { labels.append(("provider", provider)) }
             let c = registry.makeCounter(
                 descriptor: .init(namespace: "reach", metricName: "messages", unitName: "total",
                                   helpText: "Messages by channel and outcome (sent, failed, retried, dead, skipped)."),
-                labels: [("channel", channel), ("status", status)])
+                labels: labels)
             cache[key] = c
             return c
         }
@@ -68,12 +72,12 @@ public final class PipelineMetrics: Sendable {
         counter.increment()
     }
 
-    public func sendDuration(channel: String, _ duration: Duration) {
-        histogram("s|\(channel)") {
+    public func sendDuration(channel: String, provider: String, _ duration: Duration) {
+        histogram("s|\(channel)|\(provider)") {
             registry.makeDurationHistogram(
                 descriptor: .init(namespace: "reach", metricName: "send_duration", unitName: "seconds",
                                   helpText: "Time of one provider call (a batch), by channel."),
-                labels: [("channel", channel)], buckets: Self.sendBuckets)
+                labels: [("channel", channel), ("provider", provider)], buckets: Self.sendBuckets)
         }.record(duration)
     }
 
@@ -109,6 +113,14 @@ public final class PipelineMetrics: Sendable {
             registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "circuit_open", unitName: "",
                                                  helpText: "1 while the channel's circuit breaker is open or half-open."),
                                labels: [("channel", channel)])
+        }.set(to: open ? 1 : 0)
+    }
+
+    public func providerCircuitOpen(channel: String, provider: String, _ open: Bool) {
+        gauge("bp|\(channel)|\(provider)") {
+            registry.makeGauge(descriptor: .init(namespace: "reach", metricName: "provider_circuit_open", unitName: "",
+                                                 helpText: "1 while this provider's circuit breaker is open (channels with several providers)."),
+                               labels: [("channel", channel), ("provider", provider)])
         }.set(to: open ? 1 : 0)
     }
 

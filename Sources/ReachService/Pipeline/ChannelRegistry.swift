@@ -4,16 +4,38 @@ import ReachCore
 import ReachPostgres
 import ReachRedis
 
+/// One provider of a channel: what metrics and rows call it, and the strategy that sends to it.
+public struct ProviderRoute: Sendable {
+    public let name: String
+    public let channel: any Channel
+
+    public init(name: String, channel: any Channel) {
+        self.name = name
+        self.channel = channel
+    }
+}
+
 /// The configured channels and their policies, built once at start-up.
 public struct ChannelRegistry: Sendable {
-    public let channels: [String: any Channel]
+    /// Each channel's first provider (the only one, unless `providers:` lists several).
+    public var channels: [String: any Channel] { routes.compactMapValues { $0.first?.channel } }
+    /// Each channel's providers in the order they are tried (priority, then list order).
+    public let routes: [String: [ProviderRoute]]
     /// How the pipeline batches, paces and retries each channel's sends.
     public let policies: [String: ChannelPolicy]
     /// Per-user daily cap over all channels (0: none).
     public let capOverall: Int
 
-    public init(channels: [String: any Channel], policies: [String: ChannelPolicy], capOverall: Int = 0) {
-        self.channels = channels
+    /// One provider per channel, named after its kind (`http`, `smtp`, …) or the channel.
+    public init(channels: [String: any Channel], policies: [String: ChannelPolicy], capOverall: Int = 0,
+                providerNames: [String: String] = [:]) {
+        self.init(routes: channels.reduce(into: [:]) { routes, entry in
+            routes[entry.key] = [ProviderRoute(name: providerNames[entry.key] ?? entry.key, channel: entry.value)]
+        }, policies: policies, capOverall: capOverall)
+    }
+
+    public init(routes: [String: [ProviderRoute]], policies: [String: ChannelPolicy], capOverall: Int = 0) {
+        self.routes = routes
         self.policies = policies
         self.capOverall = capOverall
     }
@@ -39,6 +61,7 @@ public struct ChannelRegistry: Sendable {
     public static func make(configuration: ReachConfiguration, postgres: PostgresClient, redis: RedisClient,
                             secrets: Secrets = Secrets()) throws -> ChannelRegistry {
         var channels: [String: any Channel] = [:]
+        var routes: [String: [ProviderRoute]] = [:]
         var policies: [String: ChannelPolicy] = [:]
         for (name, settings) in configuration.channels {
             policies[name] = ChannelPolicy(
@@ -49,6 +72,19 @@ public struct ChannelRegistry: Sendable {
                 timeout: .milliseconds(settings.timeoutMs), addressField: settings.address.flatMap(AddressField.init(rawValue:)),
                 breaker: .init(failureRate: settings.circuitBreaker.failureRate, window: .seconds(settings.circuitBreaker.windowSeconds),
                                minimumCalls: settings.circuitBreaker.minimumCalls, coolDown: .milliseconds(settings.circuitBreaker.coolDownMs)))
+            if !settings.providers.isEmpty {
+                // Failover: every provider an HTTP strategy of its own, in the order they are tried.
+                let ordered = settings.providers.enumerated().sorted { ($0.element.priority, $0.offset) < ($1.element.priority, $1.offset) }
+                routes[name] = ordered.map { _, p in
+                    var auth: (String, String)?
+                    if let token = secrets.value(env: p.tokenEnv, file: nil) {
+                        auth = (p.authHeader, p.authHeader.lowercased() == "authorization" ? "Bearer \(token)" : token)
+                    }
+                    return ProviderRoute(name: p.name, channel: HTTPProviderChannel(
+                        name: name, url: p.url, authHeader: auth, connections: settings.concurrency, timeout: .milliseconds(settings.timeoutMs)))
+                }
+                continue
+            }
             switch settings.provider {
             case "http":
                 var auth: (String, String)?
@@ -73,10 +109,11 @@ public struct ChannelRegistry: Sendable {
                 throw Unsupported(description: "channels.\(name): unknown provider '\(settings.provider)'")
             }
         }
-        return ChannelRegistry(channels: channels, policies: policies, capOverall: configuration.frequencyCap.perDay)
+        for (name, channel) in channels { routes[name] = [ProviderRoute(name: configuration.channels[name]?.provider ?? name, channel: channel)] }
+        return ChannelRegistry(routes: routes, policies: policies, capOverall: configuration.frequencyCap.perDay)
     }
 
     public func shutdown() async {
-        for channel in channels.values { await channel.shutdown() }
+        for route in routes.values.joined() { await route.channel.shutdown() }
     }
 }

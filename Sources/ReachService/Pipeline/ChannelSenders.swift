@@ -46,7 +46,7 @@ final class ChannelSenders: Sendable {
         guard !messages.isEmpty else { return [:] }
         return await withTaskGroup(of: [(String, Dispatched)].self) { group in
             for (name, list) in Dictionary(grouping: messages, by: \.channel) {
-                guard let channel = registry.channels[name], let pool = pools[name] else {
+                guard let routes = registry.routes[name], !routes.isEmpty, let pool = pools[name] else {
                     group.addTask { list.map { ($0.messageID, .outcome(.permanent("channel \(name) is not configured"))) } }
                     continue
                 }
@@ -56,7 +56,7 @@ final class ChannelSenders: Sendable {
                     group.addTask {
                         await pool.acquire(urgent: urgent)
                         defer { pool.release() }
-                        return await self.send(batch, on: channel, gate: gate, spread: spread)
+                        return await self.send(batch, channel: name, routes: routes, gate: gate, spread: spread)
                     }
                 }
             }
@@ -66,15 +66,16 @@ final class ChannelSenders: Sendable {
         }
     }
 
-    /// One batch, holding one of its channel's senders.
-    private func send(_ batch: [OutboundMessage], on channel: any Channel, gate: SendGate, spread: KeySpread) async -> [(String, Dispatched)] {
-        let name = channel.name
+    /// One batch, holding one of its channel's senders. It goes to the first provider, in order,
+    /// whose breaker lets it through (failover); when every breaker is open it is deferred.
+    private func send(_ batch: [OutboundMessage], channel name: String, routes: [ProviderRoute], gate: SendGate,
+                      spread: KeySpread) async -> [(String, Dispatched)] {
         func all(_ dispatched: Dispatched) -> [(String, Dispatched)] { batch.map { ($0.messageID, dispatched) } }
         // Paused cluster-wide: deferred through the delay queue like an open breaker (no attempt spent).
         let paused = Dispatched.outcome(.paused(after: PausedChannels.deferral))
         if case .hold(let hold) = gate.check() { return all(.withheld(hold)) }
         if await pauses.isPaused(name) { return all(paused) }
-        let breaker = breakers.gate(name)
+        var breaker = breakers.gate(name)
         if case .wait(let wait) = breaker { return all(.outcome(.deferred(after: wait))) }
         if let rate = registry.policy(name).ratePerSecond {
             let (verdict, waited) = await waitForRate(batch.count, channel: name, rate: rate, gate: gate)
@@ -85,15 +86,28 @@ final class ChannelSenders: Sendable {
                 return all(paused)
             }
         }
-        let start = ContinuousClock.now
-        // Not cancellable from here on: an accepted request must come back as accepted.
-        var outcomes = await channel.send(batch)
-        metrics.sendDuration(channel: name, ContinuousClock.now - start)
-        let healthy = outcomes.contains { $0.status == .sent || $0.status == .permanent }
-        breakers.record(name, success: healthy)
-        if case .probe(let coolDown) = breaker, !healthy {
+        var outcomes: [SendOutcome] = []
+        // At most one call per provider. A failed half-open probe re-opens that provider's breaker
+        // and the same batch goes straight on to the next provider whose breaker lets it through;
+        // only when none does is it deferred. (Deferring it instead would bring it back just as the
+        // failed provider's cool-down ends, to be probed and deferred again, for ever.)
+        for _ in routes.indices {
+            let index = breaker.provider ?? 0
+            let route = routes[min(index, routes.count - 1)]
+            let start = ContinuousClock.now
+            // Not cancellable from here on: an accepted request must come back as accepted.
+            outcomes = await route.channel.send(batch)
+            metrics.sendDuration(channel: name, provider: route.name, ContinuousClock.now - start)
+            let healthy = outcomes.contains { $0.status == .sent || $0.status == .permanent }
+            breakers.record(name, provider: index, success: healthy)
+            for i in outcomes.indices { outcomes[i].provider = route.name }
+            guard case .probe(_, let coolDown) = breaker, !healthy else { break }
             // The provider is still down: that says nothing about these messages.
             outcomes = outcomes.map { $0.status == .retryable ? .deferred(after: coolDown) : $0 }
+            if case .hold = gate.check() { break }
+            let next = breakers.gate(name)
+            guard let nextIndex = next.provider, nextIndex != index else { break }
+            breaker = next
         }
         let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }
             .map { (spread.scope(campaignID: $0.0.campaignID, userID: $0.0.userID), $0.0.userID) }

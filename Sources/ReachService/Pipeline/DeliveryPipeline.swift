@@ -237,24 +237,25 @@ struct DeliveryPipeline: Sendable {
         }
         let answer = ProviderAnswer(outcome)
         // SPEC §8 `failed`: a provider call that failed (the message is then `retried` or `dead` too).
-        if answer.isFailedCall { tally.count(.failed, channel: m.channel) }
+        if answer.isFailedCall { tally.count(.failed, channel: m.channel, provider: outcome.provider) }
         let error = outcome.error ?? "provider call failed"
         switch DeliveryDecision.decide(answer, attempt: number, policy: registry.retryPolicy(m.channel)) {
         case .sent(let attempts, let providerRef):
             followUp.sent += 1
-            tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempts, messageID: m.messageID, providerRef: providerRef),
-                      count: .sent, channel: m.channel)
+            tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempts, messageID: m.messageID, providerRef: providerRef,
+                                          provider: outcome.provider),
+                      count: .sent, channel: m.channel, provider: outcome.provider)
         case .wait(let reason, let after, let attempts):
             followUp.released.append((m.campaignID, m.userID))
             followUp.retries.append(DelayedWork.Retry(m, attempts: attempts, trigger: attempt.send.trigger)
                 .queueItem(dueMs: Epoch.ms(now) + after.milliseconds))
             tally.add(m.campaignID, .waiting(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
-                      count: .retried, channel: m.channel)
+                      count: .retried, channel: m.channel, provider: outcome.provider)
         case .dead(let reason, let attempts):
             followUp.released.append((m.campaignID, m.userID))
             followUp.uncapped.append((m.userID, m.channel, m.messageID))
             tally.add(m.campaignID, .dead(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
-                      count: .dead, channel: m.channel)
+                      count: .dead, channel: m.channel, provider: outcome.provider)
             tally.outcome.deadLetters.append((m.campaignID, .init(
                 userID: m.userID, channel: m.channel, reason: reason.rawValue, error: error, attempts: attempts,
                 payloadJSON: Self.deadLetterPayload(m, trigger: attempt.send.trigger), messageID: m.messageID)))
@@ -263,8 +264,8 @@ struct DeliveryPipeline: Sendable {
 
     /// 9. Record: the caller's write, retried until durable; the counts go to the metrics once.
     private func finish<R: Sendable>(_ tally: Tally, _ record: (Outcome) async throws -> R) async throws -> R {
-        for (channel, byStatus) in tally.counts {
-            for (status, n) in byStatus { metrics.message(channel: channel, status: status, count: n) }
+        for (key, byStatus) in tally.counts {
+            for (status, n) in byStatus { metrics.message(channel: key.channel, status: status, provider: key.provider, count: n) }
         }
         return try await persist(logger, "delivery rows") { try await record(tally.outcome) }
     }
@@ -272,11 +273,16 @@ struct DeliveryPipeline: Sendable {
     /// Rows and metric counts as the steps produce them.
     private struct Tally {
         var outcome = Outcome()
-        var counts: [String: [MessageStatus: Int]] = [:]
+        struct MetricKey: Hashable {
+            let channel: String
+            let provider: String?
+        }
+        var counts: [MetricKey: [MessageStatus: Int]] = [:]
 
-        mutating func add(_ campaignID: String, _ row: DeliveryStore.Row, count status: MessageStatus?, channel: String?) {
+        mutating func add(_ campaignID: String, _ row: DeliveryStore.Row, count status: MessageStatus?, channel: String?,
+                          provider: String? = nil) {
             outcome.rows.append((campaignID, row))
-            if let status { count(status, channel: channel) }
+            if let status { count(status, channel: channel, provider: provider) }
         }
 
         mutating func skip(_ send: Send, _ reason: SkipReason, channel: String?) {
@@ -284,8 +290,8 @@ struct DeliveryPipeline: Sendable {
                 count: .skipped, channel: channel)
         }
 
-        mutating func count(_ status: MessageStatus, channel: String?) {
-            counts[channel ?? "none", default: [:]][status, default: 0] += 1
+        mutating func count(_ status: MessageStatus, channel: String?, provider: String? = nil) {
+            counts[MetricKey(channel: channel ?? "none", provider: provider), default: [:]][status, default: 0] += 1
         }
     }
 
