@@ -312,12 +312,12 @@ class Stack:
         req = urllib.request.Request(f"http://127.0.0.1:{self.provider}/_mode", data=json.dumps({"mode": mode, **kw}).encode(), method="POST")
         urllib.request.urlopen(req, timeout=10).read()
 
-    def check(self, cid_pattern, expected_users):
+    def check(self, cid_pattern, expected_users, ids=None):
         """The invariants over the rows whose campaign_id matches: every expected
         user one terminal row; every `sent` row's message at the provider; how many
         of their message ids the provider received more than once."""
         rows = psql(self.pg, f"SELECT status, message_id FROM reach.deliveries WHERE campaign_id LIKE '{cid_pattern}'")
-        ids = self.provider_ids()
+        ids = self.provider_ids() if ids is None else ids
         terminal = sent_missing = duplicates = 0
         statuses = {}
         for line in filter(None, rows.splitlines()):
@@ -480,17 +480,32 @@ def servers(stack, users, outage, event_rate, which):
 
 # --- scenario 3: providers that misbehave -----------------------------------
 def providers(stack, users, fault_seconds, modes, tag="providers", backup=False):
+    """Each fault of the provider on its own. With `backup`, the channel lists a second provider
+    (failover): everything the faulty one does not take goes through the backup within the
+    breaker's reaction time, and nothing waits for the faulty one to recover."""
     ok_all = True
+    spare = None
+    if backup:
+        spare_port = free_port()
+        spare = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "fault_provider.py"), "--port", str(spare_port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.procs.append(spare)
+        time.sleep(1)
     for mode in modes:
         stack.reset()
         sms = ("batch_size: 50, concurrency: 2, timeout_ms: 1000, retry: {max_attempts: 3, base_ms: 200, max_ms: 1000}, "
                "circuit_breaker: {failure_rate: 0.5, window_seconds: 5, minimum_calls: 6, cool_down_ms: 2000}")
+        if backup:
+            # The faulty provider stays faulty for the whole run: the backup must carry it.
+            sms = (f"provider: http, providers: [{{name: primary, url: \"http://127.0.0.1:{stack.provider}/sms\"}}, "
+                   f"{{name: backup, url: \"http://127.0.0.1:{spare_port}/sms\"}}], " + sms.replace("cool_down_ms: 2000", "cool_down_ms: 30000"))
         config = stack.config(f"{tag}-{mode}", {"sms": sms})
         inst = Instance(stack, f"{tag}-{mode}", config).start()
         cid = f"chaos-{tag}-{mode}-{int(time.time())}"
         try:
             before = stack.provider_stats()
             stack.provider_mode(mode, ms=3000, retry_after=1)
+            t_start = time.time()
             stack.publish(config, cid, users, channels={"sms": 100})
             # The fault lasts `fault_seconds` from the first request it answers.
             deadline = time.time() + 60
@@ -499,12 +514,26 @@ def providers(stack, users, fault_seconds, modes, tag="providers", backup=False)
             opened = False
             fault_end = time.time() + fault_seconds
             while time.time() < fault_end:
-                opened |= (inst.metric("reach_circuit_open", 'channel="sms"') or 0) > 0
+                opened |= (inst.metric("reach_circuit_open", 'channel="sms"') or 0) > 0 \
+                    or (inst.metric("reach_provider_circuit_open", 'channel="sms",provider="primary"') or 0) > 0
                 time.sleep(0.2)
             during = stack.provider_stats()
-            stack.provider_mode("ok")
+            if not backup:
+                stack.provider_mode("ok")
             state = stack.wait_campaign(cid, 600)
-            c = stack.check(cid, users)
+            took = time.time() - t_start
+            if backup:
+                during = stack.provider_stats()  # the primary faulted until the end: all it took bounds the duplicates
+                stack.provider_mode("ok")
+                # Both providers' records: a message is at "the provider" when either has it.
+                ids = stack.provider_ids()
+                for k, v in json.load(urllib.request.urlopen(f"http://127.0.0.1:{spare_port}/ids", timeout=60)).items():
+                    ids[k] = ids.get(k, 0) + v
+                c = stack.check(cid, users, ids=ids)
+                via = dict(tuple(l.split("|")) for l in psql(stack.pg, f"SELECT coalesce(provider, '-'), count(*) FROM reach.deliveries "
+                                                                         f"WHERE campaign_id = '{cid}' AND status = 'sent' GROUP BY 1").splitlines() if l)
+            else:
+                c = stack.check(cid, users)
             st = c["statuses"]
             dead_reasons = psql(stack.pg, f"SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM reach.deliveries "
                                           f"WHERE campaign_id = '{cid}' AND status = 'dead'")
@@ -513,10 +542,19 @@ def providers(stack, users, fault_seconds, modes, tag="providers", backup=False)
             # Ambiguous requests (no clean answer) may be resent: their ids bound the duplicates.
             fault_requests = during["requests"] - before["requests"]
             bound = 0 if mode in ("storm429", "ok") else during["messages"] - before["messages"]
-            retried = inst.metric("reach_messages_total", 'channel="sms",status="retried"') or 0
+            retried = sum(v for v in [inst.metric("reach_messages_total", 'channel="sms",status="retried"' + extra)
+                                      for extra in ("", ',provider="primary"', ',provider="backup"', ',provider="http"')] if v)
             # Failures the provider causes open the breaker (failure rate 0.5 over 6 calls); 2xx answers never do.
             must_open = mode in ("slow", "reset", "cut", "blackhole", "storm429")
             ok = state == "done" and c["lost"] == 0 and no_reason == 0 and c["duplicates"] <= bound and (opened or not must_open)
+            if backup:
+                # The primary's breaker (30 s cool-down) never lets it carry the run again: the backup does,
+                # and the run ends well before the cool-down would have.
+                ok = ok and (not must_open or int(via.get("backup", 0)) > 0) and took < 30
+                ok_all &= result(f"failover-{mode}", ok, users=users, state=state, seconds=round(took, 1), lost=c["lost"],
+                                 duplicates=f"{c['duplicates']} (bound {bound})", sent_via=",".join(f"{k}:{v}" for k, v in sorted(via.items())),
+                                 dead=st.get("dead", 0))
+                continue
             ok_all &= result(f"{tag}-{mode}", ok, users=users, fault_s=fault_seconds, requests_during_fault=fault_requests,
                              breaker_opened=opened, retried=int(retried), state=state, lost=c["lost"],
                              duplicates=f"{c['duplicates']} (bound {bound})",
@@ -772,7 +810,7 @@ def main():
     parser.add_argument("--soak-seconds", type=int, default=0, help="soak: how long (default 120 with --small, else 1800)")
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "reachd"))
     args = parser.parse_args()
-    wanted = set(args.scenarios) or {"kill9", "servers", "providers", "shutdown", "fuzz", "soak"}
+    wanted = set(args.scenarios) or {"kill9", "servers", "providers", "failover", "shutdown", "fuzz", "soak"}
     s = args.small
     stack = Stack(args.binary)
     try:
@@ -788,6 +826,9 @@ def main():
         if "providers" in wanted:
             providers(stack, 1000 if s else 20000, fault_seconds=4 if s else 15,
                       modes=["slow", "reset", "cut", "malformed", "partial", "storm429", "blackhole"])
+        if "failover" in wanted:
+            providers(stack, 1000 if s else 20000, fault_seconds=4 if s else 15, modes=["reset", "blackhole", "storm429"] if s else
+                      ["slow", "reset", "cut", "storm429", "blackhole"], tag="failover", backup=True)
         if "shutdown" in wanted:
             shutdown(stack, 4000 if s else 60000)
         if "fuzz" in wanted:
