@@ -427,7 +427,10 @@ def servers(stack, users, outage, event_rate, which):
         try:
             load = stack.events(config, event_rate, int(outage + 10), users)
             stack.publish(config, cid, users, channels={"sms": 100})
-            time.sleep(3)
+            # In the middle of the campaign: once it runs and has written rows.
+            deadline = time.time() + 120
+            while time.time() < deadline and int(psql(stack.pg, f"SELECT count(*) FROM reach.deliveries WHERE campaign_id = '{cid}'")) < 200:
+                time.sleep(0.2)
             injected = time.time()
             if server == "redis":
                 if how == "kill":
@@ -820,7 +823,7 @@ def main():
         if "kill9" in wanted:
             kill9(stack, users, kills=3 if s else 20, event_rate=100 if s else 500, seconds_between=2 if s else 3)
         if "servers" in wanted:
-            which = [("redis", "stop"), ("postgres", "kill")] if s else \
+            which = [("redis", "stop"), ("postgres", "kill"), ("kafka", "stop")] if s else \
                 [("redis", "kill"), ("redis", "stop"), ("postgres", "kill"), ("postgres", "stop"), ("kafka", "stop")]
             servers(stack, 4000 if s else 60000, outage=4 if s else 30, event_rate=50 if s else 200, which=which)
         if "providers" in wanted:

@@ -30,6 +30,8 @@ public final class Readiness: Service, Sendable {
     struct Probe {
         var lastOK = false
         var lastError: String? = "not probed yet"
+        /// Whether a probe has answered yet: before that nothing is logged (start-up is not an outage).
+        var probed = false
         var inFlightSince: ContinuousClock.Instant?
         /// What was last logged, so a change is logged once.
         var reportedUp: Bool?
@@ -118,6 +120,7 @@ public final class Readiness: Service, Sendable {
         }
         probes.withLock {
             $0[name]?.inFlightSince = nil
+            $0[name]?.probed = true
             $0[name]?.lastOK = failure == nil
             $0[name]?.lastError = failure
         }
@@ -132,7 +135,7 @@ public final class Readiness: Service, Sendable {
                 guard var p = probes[name] else { continue }
                 let up = Self.isUp(p, now: now, stallAfter: stallAfter)
                 metrics?.dependencyUp(name, up)
-                if p.reportedUp != up {
+                if p.reportedUp != up, p.probed || up {
                     let stalled = p.lastOK && !up
                     changes.append((name, up, stalled ? "no answer for more than \(stallAfter)" : p.lastError))
                     p.reportedUp = up
