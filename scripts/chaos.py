@@ -653,7 +653,7 @@ def fuzz(stack, count, http_count):
     inst = Instance(stack, "fuzz", config).start()
     try:
         t0 = time.time()
-        out = subprocess.run([stack.binary, "bench", "fuzz", "--config", config, "--count", str(count)], env=stack.env,
+        out = subprocess.run([stack.binary, "bench", "fuzz", "--config", config, "--count", str(count), "--personal-data"], env=stack.env,
                              capture_output=True, text=True, timeout=1800).stdout
         m = re.search(r"fuzz: (\d+) tasks \((\d+) valid\), (\d+) events \((\d+) valid\)", out)
         if not m:
@@ -806,6 +806,31 @@ def soak(stack, seconds, users, event_rate):
         inst.stop()
 
 
+def log_scan(stack):
+    """Every log line reachd wrote in this run, scanned for an unmasked phone number (the seeded
+    `138…` numbers, written in any grouping), e-mail address, ID number or the API token."""
+    phone = re.compile(r"(?<![\d*])(?:\+?86[ -]?)?138[ -]?\d{4}[ -]?\d{4}(?!\d)")
+    email = re.compile(r"[A-Za-z0-9._%+-]{2,}@example\.com")
+    national = re.compile(r"(?<!\d)\d{17}[\dX](?!\d)")
+    token = stack.env["REACH_CHAOS_TOKEN"]
+    lines = found = 0
+    examples = []
+    for name in sorted(os.listdir(stack.dir)):
+        if not (name.startswith("reachd-") and name.endswith(".log")):
+            continue
+        with open(os.path.join(stack.dir, name), errors="replace") as f:
+            for line in f:
+                lines += 1
+                hit = phone.search(line) or email.search(line) or national.search(line) or (token in line and re.search(re.escape(token), line))
+                if hit:
+                    found += 1
+                    if len(examples) < 3:
+                        examples.append(f"{name}: {line.strip()[:200]}")
+    for e in examples:
+        print("  unmasked:", e, flush=True)
+    return result("log-scan", found == 0 and lines > 0, lines=lines, unmasked=found, lost=0, duplicates="0 (bound 0)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", default=[], help="which to run (default: all)")
@@ -838,6 +863,7 @@ def main():
             fuzz(stack, 2000 if s else 10000, 500 if s else 5000)
         if "soak" in wanted:
             soak(stack, args.soak_seconds or (120 if s else 1800), 2000 if s else 20000, 50 if s else 200)
+        log_scan(stack)
     finally:
         stack.stop()
     failed = [r for r in RESULTS if not r[1]]

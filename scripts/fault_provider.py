@@ -74,7 +74,10 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, json.dumps(state))
             return
         try:
-            ids = [m["message_id"] for m in json.loads(raw)["messages"]]
+            batch = json.loads(raw)["messages"]
+            ids = [m["message_id"] for m in batch]
+            # Refusals echo the first recipient's address, as real vendors do: bait for the log scan.
+            to = str(batch[0].get("to", "")) if batch else ""
         except Exception:
             self.reply(400, '{"error": "not a batch"}')
             return
@@ -92,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "ok" or (mode == "flaky" and stats["requests"] % 10):
             self.reply(200, ok)
         elif mode == "flaky":
-            self.reply(503, '{"error": "try again"}')
+            self.reply(503, json.dumps({"error": f"try again later for {to}"}))
         elif mode == "slow":
             time.sleep(ms / 1000)
             self.reply(200, ok)
@@ -112,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             half = ids[: max(1, len(ids) // 2)]
             self.reply(200, json.dumps({"results": [{"message_id": i, "status": "ok"} for i in half]}))
         elif mode == "storm429":
-            self.reply(429, '{"error": "slow down"}', [("Retry-After", str(retry_after))])
+            self.reply(429, json.dumps({"error": f"slow down: {to} over quota"}), [("Retry-After", str(retry_after))])
         elif mode == "blackhole":
             time.sleep(300)
             self.close_connection = True

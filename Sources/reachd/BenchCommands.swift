@@ -63,6 +63,14 @@ struct BenchCommand: AsyncParsableCommand {
         @OptionGroup var options: ConfigOption
         @Option(help: "Messages in all.") var count: Int = 10_000
         @Option(help: "The generator's seed.") var seed: UInt64 = 0x5EED_0014
+        @Flag(help: "Also publish invalid tasks that carry a phone number, an e-mail address and an ID number where an error could echo them (the log scan's bait).")
+        var personalData = false
+
+        static let personal = [
+            #"{"kind":"campaign","campaign_id":"pii 138-1234-5678","segment":{"user_ids":["u1"]},"channels":{"sms":1},"template":{"body":"x"}}"#,
+            #"{"kind":"campaign","campaign_id":"pii-2","segment":{"user_ids":["alice.smith@example.com",5]},"channels":{"sms":1},"template":{"body":"call +86 138 1234 5678, id 11010519491231002X"}}"#,
+            #"{"kind":"campaign","campaign_id":"pii-3","segment":"13812345678","channels":{"sms":1},"template":{"body":"x"}}"#,
+        ]
 
         func run() async throws {
             let c = try options.load()
@@ -84,6 +92,12 @@ struct BenchCommand: AsyncParsableCommand {
                 }
                 bytes += message.bytes.count
                 try await producer.send(topic: topic, key: Array("fuzz-\(i % 7)".utf8), value: message.bytes)
+            }
+            if personalData {
+                for text in Self.personal {
+                    tasks += 1
+                    try await producer.send(topic: c.kafka.topics.tasks, key: Array("pii".utf8), value: Array(text.utf8))
+                }
             }
             print("fuzz: \(tasks) tasks (\(validTasks) valid), \(events) events (\(validEvents) valid), \(bytes) bytes, seed \(seed)")
         }
