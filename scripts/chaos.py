@@ -826,6 +826,17 @@ def log_scan(stack):
                     found += 1
                     if len(examples) < 3:
                         examples.append(f"{name}: {line.strip()[:200]}")
+    # What operators read besides logs: the rows' last errors and delivery dead letters (an input
+    # dead letter keeps the message as it came, by design).
+    stored = psql(stack.pg, "SELECT coalesce(last_error, '') FROM reach.deliveries WHERE last_error IS NOT NULL "
+                            "UNION ALL SELECT coalesce(error, '') || ' ' || coalesce(payload::text, '') FROM reach.dead_letters "
+                            "WHERE source = 'delivery'")
+    for line in stored.splitlines():
+        lines += 1
+        if phone.search(line) or email.search(line) or national.search(line) or token in line:
+            found += 1
+            if len(examples) < 3:
+                examples.append(f"PostgreSQL: {line.strip()[:200]}")
     for e in examples:
         print("  unmasked:", e, flush=True)
     return result("log-scan", found == 0 and lines > 0, lines=lines, unmasked=found, lost=0, duplicates="0 (bound 0)")
