@@ -138,10 +138,13 @@ struct ReplayTests {
         defer { daemon.cancel() }
         let pg = PostgresClient(url: url, poolSize: 1)
 
-        try await publish(kafka, #"{"kind":"campaign","campaign_id":"rp","segment":{"id":"all"},"channels":{"push":1},"template":{"body":"x"}}"#)
+        try await publish(kafka, #"{"kind":"campaign","campaign_id":"rp","segment":{"id":"all"},"channels":{"push":1},"template":{"title":"for {{email}}","body":"x {{phone}}"}}"#)
         #expect(try await waitForCampaign(pg, "rp"))
         let dead = try await pg.query("SELECT message_id FROM reach.deliveries WHERE campaign_id = 'rp' AND status = 'dead'").compactMap { $0[0] }
         #expect(dead.count > 100, "push is rejected for everyone who has a token")
+        // The dead letters' copies of the message mask what the template rendered (a replay renders afresh).
+        let copies = try await pg.query("SELECT payload->>'title', payload->>'body' FROM reach.dead_letters WHERE campaign_id = 'rp' AND user_id = 'u00001'")
+        #expect(copies.first?[0] == "for u***@example.com" && copies.first?[1] == "x 138****0001", "\(copies.map { [$0[0], $0[1]] })")
         #expect(provider.stats.distinct == 0)
 
         rejecting.set(false)
@@ -153,6 +156,9 @@ struct ReplayTests {
             try await pg.query("SELECT count(*) FROM reach.deliveries WHERE campaign_id = 'rp' AND status = 'sent'").first?.int(0) == dead.count
         })
         #expect(Set(provider.received.keys) == Set(dead), "the same message ids")
+        let u1 = try await pg.query("SELECT message_id FROM reach.deliveries WHERE campaign_id = 'rp' AND user_id = 'u00001'").first?[0]
+        #expect(u1.flatMap { provider.message($0) }.map { [$0.title ?? "", $0.body ?? ""] } == ["for user1@example.com", "x 13800000001"],
+                "the replay rendered the real values")
         #expect(provider.received.values.allSatisfy { $0 == 1 })
         #expect(try await pg.query("SELECT count(*) FROM reach.dead_letters WHERE campaign_id = 'rp' AND replayed_at IS NULL").first?.int(0) == 0)
         let counters = try await CampaignStore(client: pg).status("rp")?.counters
