@@ -41,6 +41,20 @@ def sh(script, **env):
     subprocess.run(["bash", "-c", f"source '{ROOT}/scripts/lib.sh'; {script}"], check=True, env=full)
 
 
+def start_dev_kafka(binary, directory, partitions=4):
+    """`reachd dev-kafka` in the background: (process, bootstrap address it printed first)."""
+    out = open(f"{directory}/kafka.out", "w+")
+    proc = subprocess.Popen([binary, "dev-kafka", "--partitions", str(partitions)], stdout=out, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        out.seek(0)
+        line = out.readline().strip()
+        if line:
+            return proc, line
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the embedded Kafka did not start")
+
+
 def pg_bin():
     """PostgreSQL's own binaries (Debian's `psql` is a Perl wrapper: its start-up
     cost showed in the machine profile when polled every 0.2 s)."""
@@ -122,15 +136,8 @@ class Stack:
         say(f"starting PostgreSQL :{self.pg}, Redis :{self.redis}, embedded Kafka, dev provider :{self.provider}")
         sh(f"start_postgres '{self.dir}/pg' {self.pg}")
         sh(f"start_redis '{self.dir}/redis' {self.redis}")
-        kafka_out = open(f"{self.dir}/kafka.out", "w+")
-        self.procs.append(subprocess.Popen([REACHD, "dev-kafka", "--partitions", "4"], stdout=kafka_out, stderr=subprocess.DEVNULL))
-        for _ in range(100):
-            kafka_out.seek(0)
-            line = kafka_out.readline().strip()
-            if line:
-                self.kafka = line
-                break
-            time.sleep(0.1)
+        proc, self.kafka = start_dev_kafka(REACHD, self.dir)
+        self.procs.append(proc)
         self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(self.provider)],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.procs.append(subprocess.Popen([REACHD, "dev-provider", "--port", str(self.latency_provider), "--latency-from-title"],

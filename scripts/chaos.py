@@ -18,7 +18,7 @@ and the script exits non-zero when any line says FAIL.
 import argparse, http.client, json, os, random, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ROOT, say, free_port, sh, psql, proc_stats  # noqa: E402
+from bench import ROOT, say, free_port, sh, psql, proc_stats, start_dev_kafka  # noqa: E402
 
 TERMINAL = ("sent", "skipped", "dead")
 RESULTS = []
@@ -174,16 +174,7 @@ class Stack:
             return int(f.read())
 
     def start_kafka(self):
-        out = open(f"{self.dir}/kafka.out", "w+")
-        self.kafka_proc = subprocess.Popen([self.binary, "dev-kafka", "--partitions", "4"], stdout=out, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            out.seek(0)
-            line = out.readline().strip()
-            if line:
-                self.kafka = line
-                return
-            time.sleep(0.1)
-        raise RuntimeError("the embedded Kafka did not start")
+        self.kafka_proc, self.kafka = start_dev_kafka(self.binary, self.dir)
 
     def postgres_pids(self):
         """The postmaster and every backend (SIGSTOP must reach them all to freeze the server)."""

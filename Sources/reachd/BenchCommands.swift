@@ -5,6 +5,15 @@ import ArgumentParser
 import ReachService
 
 struct BenchCommand: AsyncParsableCommand {
+    /// A producer on the configured broker; the load commands need a running one, not the embedded stand-in.
+    static func producer(_ c: ReachConfiguration) throws -> KafkaProducer {
+        guard !c.kafka.isEmbedded else {
+            FileHandle.standardError.write(Data("reachd: set kafka.brokers (REACH_KAFKA_BROKERS) to a running broker\n".utf8))
+            throw ExitCode(1)
+        }
+        return try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers, properties: c.kafka.properties))
+    }
+
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure parts of reachd on this machine.",
                                                     subcommands: [DelayQueueBench.self, EventsBench.self, FuzzBench.self])
 
@@ -39,11 +48,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let c = try options.load()
-            guard !c.kafka.isEmbedded else {
-                FileHandle.standardError.write(Data("reachd: set kafka.brokers (REACH_KAFKA_BROKERS) to a running broker\n".utf8))
-                throw ExitCode(1)
-            }
-            let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers, properties: c.kafka.properties))
+            let producer = try BenchCommand.producer(c)
             let report = try await EventLoad(producer: producer, topic: c.kafka.topics.events, event: event, users: users)
                 .run(rate: rate, seconds: seconds)
             print(report)
@@ -74,11 +79,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let c = try options.load()
-            guard !c.kafka.isEmbedded else {
-                FileHandle.standardError.write(Data("reachd: set kafka.brokers (REACH_KAFKA_BROKERS) to a running broker\n".utf8))
-                throw ExitCode(1)
-            }
-            let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers, properties: c.kafka.properties))
+            let producer = try BenchCommand.producer(c)
             var fuzzer = InputFuzzer(rng: SplitMix64(seed: seed))
             var tasks = 0, validTasks = 0, events = 0, validEvents = 0, bytes = 0
             for i in 0..<count {
