@@ -326,6 +326,7 @@ class Stack:
         psql(self.pg, "TRUNCATE reach.deliveries, reach.campaigns, reach.campaign_shards, reach.inbox, reach.dead_letters CASCADE")
         subprocess.run(["redis-cli", "-p", str(self.redis), "flushall"], check=True, stdout=subprocess.DEVNULL)
         self.provider_mode("ok")
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.provider}/_reset", data=b"{}", method="POST"), timeout=10).read()
 
     def stop(self):
         for p in self.procs + [self.kafka_proc, self.provider_proc]:

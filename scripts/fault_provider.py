@@ -6,6 +6,7 @@ and records every message id it received, answered or not. Its fault is set
 at start (--mode) and can be changed while it runs:
 
     POST /_mode  {"mode": "slow", "ms": 3000}
+    POST /_reset forgets every id and count (a new scenario)
 
 Modes, one at a time:
     ok         200 {"results": [... "ok" ...]}
@@ -68,6 +69,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.path == "/_reset":
+            with lock:
+                seen.clear()
+                stats.update(requests=0, messages=0, by_mode={})
+            self.reply(200, "{}")
+            return
         if self.path == "/_mode":
             with lock:
                 state.update(json.loads(raw))
