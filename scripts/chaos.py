@@ -12,7 +12,7 @@ message id, and `/readyz`. Each scenario ends with one line
 
 and the script exits non-zero when any line says FAIL.
 
-    scenarios  kill9 servers providers failover fuzz shutdown soak
+    scenarios  kill9 servers providers smtp failover shutdown fuzz soak
     --small    the sizes `scripts/test` runs; without it, the sizes README reports
 """
 import argparse, http.client, json, os, random, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
@@ -688,6 +688,60 @@ def fuzz(stack, count, http_count):
         inst.stop()
 
 
+# --- scenario 3b: an SMTP server that drops the connection in DATA -----------
+def smtp_drop(stack, users, fault_seconds):
+    """The e-mail channel's SMTP server drops every connection in the middle of DATA for
+    `fault_seconds`, then a good server (scripts/smtp_sink.py) takes its port. Every user ends
+    `sent` or `dead` with a reason, and no message reaches the good server twice (a message cut
+    off in DATA was never accepted)."""
+    stack.reset()
+    port = free_port()
+    log = f"{stack.dir}/smtp-sink.jsonl"
+    faulty = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "smtp_faults.py"), "--port", str(port), "--mode", "drop-in-data"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    faulty.stdout.readline()  # ready
+    email = (f"provider: smtp, host: 127.0.0.1, port: {port}, from: \"CRM <crm@example.com>\", starttls: \"off\", "
+             "batch_size: 50, concurrency: 2, timeout_ms: 2000, retry: {max_attempts: 4, base_ms: 200, max_ms: 1000}, "
+             "circuit_breaker: {failure_rate: 0.5, window_seconds: 5, minimum_calls: 6, cool_down_ms: 2000}")
+    config = stack.config("smtp-drop", {"email": email})
+    inst = Instance(stack, "smtp-drop", config).start()
+    cid = f"chaos-smtp-drop-{int(time.time())}"
+    sink = None
+    try:
+        stack.publish(config, cid, users, channels={"email": 100})
+        time.sleep(fault_seconds)
+        drops = 0
+        faulty.terminate()
+        out = faulty.communicate(timeout=10)[0]
+        drops = out.count("dropped in DATA")
+        sink = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "smtp_sink.py"), "--port", str(port), "--log", log,
+                                 "--user", "crm", "--password", "unused"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        sink.stdout.readline()  # ready
+        state = stack.wait_campaign(cid, 600)
+        received = {}
+        with open(log) as f:
+            for line in f:
+                mid = json.loads(line).get("message_id")
+                received[mid] = received.get(mid, 0) + 1
+        rows = psql(stack.pg, f"SELECT status, coalesce(reason, ''), message_id FROM reach.deliveries WHERE campaign_id = '{cid}'")
+        terminal = sent_missing = no_reason = 0
+        for line in filter(None, rows.splitlines()):
+            status, reason, mid = line.split("|")
+            terminal += status in TERMINAL
+            sent_missing += status == "sent" and mid not in received
+            no_reason += status in ("dead", "skipped") and not reason
+        dups = sum(v - 1 for v in received.values() if v > 1)
+        lost = users - terminal + sent_missing
+        ok = state == "done" and lost == 0 and dups == 0 and no_reason == 0 and drops > 0
+        return result("smtp-drop-in-data", ok, users=users, fault_s=fault_seconds, drops_in_data=drops, state=state, lost=lost,
+                      duplicates=f"{dups} (bound 0)", delivered=len(received))
+    finally:
+        inst.stop()
+        for p in (faulty, sink):
+            if p and p.poll() is None:
+                p.kill()
+
+
 # --- scenario 5: graceful shutdown under load -------------------------------
 def shutdown(stack, users):
     """SIGTERM mid-campaign: in-flight batches finish and are recorded (every id the provider has is a
@@ -841,7 +895,7 @@ def main():
     parser.add_argument("--soak-seconds", type=int, default=0, help="soak: how long (default 120 with --small, else 1800)")
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "reachd"))
     args = parser.parse_args()
-    wanted = set(args.scenarios) or {"kill9", "servers", "providers", "failover", "shutdown", "fuzz", "soak"}
+    wanted = set(args.scenarios) or {"kill9", "servers", "providers", "smtp", "failover", "shutdown", "fuzz", "soak"}
     s = args.small
     stack = Stack(args.binary)
     try:
@@ -856,9 +910,12 @@ def main():
             servers(stack, 4000 if s else 60000, outage=4 if s else 30, event_rate=50 if s else 200, which=which)
         if "providers" in wanted:
             providers(stack, 1000 if s else 20000, fault_seconds=4 if s else 15,
-                      modes=["slow", "reset", "cut", "malformed", "partial", "storm429", "blackhole"])
+                      modes=["reset", "malformed", "storm429", "blackhole"] if s else
+                      ["slow", "reset", "cut", "malformed", "partial", "storm429", "blackhole"])
+        if "smtp" in wanted:
+            smtp_drop(stack, 300 if s else 5000, fault_seconds=4 if s else 15)
         if "failover" in wanted:
-            providers(stack, 1000 if s else 20000, fault_seconds=4 if s else 15, modes=["reset", "blackhole", "storm429"] if s else
+            providers(stack, 1000 if s else 20000, fault_seconds=4 if s else 15, modes=["reset", "storm429"] if s else
                       ["slow", "reset", "cut", "storm429", "blackhole"], tag="failover", backup=True)
         if "shutdown" in wanted:
             shutdown(stack, 4000 if s else 60000)

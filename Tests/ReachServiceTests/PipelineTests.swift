@@ -85,9 +85,9 @@ struct PipelineTests {
 
         // Metrics count what the rows say, and the exposition passes promtool.
         let metrics = try await get("http://127.0.0.1:\(httpPort)/metrics").body
-        #expect(metrics.contains("reach_messages_total{channel=\"sms\",status=\"sent\"} \(byChannel["sms"] ?? 0)"), "\(metrics)")
+        #expect(metrics.contains("reach_messages_total{channel=\"sms\",status=\"sent\",provider=\"http\"} \(byChannel["sms"] ?? 0)"), "\(metrics)")
         #expect(metrics.contains("reach_messages_total{channel=\"none\",status=\"skipped\"} \(byStatus["skipped/opted_out"] ?? 0)"))
-        #expect(metrics.contains("reach_send_duration_seconds_count{channel=\"push\"}"))
+        #expect(metrics.contains("reach_send_duration_seconds_count{channel=\"push\",provider=\"http\"}"))
         #expect(metrics.contains("reach_end_to_end_seconds_bucket{kind=\"task\""))
         #expect(metrics.contains("reach_kafka_consumer_lag{topic=\"reach.tasks\",partition=\"0\"}"))
         #expect(metrics.contains("reach_campaigns{state=\"running\"}"))
