@@ -708,12 +708,19 @@ def smtp_drop(stack, users, fault_seconds):
     cid = f"chaos-smtp-drop-{int(time.time())}"
     sink = None
     try:
+        seen = []
+        reader = threading.Thread(target=lambda: seen.extend(iter(faulty.stdout.readline, "")), daemon=True)
+        reader.start()
         stack.publish(config, cid, users, channels={"email": 100})
+        # The fault lasts `fault_seconds` from the first session it cuts.
+        deadline = time.time() + 60
+        while time.time() < deadline and not any("dropped in DATA" in line for line in seen):
+            time.sleep(0.05)
         time.sleep(fault_seconds)
-        drops = 0
         faulty.terminate()
-        out = faulty.communicate(timeout=10)[0]
-        drops = out.count("dropped in DATA")
+        faulty.wait(timeout=10)
+        reader.join(timeout=5)
+        drops = sum("dropped in DATA" in line for line in seen)
         sink = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "smtp_sink.py"), "--port", str(port), "--log", log,
                                  "--user", "crm", "--password", "unused"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         sink.stdout.readline()  # ready
@@ -824,7 +831,12 @@ def soak(stack, seconds, users, event_rate):
             sockets = sum(1 for fd in os.listdir(f"/proc/{inst.proc.pid}/fd")
                           if os.readlink(f"/proc/{inst.proc.pid}/fd/{fd}").startswith("socket:"))
             text = urllib.request.urlopen(f"http://127.0.0.1:{inst.port}/metrics", timeout=5).read().decode()
-            samples.append((time.time() - t0, rss, fds, sockets, histogram(text, "reach_end_to_end_seconds", 'kind="event"')))
+            # Connections as the servers count them: PostgreSQL backends and Redis clients.
+            pg_conns = int(psql(stack.pg, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'reach' AND pid <> pg_backend_pid()"))
+            info = subprocess.run(["redis-cli", "-p", str(stack.redis), "info", "clients"], capture_output=True, text=True).stdout
+            redis_conns = int(re.search(r"connected_clients:(\d+)", info)[1])
+            samples.append((time.time() - t0, rss, fds, sockets, histogram(text, "reach_end_to_end_seconds", 'kind="event"'),
+                            pg_conns, redis_conns))
             time.sleep(2)
         published = load.result()
         stack.provider_mode("ok")
@@ -838,14 +850,16 @@ def soak(stack, seconds, users, event_rate):
         rss_ok = tail[1] <= max(x[1] for x in warm) * 1.5 + 32
         fds_ok = tail[2] <= max(x[2] for x in warm) + 24
         sockets_ok = tail[3] <= max(x[3] for x in warm) + 16
+        conns_ok = max(x[5] for x in samples) <= max(x[5] for x in warm) + 4 and max(x[6] for x in samples) <= max(x[6] for x in warm) + 4
         third = max(1, len(samples) // 3)
         early = p99(samples[0][4], samples[third][4])
         late = p99(samples[-third - 1][4], samples[-1][4])
         drift_ok = early is None or late is None or late <= max(early * 2, early + 0.25)
-        ok = all(s == "done" for s in states) and events_done and lost == 0 and dups == 0 and rss_ok and fds_ok and sockets_ok and drift_ok
+        ok = all(s == "done" for s in states) and events_done and lost == 0 and dups == 0 and rss_ok and fds_ok and sockets_ok and conns_ok and drift_ok
         return result("soak", ok, seconds=seconds, campaigns=len(campaigns), events=published,
                       rss_mb=f"{round(warm[-1][1])}->{round(tail[1])}", fds=f"{max(x[2] for x in warm)}->{tail[2]}",
-                      sockets=f"{max(x[3] for x in warm)}->{tail[3]}", event_p99_s=f"{early}->{late}", lost=lost,
+                      sockets=f"{max(x[3] for x in warm)}->{tail[3]}", pg_conns=f"{max(x[5] for x in warm)}->{max(x[5] for x in samples)}",
+                      redis_conns=f"{max(x[6] for x in warm)}->{max(x[6] for x in samples)}", event_p99_s=f"{early}->{late}", lost=lost,
                       duplicates=f"{dups} (bound 0)")
     finally:
         stack.provider_mode("ok")
