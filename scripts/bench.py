@@ -41,6 +41,15 @@ def sh(script, **env):
     subprocess.run(["bash", "-c", f"source '{ROOT}/scripts/lib.sh'; {script}"], check=True, env=full)
 
 
+def recipients_sql(n):
+    """Seeds n recipients u00000001… with a phone, an e-mail, a push token and attrs.level."""
+    return f"""
+        INSERT INTO reach.recipients (user_id, name, phone, email, push_token, timezone, attrs)
+        SELECT 'u' || lpad(g::text, 8, '0'), 'User ' || g, '138' || lpad(g::text, 8, '0'), 'user' || g || '@example.com',
+               'push-' || g, 'UTC', jsonb_build_object('level', g % 6)
+        FROM generate_series(1, {n}) g"""
+
+
 def start_dev_kafka(binary, directory, partitions=4):
     """`reachd dev-kafka` in the background: (process, bootstrap address it printed first)."""
     out = open(f"{directory}/kafka.out", "w+")
@@ -164,11 +173,7 @@ channels:
     def seed(self, n):
         say(f"seeding {n} recipients")
         psql(self.pg, "TRUNCATE reach.recipients, reach.segment_members, reach.deliveries, reach.campaigns, reach.inbox CASCADE")
-        psql(self.pg, f"""
-            INSERT INTO reach.recipients (user_id, name, phone, email, push_token, timezone, attrs)
-            SELECT 'u' || lpad(g::text, 8, '0'), 'User ' || g, '138' || lpad(g::text, 8, '0'), 'user' || g || '@example.com',
-                   'push-' || g, 'UTC', jsonb_build_object('level', g % 6)
-            FROM generate_series(1, {n}) g""")
+        psql(self.pg, recipients_sql(n))
         psql(self.pg, "INSERT INTO reach.segments (id, name) VALUES ('bench', 'bench') ON CONFLICT DO NOTHING")
         psql(self.pg, "INSERT INTO reach.segment_members SELECT 'bench', user_id FROM reach.recipients")
         psql(self.pg, "VACUUM ANALYZE reach.recipients")

@@ -18,7 +18,7 @@ and the script exits non-zero when any line says FAIL.
 import argparse, http.client, json, os, random, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ROOT, say, free_port, sh, psql, proc_stats, start_dev_kafka  # noqa: E402
+from bench import ROOT, say, free_port, sh, psql, proc_stats, recipients_sql, start_dev_kafka  # noqa: E402
 
 TERMINAL = ("sent", "skipped", "dead")
 RESULTS = []
@@ -219,11 +219,7 @@ class Stack:
         say(f"seeding {n} recipients (every 50th opted out of sms)")
         psql(self.pg, "TRUNCATE reach.recipients, reach.segment_members, reach.deliveries, reach.campaigns, reach.campaign_shards, "
                       "reach.inbox, reach.dead_letters, reach.preferences, reach.triggers CASCADE")
-        psql(self.pg, f"""
-            INSERT INTO reach.recipients (user_id, name, phone, email, push_token, timezone, attrs)
-            SELECT 'u' || lpad(g::text, 8, '0'), 'User ' || g, '138' || lpad(g::text, 8, '0'), 'user' || g || '@example.com',
-                   'push-' || g, 'UTC', jsonb_build_object('level', g % 6)
-            FROM generate_series(1, {n}) g""")
+        psql(self.pg, recipients_sql(n))
         psql(self.pg, "INSERT INTO reach.segments (id, name) VALUES ('chaos', 'chaos') ON CONFLICT DO NOTHING")
         psql(self.pg, "INSERT INTO reach.segment_members SELECT 'chaos', user_id FROM reach.recipients")
         psql(self.pg, "INSERT INTO reach.preferences (user_id, channel, opted_out) SELECT user_id, 'sms', true FROM reach.recipients "
