@@ -1,5 +1,6 @@
 import Foundation
 import ReachDevTools
+import ReachKafka
 import ReachPostgres
 import ReachService
 import Testing
@@ -7,6 +8,26 @@ import TestSupport
 
 @Suite("failover within a channel: several providers, one breaker each")
 struct FailoverTests {
+    /// The pipeline's configuration with `push` on `providers`: batches of 20, 2 in flight, quick
+    /// retries, a breaker that opens after 4 calls at a failure rate of 0.5.
+    func failoverConfiguration(kafka: EmbeddedKafka, url: String, providers: [ProviderSettings], attempts: Int,
+                               coolDownMs: Int) throws -> ReachConfiguration {
+        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: 1,
+                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
+        var push = configuration.channels["push"]!
+        push.url = nil
+        push.providers = providers
+        push.batchSize = 20
+        push.concurrency = 2
+        push.retry = .fast(attempts: attempts, baseMs: 50, maxMs: 200)
+        push.circuitBreaker.failureRate = 0.5
+        push.circuitBreaker.windowSeconds = 10
+        push.circuitBreaker.minimumCalls = 4
+        push.circuitBreaker.coolDownMs = coolDownMs
+        configuration.channels["push"] = push
+        return configuration
+    }
+
     @Test("the primary down: its breaker opens and the batches go to the backup with the same message ids; nothing waits for the primary; rows and metrics name the provider")
     func primaryDown() async throws {
         let kafka = try embeddedKafka()
@@ -17,21 +38,11 @@ struct FailoverTests {
         let (backupPort, backupTask) = try await startProvider(backup)
         defer { backupTask.cancel() }
         let url = try await seededDatabase(count: 1_000)
-        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: primaryPort,
-                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
-        var push = configuration.channels["push"]!
-        push.url = nil
         // Listed backup first with a higher priority number: the order is by priority, not by place.
-        push.providers = [ProviderSettings(name: "vendor-b", url: "http://127.0.0.1:\(backupPort)/push", priority: 2),
-                          ProviderSettings(name: "vendor-a", url: "http://127.0.0.1:\(primaryPort)/push", priority: 1)]
-        push.batchSize = 20
-        push.concurrency = 2
-        push.retry = .fast(attempts: 4, baseMs: 50, maxMs: 200)
-        push.circuitBreaker.failureRate = 0.5
-        push.circuitBreaker.windowSeconds = 10
-        push.circuitBreaker.minimumCalls = 4
-        push.circuitBreaker.coolDownMs = 120_000
-        configuration.channels["push"] = push
+        let configuration = try failoverConfiguration(kafka: kafka, url: url, providers: [
+            ProviderSettings(name: "vendor-b", url: "http://127.0.0.1:\(backupPort)/push", priority: 2),
+            ProviderSettings(name: "vendor-a", url: "http://127.0.0.1:\(primaryPort)/push", priority: 1),
+        ], attempts: 4, coolDownMs: 120_000)
         let (httpPort, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
         let pg = PostgresClient(url: url, poolSize: 1)
@@ -74,17 +85,9 @@ struct FailoverTests {
         let (bPort, bTask) = try await startProvider(b)
         defer { bTask.cancel() }
         let url = try await seededDatabase(count: 300)
-        var configuration = try pipelineConfiguration(kafka: kafka, postgresURL: url, providerPort: aPort,
-                                                      logPath: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("e")).path)
-        var push = configuration.channels["push"]!
-        push.url = nil
-        push.providers = [ProviderSettings(name: "a", url: "http://127.0.0.1:\(aPort)/push"), ProviderSettings(name: "b", url: "http://127.0.0.1:\(bPort)/push")]
-        push.batchSize = 20
-        push.concurrency = 2
-        push.retry = .fast(attempts: 3, baseMs: 50, maxMs: 200)
-        push.circuitBreaker.minimumCalls = 4
-        push.circuitBreaker.coolDownMs = 2_000
-        configuration.channels["push"] = push
+        let configuration = try failoverConfiguration(kafka: kafka, url: url, providers: [
+            ProviderSettings(name: "a", url: "http://127.0.0.1:\(aPort)/push"), ProviderSettings(name: "b", url: "http://127.0.0.1:\(bPort)/push"),
+        ], attempts: 3, coolDownMs: 2_000)
         let (httpPort, daemon) = try await startDaemon(configuration)
         defer { daemon.cancel() }
         let pg = PostgresClient(url: url, poolSize: 1)

@@ -10,10 +10,11 @@ public final class ChannelBreakers: Sendable {
     private let breakers: Mutex<[String: [(provider: String, breaker: CircuitBreaker)]]>
     private let metrics: PipelineMetrics
 
-    public init(policies: [String: ChannelPolicy], metrics: PipelineMetrics, providers: [String: [String]] = [:]) {
+    /// One breaker per provider in each channel's routes, with the channel policy's settings.
+    public init(registry: ChannelRegistry, metrics: PipelineMetrics) {
         var all: [String: [(provider: String, breaker: CircuitBreaker)]] = [:]
-        for (name, policy) in policies {
-            let names = providers[name] ?? [name]
+        for (name, policy) in registry.policies {
+            let names = registry.routes[name]?.map(\.name) ?? [name]
             all[name] = names.map { ($0, policy.breaker.make()) }
             metrics.circuitOpen(channel: name, false)
             if names.count > 1 { for p in names { metrics.providerCircuitOpen(channel: name, provider: p, false) } }

@@ -24,7 +24,7 @@ public struct Daemon: Sendable {
         try await Migrator(client: infrastructure.postgres, logger: logger).ensureCurrent()
         let registry = try ChannelRegistry.make(configuration: configuration, postgres: infrastructure.postgres, redis: infrastructure.redis)
         let wake = WakeSignal()
-        let breakers = ChannelBreakers(policies: registry.policies, metrics: metrics.pipeline, providers: registry.routes.mapValues { $0.map(\.name) })
+        let breakers = ChannelBreakers(registry: registry, metrics: metrics.pipeline)
         let pauses = PausedChannels(switches: infrastructure.channelSwitches, channels: Array(configuration.channels.keys),
                                     metrics: metrics.pipeline, logger: logger)
         let intake = TaskIntake(infrastructure: infrastructure, metrics: metrics.pipeline, logger: logger, wake: wake.signal)
