@@ -1,32 +1,80 @@
 import Mustache
 
 /// A compiled title/body pair. Rendering is plain text (no HTML escaping):
-/// messages go to SMS, push and e-mail text bodies.
+/// messages go to SMS, push and e-mail text bodies. Each source is compiled by
+/// swift-mustache (which validates it and is the reference) and, when it is only
+/// text and variables, into a `TemplatePlan` too, which renders it without
+/// swift-mustache's per-tag dynamic lookups.
 public struct MessageTemplate: Sendable {
-    private let title: MustacheTemplate?
-    private let body: MustacheTemplate
+    struct Source: Sendable {
+        let mustache: MustacheTemplate
+        let plan: TemplatePlan?
+
+        func render(_ recipient: Recipient, data: JSONScope, properties: JSONScope?) -> String {
+            if let plan, let text = plan.render(recipient: recipient, data: data.object, properties: properties?.object) { return text }
+            return mustache.render(RecipientScope(recipient: recipient, data: data, properties: properties))
+        }
+
+        var readsRecipient: Bool { plan?.readsRecipient ?? true }
+        var readsProperties: Bool { plan?.readsProperties ?? true }
+    }
+
+    private let title: Source?
+    private let body: Source
 
     public init(title: String?, body: String, path: String = "template") throws {
         self.title = try title.map { try Self.compile($0, path: "\(path).title") }
         self.body = try Self.compile(body, path: "\(path).body")
     }
 
-    static func compile(_ source: String, path: String) throws -> MustacheTemplate {
+    static func compile(_ source: String, path: String) throws -> Source {
         // Bounds first: swift-mustache compiles sections recursively (10 000 nested
         // sections overflow the stack) and slows down badly on very many tags.
         try TemplateLimits.check(source, path: path)
         do {
-            return try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + source)
+            let mustache = try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + source)
+            return Source(mustache: mustache, plan: TemplatePlan.compile(source).flatMap { verified($0, against: mustache) })
         } catch {
             throw ValidationError(path, "is not a valid Mustache template (\(error))")
         }
     }
 
+    /// The plan, if swift-mustache lays out the same text around the same
+    /// variables: both render once with a marker in place of every value, and
+    /// must agree byte for byte. (swift-mustache drops the whitespace of a line
+    /// it holds standalone, as the first line behind the content-type pragma;
+    /// such a template keeps its swift-mustache rendering.)
+    static func verified(_ plan: TemplatePlan, against mustache: MustacheTemplate) -> TemplatePlan? {
+        plan.markedText == mustache.render(Marker(path: nil)) ? plan : nil
+    }
+
+    /// Answers every name with a marker of its path, rendered as `\u{1}path\u{2}`.
+    struct Marker: MustacheParent, MustacheCustomRenderable {
+        let path: String?
+        func child(named name: String) -> Any? { Marker(path: path.map { "\($0).\(name)" } ?? name) }
+        var renderText: String { "\u{1}\(path ?? "")\u{2}" }
+        var isNull: Bool { false }
+    }
+
     /// Variables: the recipient's fields, `attrs.*`, `data.*` and, for trigger
     /// events, `properties.*`. `data` is wrapped once per campaign.
     public func render(recipient: Recipient, data: JSONScope, properties: JSONScope? = nil) -> (title: String, body: String) {
+        (title?.render(recipient, data: data, properties: properties) ?? "", body.render(recipient, data: data, properties: properties))
+    }
+
+    /// The same text for every recipient of a campaign (no recipient field, no
+    /// event property is read): rendered once, by the planner.
+    var isConstant: Bool {
+        !body.readsRecipient && !body.readsProperties && !(title.map { $0.readsRecipient || $0.readsProperties } ?? false)
+    }
+
+    /// Whether the body renders through its plan (tests).
+    var bodyHasPlan: Bool { body.plan != nil }
+
+    /// Renders through swift-mustache only (the reference the plan is tested against).
+    func renderWithMustache(recipient: Recipient, data: JSONScope, properties: JSONScope? = nil) -> (title: String, body: String) {
         let scope = RecipientScope(recipient: recipient, data: data, properties: properties)
-        return (title?.render(scope) ?? "", body.render(scope))
+        return (title?.mustache.render(scope) ?? "", body.mustache.render(scope))
     }
 }
 
@@ -82,19 +130,36 @@ public struct DeliveryPlanner: Sendable {
         case skip(reason: SkipReason, channel: String?)
     }
 
+    /// What every copy of a planner shares (a send carries its planner: one reference, not a dozen).
+    final class Compiled: Sendable {
+        let router: ChannelRouter
+        let templates: [String: MessageTemplate]
+        /// The task's `data` as templates see it.
+        let dataScope: JSONScope
+        let addressFields: [String: AddressField]
+        /// The rendered text of channels whose template reads no recipient field or event property.
+        let constants: [String: (title: String, body: String)]
+
+        init(router: ChannelRouter, templates: [String: MessageTemplate], dataScope: JSONScope, addressFields: [String: AddressField]) {
+            (self.router, self.templates, self.dataScope, self.addressFields) = (router, templates, dataScope, addressFields)
+            let nobody = Recipient(userID: "")
+            self.constants = templates.filter { $0.value.isConstant }.mapValues { $0.render(recipient: nobody, data: dataScope) }
+        }
+    }
+
     public private(set) var campaignID: String
-    public let router: ChannelRouter
-    private let templates: [String: MessageTemplate]
-    /// The task's `data`, and a trigger event's `properties` (`{{properties.*}}`), as templates see them.
-    private let dataScope: JSONScope
+    private let compiled: Compiled
+    /// A trigger event's `properties` (`{{properties.*}}`), as templates see them.
     private var propertiesScope: JSONScope?
-    private let addressFields: [String: AddressField]
+
+    public var router: ChannelRouter { compiled.router }
+
+    /// The channels whose text was rendered once for the whole campaign.
+    var constantChannels: [String] { compiled.constants.keys.sorted() }
 
     /// Compiles the template once per channel the campaign may use.
     public init(task: CampaignTask, addressFields: [String: AddressField]) throws {
         self.campaignID = task.campaignID
-        self.router = task.router
-        self.dataScope = JSONScope(task.data)
         self.propertiesScope = nil
         var templates: [String: MessageTemplate] = [:]
         for channel in Set(task.weights.map(\.channel) + task.fallback) {
@@ -102,8 +167,7 @@ public struct DeliveryPlanner: Sendable {
             let path = task.template.channels[channel] == nil ? "template" : "template.channels.\(channel)"
             templates[channel] = try MessageTemplate(title: title, body: body, path: path)
         }
-        self.templates = templates
-        self.addressFields = addressFields
+        self.compiled = Compiled(router: task.router, templates: templates, dataScope: JSONScope(task.data), addressFields: addressFields)
     }
 
     /// The same compiled templates for another campaign id and event
@@ -116,7 +180,7 @@ public struct DeliveryPlanner: Sendable {
     }
 
     public func plan(_ recipient: Recipient) -> Plan {
-        let decision = router.decide(campaignID: campaignID, userID: recipient.userID) { channel in
+        let decision = compiled.router.decide(campaignID: campaignID, userID: recipient.userID) { channel in
             if recipient.isOptedOut(of: channel) { return .optedOut }
             return recipient.field(addressField(channel)) == nil ? .noAddress : .available
         }
@@ -124,21 +188,22 @@ public struct DeliveryPlanner: Sendable {
         case .skip(let reason):
             return .skip(reason: reason, channel: nil)
         case .send(let channel):
-            let (title, body) = templates[channel]!.render(recipient: recipient, data: dataScope, properties: propertiesScope)
-            return .send(OutboundMessage(
-                messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
-                campaignID: campaignID, userID: recipient.userID, channel: channel,
-                to: recipient.field(addressField(channel))!, title: title, body: body))
+            return .send(message(recipient, channel: channel, to: recipient.field(addressField(channel))!))
         }
+    }
+
+    func message(_ recipient: Recipient, channel: String, to: String) -> OutboundMessage {
+        let (title, body) = compiled.constants[channel]
+            ?? compiled.templates[channel]!.render(recipient: recipient, data: compiled.dataScope, properties: propertiesScope)
+        return OutboundMessage(messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
+                               campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
     }
 
     /// The message for a channel already chosen (a retry keeps its channel);
     /// nil when the recipient has no address for it any more.
     public func message(for recipient: Recipient, channel: String) -> OutboundMessage? {
-        guard let template = templates[channel], let to = recipient.field(addressField(channel)) else { return nil }
-        let (title, body) = template.render(recipient: recipient, data: dataScope, properties: propertiesScope)
-        return OutboundMessage(messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
-                               campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
+        guard compiled.templates[channel] != nil, let to = recipient.field(addressField(channel)) else { return nil }
+        return message(recipient, channel: channel, to: to)
     }
 
     /// A further attempt on the channel chosen at the first one (a retry, a
@@ -151,7 +216,7 @@ public struct DeliveryPlanner: Sendable {
     }
 
     func addressField(_ channel: String) -> AddressField {
-        addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
+        compiled.addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
     }
 }
 
