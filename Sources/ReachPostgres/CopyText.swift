@@ -2,20 +2,29 @@
 /// backslash escapes for tab, newline, carriage return and backslash.
 public enum CopyText {
     public static func encode(_ row: [String?], into out: inout [UInt8]) {
-        for (i, value) in row.enumerated() {
-            if i > 0 { out.append(0x09) }
-            guard let value else { out.append(0x5C); out.append(UInt8(ascii: "N")); continue }
-            for byte in value.utf8 {
-                switch byte {
-                case 0x5C: out.append(0x5C); out.append(0x5C)
-                case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
-                case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
-                case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
-                default: out.append(byte)
-                }
+        for (i, value) in row.enumerated() { append(value, into: &out, first: i == 0) }
+        out.append(0x0A)
+    }
+
+    /// One field (a tab goes before every field but the first); nil is `\N`.
+    @inline(__always)
+    public static func append(_ value: String?, into out: inout [UInt8], first: Bool = false) {
+        if !first { out.append(0x09) }
+        guard let value else { out.append(0x5C); out.append(UInt8(ascii: "N")); return }
+        for byte in value.utf8 {
+            switch byte {
+            case 0x5C: out.append(0x5C); out.append(0x5C)
+            case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+            case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
+            default: out.append(byte)
             }
         }
-        out.append(0x0A)
+    }
+
+    public static func append(_ value: Int, into out: inout [UInt8]) {
+        out.append(0x09)
+        out.append(contentsOf: String(value).utf8)
     }
 
     public static func decode(_ line: UnsafeRawBufferPointer) -> [String?] {

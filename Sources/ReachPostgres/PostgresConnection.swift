@@ -54,6 +54,27 @@ public actor PostgresConnection {
     /// `COPY … FROM STDIN` with rows encoded in COPY's text format.
     @discardableResult
     public func copyIn(_ sql: String, rows: [[String?]], timeout: Duration? = nil) throws -> Int {
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(1 << 16)
+        return try copyIn(sql, timeout: timeout) { put in
+            for row in rows {
+                CopyText.encode(row, into: &chunk)
+                if chunk.count >= 1 << 16 {
+                    try put(chunk)
+                    chunk.removeAll(keepingCapacity: true)
+                }
+            }
+            if !chunk.isEmpty { try put(chunk) }
+        }
+    }
+
+    /// `COPY … FROM STDIN` of data already in COPY's text format (one buffer, built by the caller).
+    @discardableResult
+    public func copyIn(_ sql: String, text: [UInt8], timeout: Duration? = nil) throws -> Int {
+        try copyIn(sql, timeout: timeout) { put in if !text.isEmpty { try put(text) } }
+    }
+
+    private func copyIn(_ sql: String, timeout: Duration?, _ write: (_ put: ([UInt8]) throws -> Void) throws -> Void) throws -> Int {
         let conn = try connected()
         let limit = deadline(timeout)
         guard PQsendQuery(conn, sql) == 1 else { throw failure(conn, "send copy") }
@@ -67,16 +88,14 @@ public actor PostgresConnection {
             throw error ?? PostgresError(.protocolViolation, "the statement is not a COPY FROM STDIN")
         }
         PQclear(start)
-        var chunk: [UInt8] = []
-        chunk.reserveCapacity(1 << 16)
-        for row in rows {
-            CopyText.encode(row, into: &chunk)
-            if chunk.count >= 1 << 16 {
-                try putCopyData(conn, chunk)
-                chunk.removeAll(keepingCapacity: true)
-            }
+        do {
+            try write { try putCopyData(conn, $0) }
+        } catch {
+            // Abandon the COPY so the connection is usable (the transaction, if any, is then aborted).
+            _ = PQputCopyEnd(conn, "abandoned by the client")
+            _ = try? collect(conn, deadline: limit)
+            throw error
         }
-        if !chunk.isEmpty { try putCopyData(conn, chunk) }
         guard PQputCopyEnd(conn, nil) == 1 else { throw failure(conn, "copy end") }
         return try collect(conn, deadline: limit).affected
     }

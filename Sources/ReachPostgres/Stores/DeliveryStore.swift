@@ -33,6 +33,14 @@ public struct DeliveryStore: Sendable {
             self.provider = provider
         }
 
+        /// It records a user's first failed provider call (attempt 1 failed: waiting
+        /// for a retry, or dead from it), which the campaign's `failed` counts; the
+        /// upsert's SQL counts the same.
+        var isFirstFailure: Bool {
+            attempts == 1 && ((status == .scheduled && reason == "retry")
+                              || (status == .dead && (reason == "provider_rejected" || reason == "retries_exhausted")))
+        }
+
         public static func sent(_ userID: String, channel: String?, attempts: Int, messageID: String, providerRef: String? = nil,
                                 provider: String? = nil) -> Row {
             Row(userID: userID, channel: channel, status: .sent, attempts: attempts, messageID: messageID, providerRef: providerRef,
@@ -162,6 +170,55 @@ public struct DeliveryStore: Sendable {
         return result
     }
 
+    /// Below this many rows the upsert's one round trip beats COPY's four.
+    static let copyRows = 64
+
+    /// Rows none of which is expected to exist: `COPY` into the table under a
+    /// savepoint; when one does exist after all (unique violation), back to the
+    /// savepoint and through the upsert, which keeps what is final.
+    static func copyOrUpsert(_ conn: PostgresConnection, campaignID: String, rows: [Row]) async throws
+        -> (inserted: Int, changed: Int, byStatus: [String: Int], firstFailures: Int) {
+        try await conn.query("SAVEPOINT new_rows")
+        do {
+            try await conn.copyIn("""
+                COPY reach.deliveries (campaign_id, user_id, channel, status, reason, attempts, message_id, provider_ref, last_error,
+                                       provider, sent_at) FROM STDIN
+                """, text: copyText(campaignID: campaignID, rows: rows))
+        } catch let error as PostgresError where error.isUniqueViolation {
+            try await conn.query("ROLLBACK TO SAVEPOINT new_rows")
+            return try await upsert(conn, campaignIDs: Array(repeating: campaignID, count: rows.count), rows: rows)
+        }
+        try await conn.query("RELEASE SAVEPOINT new_rows")
+        var result = (inserted: rows.count, changed: rows.count, byStatus: [String: Int](), firstFailures: 0)
+        for row in rows {
+            result.byStatus[row.status.rawValue, default: 0] += 1
+            if row.isFirstFailure { result.firstFailures += 1 }
+        }
+        return result
+    }
+
+    /// The rows in COPY's text format, in one buffer. `sent_at` is `now` for a
+    /// sent row: PostgreSQL reads that as the transaction's start, as `now()`.
+    static func copyText(campaignID: String, rows: [Row]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(rows.count * (campaignID.utf8.count + 120))
+        for row in rows {
+            CopyText.append(campaignID, into: &out, first: true)
+            CopyText.append(row.userID, into: &out)
+            CopyText.append(row.channel, into: &out)
+            CopyText.append(row.status.rawValue, into: &out)
+            CopyText.append(row.reason, into: &out)
+            CopyText.append(row.attempts, into: &out)
+            CopyText.append(row.messageID, into: &out)
+            CopyText.append(row.providerRef.map(JSONText.storable), into: &out)
+            CopyText.append(row.lastError.map(JSONText.storable), into: &out)
+            CopyText.append(row.provider, into: &out)
+            CopyText.append(row.status == .sent ? "now" : nil, into: &out)
+            out.append(0x0A)
+        }
+        return out
+    }
+
     /// Dead letters, each for the campaign at the same position; one per
     /// (campaign, user) until it is replayed.
     static func insert(_ conn: PostgresConnection, campaignIDs: [String], deadLetters: [DeadLetter]) async throws {
@@ -203,9 +260,13 @@ public struct DeliveryStore: Sendable {
     /// campaign's: the check locks the campaign row first, so a claim by
     /// another runner either waits for this transaction or makes it fail.
     /// Returns how many rows changed.
+    ///
+    /// `rowsAreNew`: the caller found none of these users with a row (a
+    /// campaign page): they go in by `COPY`, and only if one has a row by now
+    /// (another holder wrote it since) does the page take the upsert.
     @discardableResult
     public func record(campaignID: String, rows: [Row], checkpoint: String?, deadLetters: [DeadLetter] = [],
-                       fence: Fence? = nil) async throws -> Int {
+                       fence: Fence? = nil, rowsAreNew: Bool = false) async throws -> Int {
         try await client.withTransaction { conn in
             if let fence, let shard = fence.shard {
                 let held = try await conn.query(
@@ -218,7 +279,9 @@ public struct DeliveryStore: Sendable {
                     [campaignID, fence.owner, fence.epoch])
                 guard held.count == 1 else { throw FencedOut("page write of \(campaignID)", fence: fence) }
             }
-            let changed = try await Self.upsert(conn, campaignIDs: Array(repeating: campaignID, count: rows.count), rows: rows)
+            let changed = rowsAreNew && rows.count >= Self.copyRows
+                ? try await Self.copyOrUpsert(conn, campaignID: campaignID, rows: rows)
+                : try await Self.upsert(conn, campaignIDs: Array(repeating: campaignID, count: rows.count), rows: rows)
             try await Self.insert(conn, campaignIDs: Array(repeating: campaignID, count: deadLetters.count), deadLetters: deadLetters)
             let byStatus = changed.byStatus
             let counts: [any PostgresBindable] = [changed.inserted, byStatus["sent"] ?? 0, byStatus["skipped"] ?? 0,

@@ -483,11 +483,13 @@ public final class CampaignRunner: Service, Sendable {
         let id = task.campaignID
         let gate = lease.gate
         let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: scope.acceptedAt, gate: gate, fence: lease.fence, spread: scope.spread)
+        // The rows are of users who had none when the page was read: new, except
+        // where another holder wrote one since (the store then upserts).
         func write(_ outcome: DeliveryPipeline.Outcome) async throws -> PageDone {
             let complete = try await previous?.value.chainComplete ?? true
             let chainComplete = complete && outcome.complete
             try await deliveries.record(campaignID: id, rows: outcome.rows.map(\.row), checkpoint: chainComplete ? page.last?.userID : nil,
-                                        deadLetters: outcome.deadLetters.map(\.letter), fence: lease.fence)
+                                        deadLetters: outcome.deadLetters.map(\.letter), fence: lease.fence, rowsAreNew: true)
             return PageDone(count: page.count, chainComplete: chainComplete)
         }
         // Held back (other than for good: cancel and expiry still write rows) means: stop trying.
