@@ -61,11 +61,30 @@ struct FencingTests {
         #expect(try await store.claim([("c", "u1")], owner: "a", fence: old) == [.claimed])
         #expect(try await store.claim([("c", "u1"), ("c", "u2")], owner: "b", fence: new) == [.claimed, .claimed])
         await #expect(throws: FencedOut.self) { _ = try await store.claim([("c", "u3")], owner: "a", fence: old) }
-        #expect(try await redis.send("EXISTS", store.key(campaignID: "c", userID: "u3")).int == 0, "the refused claim wrote nothing")
-        #expect(try await redis.send("GET", store.key(campaignID: "c", userID: "u1")).string == new.token)
+        #expect(try await redis.send("GET", store.fenceKey(campaignID: "c")).string == "2", "the refused claim moved nothing")
+        #expect(try await redis.send("EXISTS", store.sentKey(campaignID: "c")).int == 0, "claims write no mark")
         try await store.markSent([("c", "u1")])
-        #expect(try await store.claim([("c", "u1")], owner: "b", fence: new) == [.alreadySent])
+        #expect(try await store.claim([("c", "u1"), ("c", "u2")], owner: "b", fence: new) == [.alreadySent, .claimed])
+        // A refused claim does not even tell the old holder what was sent.
+        await #expect(throws: FencedOut.self) { _ = try await store.claim([("c", "u1")], owner: "a", fence: old) }
         // Unfenced callers (retries, trigger sends) are not held to any epoch.
         #expect(try await store.claim([("c", "u4")], owner: "scheduler") == [.claimed])
+    }
+
+    @Test("one claim over 2 500 users (chunks of the script's reads) finds exactly the users marked sent, by position")
+    func marksByPosition() async throws {
+        let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()))
+        let store = IdempotencyStore(redis: redis, prefix: TestEnvironment.unique("marks") + ":", sentTTL: .seconds(60))
+        let users = (0..<2_500).map { "u\($0)" + ($0 % 100 == 0 ? " é\t:{x}" : "") }
+        let sent = Set(users.indices.filter { $0 % 7 == 3 })
+        try await store.markSent(sent.sorted().map { ("big", users[$0]) })
+        #expect(try await redis.send("HLEN", store.sentKey(campaignID: "big")).int == Int64(sent.count))
+        let ttl = try await redis.send("PTTL", store.sentKey(campaignID: "big")).int ?? -1
+        #expect(ttl > 50_000 && ttl <= 60_000, "the hash lives for the sent TTL: \(ttl)")
+        let claims = try await store.claim(users.map { ("big", $0) }, owner: "a", fence: Fence(owner: "a", epoch: 1))
+        #expect(Set(claims.indices.filter { claims[$0] == .alreadySent }) == sent)
+        // Scopes mixed in one call: each answers for its own users.
+        let mixed = try await store.claim([("big", users[3]), ("other", users[3]), ("big", users[4])], owner: "s")
+        #expect(mixed == [.alreadySent, .claimed, .claimed])
     }
 }

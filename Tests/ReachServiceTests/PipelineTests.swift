@@ -96,10 +96,12 @@ struct PipelineTests {
         let lint = try await blocking { try run("sh", ["-c", "promtool check metrics < \(file)"]) }
         #expect(!lint.contains("problem") && !lint.contains("error"), "promtool: \(lint)")
 
-        // Idempotency keys say "sent" for sent users.
+        // The campaign's sent hash has a field for each sent user, and expires (the sent TTL).
         let redis = try RedisClient(url: try TestEnvironment.redisURL(), poolSize: 1)
-        let key = IdempotencyStore(redis: redis, prefix: configuration.redis.prefix).key(campaignID: "e2e-1", userID: "u00001")
-        #expect(try await redis.send("GET", key).string == "sent")
+        let marks = IdempotencyStore(redis: redis, prefix: configuration.redis.prefix)
+        #expect(try await marks.isSent(scope: "e2e-1", userID: "u00001"))
+        #expect(try await redis.send("HLEN", marks.sentKey(campaignID: "e2e-1")).int == Int64(campaign?.counters.sent ?? -1), "every channel marks its sent users")
+        #expect((try await redis.send("PTTL", marks.sentKey(campaignID: "e2e-1")).int ?? -1) > 0)
 
         // The task's offset is committed.
         let observer = try KafkaConsumer(configuration: .init(bootstrapServers: kafka.bootstrapServers,

@@ -59,7 +59,7 @@ public struct PipelineSettings: ConfigSection, Sendable {
         Key("max_campaigns", \.maxCampaigns, "Campaign runs one instance works at once (a whole campaign, or one shard of a campaign cut into shards).", .range(1...64)),
         Key("shards", \.shards, "Most shards a campaign's segment is cut into when it starts; every instance can work a shard (1: never cut).", .range(1...256)),
         Key("shard_min_recipients", \.shardMinRecipients, "Fewest users per shard: a campaign is cut only into shards of at least this many (smaller ones run as one piece).", .atLeast(1)),
-        Key("in_flight_ttl_ms", \.inFlightTTLMs, "Lifetime of an idempotency key's in-flight claim.", .atLeast(1_000)),
+        Key("in_flight_ttl_ms", \.inFlightTTLMs, "Unused: a claim no longer writes a key (only sent marks are kept); accepted so older files load.", .atLeast(1_000)),
         Key("sent_ttl_hours", \.sentTTLHours, "How long an idempotency key's \"sent\" mark is kept.", .atLeast(1)),
         Key("delay_queue_shards", \.delayQueueShards, "Shards of the Redis delay queue (each its own hash tag / cluster slot).", .range(1...256)),
     ]}

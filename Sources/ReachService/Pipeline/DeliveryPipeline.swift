@@ -16,12 +16,13 @@ import ReachRedis
 /// 2. **plan** — route and render (`DeliveryPlanner`, pure); skipped when opted out or no address;
 /// 3. **defer** — inside the user's quiet hours: `scheduled` until the window ends, no attempt spent;
 /// 4. **cap** — over a frequency cap: `skipped/frequency_cap`;
-/// 5. **claim** — the idempotency key (one Lua call for all); a key already marked
-///    sent (its sender died before recording it) is recorded `sent`, not resent;
+/// 5. **claim** — the idempotency marks (one Lua call per key scope): fenced by the
+///    lease's epoch; a user already marked sent (its sender died before recording
+///    it) is recorded `sent`, not resent;
 /// 6. **send** — `ChannelSenders`, asking the gate before every provider request;
 /// 7. **decide** — `DeliveryDecision.decide`: sent, retry at T, deferred, dead;
-/// 8. **follow up** — retry items queued, claims of unsent messages released,
-///    cap places given back; retried until Redis takes them;
+/// 8. **follow up** — retry items queued, cap places given back; retried until
+///    Redis takes them (a claim writes nothing, so an unsent message has nothing to release);
 /// 9. **record** — the caller's write (rows, dead letters, a page's checkpoint),
 ///    retried until PostgreSQL takes it.
 ///
@@ -127,7 +128,6 @@ struct DeliveryPipeline: Sendable {
         // 3–5. Before any request: any error here leaves nothing sent.
         attempts = try await deferQuietHours(attempts, &tally)
         attempts = try await applyCaps(attempts, &tally)
-        let claimValue = plan.fence?.token ?? owner
         attempts = try await claim(attempts, fence: plan.fence, spread: plan.spread, &tally)
         // 6. Send.
         let answers = await senders.send(attempts.map(\.message), gate: plan.gate, urgent: plan.kind == .event, spread: plan.spread)
@@ -140,8 +140,6 @@ struct DeliveryPipeline: Sendable {
         // 8. Follow up. Retry items go in before their rows are written: a crash in
         // between leaves an item whose row is missing, which the retry skips.
         _ = try? await persist(logger, "retry items") { try await queue.schedule(followUp.retries) }
-        let released = followUp.released.map { (plan.spread.scope(campaignID: $0.campaignID, userID: $0.userID), $0.userID) }
-        _ = try? await persist(logger, "claim release") { try await idempotency.release(released, owner: claimValue) }
         if registry.hasCaps {
             // A message that will never be sent gives its place under the cap back.
             _ = try? await persist(logger, "frequency cap release") { try await frequencyCap.release(followUp.uncapped) }
@@ -192,8 +190,8 @@ struct DeliveryPipeline: Sendable {
         return kept
     }
 
-    /// 5. Claim: one idempotency key per (campaign, user), fenced for a campaign run.
-    /// A claim by the same holder is taken again, so this step may be repeated.
+    /// 5. Claim: the (campaign, user) marks, fenced for a campaign run. A claim
+    /// only reads the marks (and moves the fence), so this step may be repeated.
     private func claim(_ attempts: [Attempt], fence: Fence?, spread: KeySpread, _ tally: inout Tally) async throws -> [Attempt] {
         guard !attempts.isEmpty else { return [] }
         let keys = attempts.map { (spread.scope(campaignID: $0.message.campaignID, userID: $0.message.userID), $0.message.userID) }
@@ -212,7 +210,6 @@ struct DeliveryPipeline: Sendable {
     /// What the sends leave for Redis once they are answered.
     private struct FollowUp {
         var retries: [DelayQueue.NewItem] = []
-        var released: [(campaignID: String, userID: String)] = []
         var uncapped: [(userID: String, channel: String, messageID: String)] = []
         var sent = 0
     }
@@ -225,7 +222,6 @@ struct DeliveryPipeline: Sendable {
         let outcome: SendOutcome
         switch dispatched {
         case .withheld(let hold):
-            followUp.released.append((m.campaignID, m.userID))
             if let reason = hold.skipReason {
                 tally.skip(attempt.send, reason, channel: m.channel)
             } else {
@@ -246,13 +242,11 @@ struct DeliveryPipeline: Sendable {
                                           provider: outcome.provider),
                       count: .sent, channel: m.channel, provider: outcome.provider)
         case .wait(let reason, let after, let attempts):
-            followUp.released.append((m.campaignID, m.userID))
             followUp.retries.append(DelayedWork.Retry(m, attempts: attempts, trigger: attempt.send.trigger)
                 .queueItem(dueMs: Epoch.ms(now) + after.milliseconds))
             tally.add(m.campaignID, .waiting(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
                       count: .retried, channel: m.channel, provider: outcome.provider)
         case .dead(let reason, let attempts):
-            followUp.released.append((m.campaignID, m.userID))
             followUp.uncapped.append((m.userID, m.channel, m.messageID))
             tally.add(m.campaignID, .dead(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
                       count: .dead, channel: m.channel, provider: outcome.provider)

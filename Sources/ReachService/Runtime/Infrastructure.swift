@@ -56,7 +56,7 @@ public final class Infrastructure: Sendable {
                                      defaultTimeZone: configuration.quietHours.defaultTimezone)
         self.idempotency = IdempotencyStore(
             redis: redis, prefix: configuration.redis.prefix,
-            inFlightTTL: .milliseconds(configuration.pipeline.inFlightTTLMs), sentTTL: .seconds(configuration.pipeline.sentTTLHours * 3600))
+            sentTTL: .seconds(configuration.pipeline.sentTTLHours * 3600))
     }
 
     /// The events consumer's group is the configured one plus this (TriggerIntake; the lag sampler reads it too).
