@@ -441,7 +441,8 @@ channels:
         return json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.latency_provider}/stats"))
 
     def cpu_patterns(self):
-        return {"postgres": "postgres:", "redis": f"redis-server 127.0.0.1:{self.redis}", "provider": "dev-provider"}
+        return {"postgres": "postgres:", "redis": f"redis-server 127.0.0.1:{self.redis}", "provider": "dev-provider",
+                "kafka": "dev-kafka"}
 
     def stop(self):
         for p in self.procs:

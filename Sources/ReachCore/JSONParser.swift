@@ -253,6 +253,110 @@ public struct JSONParser {
     }
 }
 
+extension JSONParser {
+    /// The objects of the array at member `key` of a top-level object, each
+    /// read as the string values of `fields` (nil when absent or not a string),
+    /// with no dictionary per object: a provider's 500 `results` are read this
+    /// way. nil when the text is not such an object.
+    public static func strings(ofObjectsIn key: String, fields: [String], in bytes: UnsafeBufferPointer<UInt8>) -> [[String?]]? {
+        var parser = JSONParser(bytes: bytes, storable: false)
+        return try? parser.topLevelArray(key, fields: fields)
+    }
+
+    private mutating func topLevelArray(_ wanted: String, fields: [String]) throws(Failure) -> [[String?]]? {
+        skipSpace()
+        guard peek == UInt8(ascii: "{") else { return nil }
+        at += 1
+        var found: [[String?]]?
+        skipSpace()
+        if peek == UInt8(ascii: "}") { return nil }
+        while true {
+            skipSpace()
+            guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+            let key = try string()
+            skipSpace()
+            guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            at += 1
+            skipSpace()
+            if key == wanted, peek == UInt8(ascii: "[") {
+                found = try objects(fields: fields)
+            } else {
+                _ = try value(depth: 1)
+            }
+            skipSpace()
+            switch peek {
+            case UInt8(ascii: ","): at += 1
+            case UInt8(ascii: "}"):
+                at += 1
+                skipSpace()
+                guard at == bytes.count else { throw fail("unexpected data after the value") }
+                return found
+            default: throw fail("expected ',' or '}'")
+            }
+        }
+    }
+
+    /// Past a string not wanted, without building it (its escapes are stepped over, not checked).
+    private mutating func skipString() throws(Failure) {
+        at += 1
+        while at < bytes.count {
+            switch bytes[at] {
+            case UInt8(ascii: "\""): at += 1; return
+            case UInt8(ascii: "\\"): at += 2
+            default: at += 1
+            }
+        }
+        throw fail("unterminated string")
+    }
+
+    private mutating func objects(fields: [String]) throws(Failure) -> [[String?]] {
+        at += 1
+        var items: [[String?]] = []
+        skipSpace()
+        if peek == UInt8(ascii: "]") { at += 1; return items }
+        while true {
+            skipSpace()
+            var item = [String?](repeating: nil, count: fields.count)
+            if peek == UInt8(ascii: "{") {
+                at += 1
+                skipSpace()
+                if peek == UInt8(ascii: "}") { at += 1 } else {
+                    members: while true {
+                        skipSpace()
+                        guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+                        let key = try string()
+                        skipSpace()
+                        guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                        at += 1
+                        skipSpace()
+                        let index = fields.firstIndex(of: key)
+                        if peek == UInt8(ascii: "\"") {
+                            if let index { item[index] = try string() } else { try skipString() }
+                        } else {
+                            _ = try value(depth: 2)
+                        }
+                        skipSpace()
+                        switch peek {
+                        case UInt8(ascii: ","): at += 1
+                        case UInt8(ascii: "}"): at += 1; break members
+                        default: throw fail("expected ',' or '}'")
+                        }
+                    }
+                }
+            } else {
+                _ = try value(depth: 1)
+            }
+            items.append(item)
+            skipSpace()
+            switch peek {
+            case UInt8(ascii: ","): at += 1
+            case UInt8(ascii: "]"): at += 1; return items
+            default: throw fail("expected ',' or ']'")
+            }
+        }
+    }
+}
+
 /// What PostgreSQL's `numeric` (and so `jsonb`) can store: at most 131 072
 /// digits before the decimal point and 16 383 after it, the exponent counted
 /// (`1e-20000` has 20 000 digits after the point; `1.5e3` none).

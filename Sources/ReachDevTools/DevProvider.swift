@@ -42,18 +42,25 @@ public final class DevProvider: Sendable {
         }
         let messages: [Message]
 
-        /// SPEC §6's request body; nil when it is not one.
-        init?(_ bytes: [UInt8]) {
-            guard let items = (try? JSONParser.parse(bytes))?["messages"]?.array else { return nil }
+        /// SPEC §6's request body; nil when it is not one. Only the members
+        /// named in `fields` are kept (a lean provider reads ids and channels).
+        init?(_ body: ByteBuffer, fields: [String] = Batch.allFields) {
+            let read = body.withUnsafeReadableBytes { raw in
+                JSONParser.strings(ofObjectsIn: "messages", fields: fields, in: raw.bindMemory(to: UInt8.self))
+            }
+            guard let items = read else { return nil }
+            func field(_ item: [String?], _ name: String) -> String? { fields.firstIndex(of: name).flatMap { item[$0] } }
             var messages: [Message] = []
             messages.reserveCapacity(items.count)
             for item in items {
-                guard let id = item["message_id"]?.string else { return nil }
-                messages.append(Message(message_id: id, channel: item["channel"]?.string, to: item["to"]?.string,
-                                        title: item["title"]?.string, body: item["body"]?.string))
+                guard let id = item[0] else { return nil }
+                messages.append(Message(message_id: id, channel: field(item, "channel"), to: field(item, "to"),
+                                        title: field(item, "title"), body: field(item, "body")))
             }
             self.messages = messages
         }
+
+        static let allFields = ["message_id", "channel", "to", "title", "body"]
     }
 
     /// One POST as it arrived, valid or not: what fault tests measure (when
@@ -85,9 +92,16 @@ public final class DevProvider: Sendable {
     private let log = Mutex<[Request]>([])
     /// Keep every valid request in `requests` (fault tests); invalid ones are always kept.
     private let recordRequests: Bool
+    /// Keep the last copy of each message (`message(_:)`, for tests); a lean
+    /// provider (the benchmark's) reads only ids, channels and titles.
+    private let keepMessages: Bool
+    private let fields: [String]
 
-    public init(delay: Duration = .zero, behaviour: Behaviour? = nil, latencyFromTitle: Bool = false, recordRequests: Bool = false) {
+    public init(delay: Duration = .zero, behaviour: Behaviour? = nil, latencyFromTitle: Bool = false, recordRequests: Bool = false,
+                keepMessages: Bool = true) {
         self.recordRequests = recordRequests
+        self.keepMessages = keepMessages
+        self.fields = keepMessages ? Batch.allFields : ["message_id", "channel"] + (latencyFromTitle ? ["title"] : [])
         self.delay = delay
         self.behaviour = behaviour
         self.latencyFromTitle = latencyFromTitle
@@ -137,7 +151,7 @@ public final class DevProvider: Sendable {
             }
             let receivedAt = ToolClock.micros()
             let key = request.headers[.init("Idempotency-Key")!] ?? ""
-            let parsed = Batch(Array(buffer: body))
+            let parsed = Batch(body, fields: self.fields)
             if self.recordRequests || parsed == nil { self.log.withLock {
                 $0.append(Request(arrivedAt: Date(timeIntervalSince1970: Double(receivedAt) / 1_000_000), path: request.uri.path,
                                   messageIDs: parsed?.messages.map(\.message_id) ?? [], bodyBytes: body.readableBytes,
@@ -166,7 +180,7 @@ public final class DevProvider: Sendable {
                 for m in batch.messages {
                     let count = s.seen[m.message_id, default: 0] + 1
                     s.seen[m.message_id] = count
-                    s.last[m.message_id] = m
+                    if self.keepMessages { s.last[m.message_id] = m }
                     s.stats.messages += 1
                     if count == 1 { s.stats.distinct += 1 } else { s.stats.duplicates += 1 }
                     s.stats.byChannel[m.channel ?? "?", default: 0] += 1
@@ -176,13 +190,22 @@ public final class DevProvider: Sendable {
                 let samples = batch.messages.compactMap { m in m.title.flatMap { Int64($0) }.map { (receivedAt, receivedAt - $0) } }
                 if !samples.isEmpty { self.latencies.withLock { $0.append(contentsOf: samples) } }
             }
-            var out = "{\"results\":["
+            // The answer is built in one buffer.
+            var out = ByteBuffer()
+            out.reserveCapacity(batch.messages.count * 120 + 16)
+            out.writeStaticString("{\"results\":[")
+            let ref = ",\"status\":\"ok\",\"provider_ref\":\"dev-\(number)-"
             for (i, m) in batch.messages.enumerated() {
-                if i > 0 { out += "," }
-                out += "{\"message_id\":\"\(m.message_id)\",\"status\":\"ok\",\"provider_ref\":\"dev-\(number)-\(i)\"}"
+                out.writeStaticString(i > 0 ? ",{\"message_id\":" : "{\"message_id\":")
+                var quoted = ""
+                JSONText.quote(m.message_id, into: &quoted)
+                out.writeString(quoted)
+                out.writeString(ref)
+                out.writeString(String(i))
+                out.writeStaticString("\"}")
             }
-            out += "]}"
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: out)))
+            out.writeStaticString("]}")
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: out))
         }
         return router
     }

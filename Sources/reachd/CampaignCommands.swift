@@ -117,7 +117,9 @@ struct DevProviderCommand: AsyncParsableCommand {
     func run() async throws {
         ReachLogHandler.bootstrap(level: .info, format: .json)
         let logger = Logger(label: "reach.dev-provider")
-        let provider = DevProvider(delay: .milliseconds(delayMs), latencyFromTitle: latencyFromTitle)
+        // Lean: it reads only what its /stats reports (ids, channels, titles for latency), so its
+        // cost does not hide reachd's own in the benchmark.
+        let provider = DevProvider(delay: .milliseconds(delayMs), latencyFromTitle: latencyFromTitle, keepMessages: false)
         let app = provider.makeApplication(host: host, port: port, logger: logger) { bound in
             print("dev provider on http://\(host):\(bound)")
             fflush(nil)

@@ -35,6 +35,27 @@ struct HTTPProviderOutcomeTests {
         #expect(outcomes[2] == .sent(), "a message the results leave out was accepted with the batch")
     }
 
+    @Test("results in request order match by position, in any other order by message id; odd members are skipped")
+    func resultOrder() {
+        let ids = batch.map(\.messageID)
+        let inOrder = """
+            {"other": {"x": [1, {"y": null}]}, "results": [{"message_id": "\(ids[0])", "id": "r-0", "extra": [true]},
+             {"status": "error", "message_id": "\(ids[1])", "error": "bad \\"number\\" \\u00e9"}, {"message_id": "\(ids[2])", "status": "ok"}], "n": 1.5e3}
+            """
+        let ordered = HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: ByteBuffer(string: inOrder), batch: batch)
+        #expect(ordered == [.sent("r-0"), .permanent("bad \"number\" é"), .sent()])
+        let shuffled = """
+            {"results": [{"message_id": "\(ids[2])", "status": "error", "error": "third"}, {"message_id": 7, "status": "error"},
+                         {"message_id": "\(ids[0])", "provider_ref": "first"}]}
+            """
+        let byID = HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: ByteBuffer(string: shuffled), batch: batch)
+        #expect(byID == [.sent("first"), .sent(), .permanent("third")], "a result without a string message_id decides nothing")
+        for junk in ["", "[]", "{\"results\": 3}", "{\"results\": [", "not json", "{\"results\": [{\"message_id\": \"\(ids[0])\", \"status\": \"error\"}]} x"] {
+            #expect(HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: ByteBuffer(string: junk), batch: batch) == [.sent(), .sent(), .sent()],
+                    "an unreadable 2xx body accepts the batch: \(junk)")
+        }
+    }
+
     @Test("the body is the SPEC's JSON; the batch id is stable for the same messages")
     func bodyAndBatchID() throws {
         let text = HTTPProviderChannel.body([message("u1", to: "a\"b", title: "t\n", body: "é")])
