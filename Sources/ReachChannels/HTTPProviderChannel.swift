@@ -41,14 +41,47 @@ public final class HTTPProviderChannel: Channel {
         return "b-" + hex.joined()
     }
 
-    public static func body(_ batch: [OutboundMessage]) -> String {
-        var text = "{\"messages\":["
-        text.reserveCapacity(batch.count * 320)
-        for (i, message) in batch.enumerated() {
-            if i > 0 { text += "," }
-            message.appendJSON(to: &text)
+    /// SPEC §6's request body as text (tests, logs).
+    public static func body(_ batch: [OutboundMessage]) -> String { String(buffer: bodyBuffer(batch)) }
+
+    /// The request body, written straight into the buffer the request sends.
+    static func bodyBuffer(_ batch: [OutboundMessage]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(batch.reduce(16) { $0 + 110 + $1.messageID.utf8.count + $1.campaignID.utf8.count + $1.userID.utf8.count
+            + $1.to.utf8.count + $1.title.utf8.count + $1.body.utf8.count })
+        out.writeStaticString("{\"messages\":[")
+        for (i, m) in batch.enumerated() {
+            out.writeStaticString(i > 0 ? ",{\"message_id\":" : "{\"message_id\":")
+            quote(m.messageID, into: &out)
+            out.writeStaticString(",\"campaign_id\":")
+            quote(m.campaignID, into: &out)
+            out.writeStaticString(",\"user_id\":")
+            quote(m.userID, into: &out)
+            out.writeStaticString(",\"channel\":")
+            quote(m.channel, into: &out)
+            out.writeStaticString(",\"to\":")
+            quote(m.to, into: &out)
+            out.writeStaticString(",\"title\":")
+            quote(m.title, into: &out)
+            out.writeStaticString(",\"body\":")
+            quote(m.body, into: &out)
+            out.writeStaticString("}")
         }
-        return text + "]}"
+        out.writeStaticString("]}")
+        return out
+    }
+
+    /// A JSON string: copied whole when nothing needs escaping (nearly always), else through `JSONText.quote`.
+    static func quote(_ s: String, into out: inout ByteBuffer) {
+        if s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            var text = ""
+            JSONText.quote(s, into: &text)
+            out.writeString(text)
+        } else {
+            out.writeStaticString("\"")
+            out.writeString(s)
+            out.writeStaticString("\"")
+        }
     }
 
     public func send(_ batch: [OutboundMessage]) async -> [SendOutcome] {
@@ -58,7 +91,7 @@ public final class HTTPProviderChannel: Channel {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Idempotency-Key", value: Self.batchID(batch))
         if let authHeader { request.headers.add(name: authHeader.name, value: authHeader.value) }
-        request.body = .bytes(ByteBuffer(string: Self.body(batch)))
+        request.body = .bytes(Self.bodyBuffer(batch))
         do {
             let response = try await client.execute(request, timeout: .milliseconds(timeout.milliseconds))
             let body = try await response.body.collect(upTo: 4 << 20)

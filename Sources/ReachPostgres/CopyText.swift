@@ -11,6 +11,11 @@ public enum CopyText {
     public static func append(_ value: String?, into out: inout [UInt8], first: Bool = false) {
         if !first { out.append(0x09) }
         guard let value else { out.append(0x5C); out.append(UInt8(ascii: "N")); return }
+        // Most values need no escaping: copied whole.
+        guard value.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+            out.append(contentsOf: value.utf8)
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case 0x5C: out.append(0x5C); out.append(0x5C)

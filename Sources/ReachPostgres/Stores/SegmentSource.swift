@@ -188,7 +188,7 @@ public struct SegmentSource: Sendable {
         if let text = row[7], let json = try? JSONParser.parse(text), let object = json.object {
             attrs = object
         }
-        let optedOut = Set((row[8] ?? "").split(separator: ",").map(String.init))
+        let optedOut = row[8].map { Set($0.split(separator: ",").map(String.init)) } ?? []
         return Recipient(userID: row[0] ?? "", name: row[1], phone: row[2], email: row[3], pushToken: row[4],
                          timezone: row[5], locale: row[6], attrs: attrs, optedOut: optedOut)
     }

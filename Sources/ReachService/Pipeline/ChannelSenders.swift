@@ -40,37 +40,43 @@ final class ChannelSenders: Sendable {
         self.pools = registry.channels.keys.reduce(into: [:]) { $0[$1] = SenderPool(size: registry.policy($1).concurrency) }
     }
 
-    /// Sends per channel in batches of its `batch_size`, all channels at once.
+    /// Sends per channel in batches of its `batch_size`, all channels at once;
+    /// each message's fate at its own position (no lookup by message id).
     /// `spread` says where the messages' idempotency keys live (their sent marks).
-    func send(_ messages: [OutboundMessage], gate: SendGate, urgent: Bool = false, spread: KeySpread = .single) async -> [String: Dispatched] {
-        guard !messages.isEmpty else { return [:] }
-        return await withTaskGroup(of: [(String, Dispatched)].self) { group in
-            for (name, list) in Dictionary(grouping: messages, by: \.channel) {
+    func send(_ messages: [OutboundMessage], gate: SendGate, urgent: Bool = false, spread: KeySpread = .single) async -> [Dispatched] {
+        guard !messages.isEmpty else { return [] }
+        var byChannel: [String: [Int]] = [:]
+        for (index, message) in messages.enumerated() { byChannel[message.channel, default: []].append(index) }
+        var all = [Dispatched](repeating: .outcome(.retryable("no outcome")), count: messages.count)
+        await withTaskGroup(of: ([Int], [Dispatched]).self) { group in
+            for (name, indices) in byChannel {
                 guard let routes = registry.routes[name], !routes.isEmpty, let pool = pools[name] else {
-                    group.addTask { list.map { ($0.messageID, .outcome(.permanent("channel \(name) is not configured"))) } }
+                    group.addTask { (indices, Array(repeating: .outcome(.permanent("channel \(name) is not configured")), count: indices.count)) }
                     continue
                 }
                 let size = registry.policy(name).batchSize
-                for start in stride(from: 0, to: list.count, by: size) {
-                    let batch = Array(list[start..<min(start + size, list.count)])
+                for start in stride(from: 0, to: indices.count, by: size) {
+                    let positions = Array(indices[start..<min(start + size, indices.count)])
+                    let batch = positions.map { messages[$0] }
                     group.addTask {
                         await pool.acquire(urgent: urgent)
                         defer { pool.release() }
-                        return await self.send(batch, channel: name, routes: routes, gate: gate, spread: spread)
+                        return (positions, await self.send(batch, channel: name, routes: routes, gate: gate, spread: spread))
                     }
                 }
             }
-            var all: [String: Dispatched] = [:]
-            for await part in group { for (id, outcome) in part { all[id] = outcome } }
-            return all
+            for await (positions, part) in group {
+                for (position, dispatched) in zip(positions, part) { all[position] = dispatched }
+            }
         }
+        return all
     }
 
     /// One batch, holding one of its channel's senders. It goes to the first provider, in order,
     /// whose breaker lets it through (failover); when every breaker is open it is deferred.
     private func send(_ batch: [OutboundMessage], channel name: String, routes: [ProviderRoute], gate: SendGate,
-                      spread: KeySpread) async -> [(String, Dispatched)] {
-        func all(_ dispatched: Dispatched) -> [(String, Dispatched)] { batch.map { ($0.messageID, dispatched) } }
+                      spread: KeySpread) async -> [Dispatched] {
+        func all(_ dispatched: Dispatched) -> [Dispatched] { Array(repeating: dispatched, count: batch.count) }
         // Paused cluster-wide: deferred through the delay queue like an open breaker (no attempt spent).
         let paused = Dispatched.outcome(.paused(after: PausedChannels.deferral))
         if case .hold(let hold) = gate.check() { return all(.withheld(hold)) }
@@ -112,7 +118,7 @@ final class ChannelSenders: Sendable {
         let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }
             .map { (spread.scope(campaignID: $0.0.campaignID, userID: $0.0.userID), $0.0.userID) }
         _ = try? await persist(logger, "sent marks") { try await idempotency.markSent(accepted) }
-        return zip(batch, outcomes).map { ($0.0.messageID, .outcome($0.1)) }
+        return outcomes.map { .outcome($0) }
     }
 
     /// Takes a batch's tokens from the cluster-wide limit, then waits out any

@@ -134,8 +134,8 @@ struct DeliveryPipeline: Sendable {
         // 7. Decide.
         var followUp = FollowUp()
         let now = Date()
-        for attempt in attempts {
-            decide(attempt, answers[attempt.message.messageID] ?? .outcome(.retryable("no outcome")), now: now, &tally, &followUp)
+        for (attempt, answer) in zip(attempts, answers) {
+            decide(attempt, answer, now: now, &tally, &followUp)
         }
         // 8. Follow up. Retry items go in before their rows are written: a crash in
         // between leaves an item whose row is missing, which the retry skips.
@@ -158,11 +158,14 @@ struct DeliveryPipeline: Sendable {
     /// 3. Defer: inside the user's quiet hours, wait for the window's end without spending an attempt.
     private func deferQuietHours(_ attempts: [Attempt], _ tally: inout Tally) async throws -> [Attempt] {
         guard let quiet = quietHours else { return attempts }
+        let now = Date()
+        let ends = attempts.map { $0.send.quietHours ? quiet.deferral(now: now, timezone: $0.send.recipient.timezone) : nil }
+        // Nearly always nobody is inside quiet hours: the attempts go on as they are, not copied.
+        guard ends.contains(where: { $0 != nil }) else { return attempts }
         var kept: [Attempt] = []
         var deferred: [DelayQueue.NewItem] = []
-        let now = Date()
-        for attempt in attempts {
-            guard attempt.send.quietHours, let end = quiet.deferral(now: now, timezone: attempt.send.recipient.timezone) else {
+        for (attempt, end) in zip(attempts, ends) {
+            guard let end else {
                 kept.append(attempt)
                 continue
             }
@@ -196,6 +199,7 @@ struct DeliveryPipeline: Sendable {
         guard !attempts.isEmpty else { return [] }
         let keys = attempts.map { (spread.scope(campaignID: $0.message.campaignID, userID: $0.message.userID), $0.message.userID) }
         let claims = try await idempotency.claim(keys, owner: owner, fence: fence)
+        guard claims.contains(.alreadySent) else { return attempts }
         var toSend: [Attempt] = []
         for (attempt, claim) in zip(attempts, claims) {
             guard claim == .alreadySent else { toSend.append(attempt); continue }
