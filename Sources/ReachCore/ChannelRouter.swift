@@ -27,7 +27,7 @@ public struct ChannelRouter: Sendable, Equatable {
     /// The weighted choice for this user, before any fallback.
     public func primary(campaignID: String, userID: String) -> String {
         // Multiply-shift maps the 64-bit hash onto 0..<total without modulo bias worth noting.
-        let hash = StableHash.uint64(["route", campaignID, userID])
+        let hash = StableHash.uint64("route", campaignID, userID)
         let point = hash.multipliedFullWidth(by: total).high
         var cumulative: UInt64 = 0
         for w in weights where w.weight > 0 {

@@ -258,12 +258,17 @@ extension JSONParser {
     /// read as the string values of `fields` (nil when absent or not a string),
     /// with no dictionary per object: a provider's 500 `results` are read this
     /// way. nil when the text is not such an object.
-    public static func strings(ofObjectsIn key: String, fields: [String], in bytes: UnsafeBufferPointer<UInt8>) -> [[String?]]? {
+    ///
+    /// `known`: the values the first field is expected to have, by position
+    /// (the message ids of a provider's batch): an equal value is that string,
+    /// not a new copy.
+    public static func strings(ofObjectsIn key: String, fields: [String], in bytes: UnsafeBufferPointer<UInt8>,
+                               known: [String] = []) -> [[String?]]? {
         var parser = JSONParser(bytes: bytes, storable: false)
-        return try? parser.topLevelArray(key, fields: fields)
+        return try? parser.topLevelArray(key, fields: fields, known: known)
     }
 
-    private mutating func topLevelArray(_ wanted: String, fields: [String]) throws(Failure) -> [[String?]]? {
+    private mutating func topLevelArray(_ wanted: String, fields: [String], known: [String]) throws(Failure) -> [[String?]]? {
         skipSpace()
         guard peek == UInt8(ascii: "{") else { return nil }
         at += 1
@@ -279,7 +284,7 @@ extension JSONParser {
             at += 1
             skipSpace()
             if key == wanted, peek == UInt8(ascii: "[") {
-                found = try objects(fields: fields)
+                found = try objects(fields: fields, known: known)
             } else {
                 _ = try value(depth: 1)
             }
@@ -309,7 +314,20 @@ extension JSONParser {
         throw fail("unterminated string")
     }
 
-    private mutating func objects(fields: [String]) throws(Failure) -> [[String?]] {
+    /// A string equal to `candidate` (no escapes, the same bytes) is `candidate` itself.
+    private mutating func string(reusing candidate: String) throws(Failure) -> String {
+        let start = at + 1
+        var end = start
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\""),
+           candidate.utf8.elementsEqual(UnsafeBufferPointer(rebasing: bytes[start..<end])) {
+            at = end + 1
+            return candidate
+        }
+        return try string()
+    }
+
+    private mutating func objects(fields: [String], known: [String]) throws(Failure) -> [[String?]] {
         at += 1
         var items: [[String?]] = []
         skipSpace()
@@ -331,7 +349,11 @@ extension JSONParser {
                         skipSpace()
                         let index = fields.firstIndex(of: key)
                         if peek == UInt8(ascii: "\"") {
-                            if let index { item[index] = try string() } else { try skipString() }
+                            if let index {
+                                item[index] = index == 0 && items.count < known.count ? try string(reusing: known[items.count]) : try string()
+                            } else {
+                                try skipString()
+                            }
                         } else {
                             _ = try value(depth: 2)
                         }

@@ -27,6 +27,22 @@ public enum JSONText {
         out.append("\"")
     }
 
+    /// The same, as UTF-8 bytes: one scan, and one copy when nothing needs escaping.
+    public static func quote(_ s: String, into out: inout [UInt8]) {
+        var s = s
+        let plain = s.withUTF8 { u -> Bool in
+            for b in u where b < 0x20 || b == 0x22 || b == 0x5C { return false }
+            out.append(0x22)
+            out.append(contentsOf: u)
+            out.append(0x22)
+            return true
+        }
+        guard !plain else { return }
+        var text = ""
+        quote(s, into: &text)
+        out.append(contentsOf: text.utf8)
+    }
+
     public static func quote(_ s: String) -> String {
         var out = ""
         quote(s, into: &out)

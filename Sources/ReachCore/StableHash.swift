@@ -6,14 +6,32 @@ import Crypto
 public enum StableHash {
     /// SHA-256 of the parts, each length-prefixed so ("a:b","c") ≠ ("a","b:c").
     public static func digest(_ parts: [String]) -> [UInt8] {
+        Array(hashed(parts))
+    }
+
+    static func hashed(_ parts: [String]) -> SHA256.Digest {
         var hasher = SHA256()
-        for part in parts {
-            var length = UInt32(part.utf8.count).bigEndian
+        for part in parts { update(&hasher, part) }
+        return hasher.finalize()
+    }
+
+    @inline(__always)
+    static func update(_ hasher: inout SHA256, _ part: String) {
+        var part = part
+        part.withUTF8 { bytes in
+            var length = UInt32(bytes.count).bigEndian
             withUnsafeBytes(of: &length) { hasher.update(bufferPointer: $0) }
-            var part = part
-            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(bytes))
         }
-        return Array(hasher.finalize())
+    }
+
+    /// `digest(["message", a, b])` and the like without an array of parts: per message, twice.
+    static func hashed(_ a: String, _ b: String, _ c: String) -> SHA256.Digest {
+        var hasher = SHA256()
+        update(&hasher, a)
+        update(&hasher, b)
+        update(&hasher, c)
+        return hasher.finalize()
     }
 
     /// FNV-1a (64 bit) of the text's UTF-8: cheap, for spreading ids over
@@ -29,7 +47,15 @@ public enum StableHash {
 
     /// The first 64 bits of `digest(parts)`, as a number.
     public static func uint64(_ parts: [String]) -> UInt64 {
-        digest(parts).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        first64(hashed(parts))
+    }
+
+    public static func uint64(_ a: String, _ b: String, _ c: String) -> UInt64 {
+        first64(hashed(a, b, c))
+    }
+
+    static func first64(_ digest: SHA256.Digest) -> UInt64 {
+        digest.withUnsafeBytes { bytes in bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
     }
 }
 
@@ -37,14 +63,17 @@ public enum StableHash {
 /// always gives the same id, so a provider can drop a resend after a crash.
 public enum MessageID {
     public static func make(campaignID: String, userID: String) -> String {
-        let digest = StableHash.digest(["message", campaignID, userID])
-        let hex = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = [UInt8(ascii: "m"), UInt8(ascii: "-")]
-        text.reserveCapacity(34)
-        for byte in digest.prefix(16) {
-            text.append(hex[Int(byte >> 4)])
-            text.append(hex[Int(byte & 0x0F)])
+        StableHash.hashed("message", campaignID, userID).withUnsafeBytes { digest in
+            String(unsafeUninitializedCapacity: 34) { text in
+                let hex: StaticString = "0123456789abcdef"
+                text[0] = UInt8(ascii: "m")
+                text[1] = UInt8(ascii: "-")
+                for i in 0..<16 {
+                    text[2 + 2 * i] = hex.utf8Start[Int(digest[i] >> 4)]
+                    text[3 + 2 * i] = hex.utf8Start[Int(digest[i] & 0x0F)]
+                }
+                return 34
+            }
         }
-        return String(decoding: text, as: UTF8.self)
     }
 }

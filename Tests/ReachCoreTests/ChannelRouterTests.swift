@@ -1,3 +1,4 @@
+import Foundation
 import ReachCore
 import Testing
 
@@ -55,5 +56,14 @@ struct ChannelRouterTests {
         #expect(MessageID.make(campaignID: "a:b", userID: "c") != MessageID.make(campaignID: "a", userID: "b:c"))
         let ids = Set((0..<50_000).map { MessageID.make(campaignID: "c", userID: "u\($0)") })
         #expect(ids.count == 50_000)
+    }
+
+    @Test("the same bytes forever: SHA-256 of the length-prefixed parts (computed independently with Python's hashlib)")
+    func pinned() {
+        #expect(MessageID.make(campaignID: "spring", userID: "u-1") == "m-d4f9b3264a594e93cf50a15811272c0a")
+        #expect(StableHash.uint64("route", "spring", "u-1") == 15_895_239_054_441_851_105)
+        #expect(StableHash.uint64(["route", "spring", "u-1"]) == 15_895_239_054_441_851_105)
+        #expect(StableHash.digest(["message", "spring", "u-1"]).prefix(16).map { String(format: "%02x", $0) }.joined()
+                == "d4f9b3264a594e93cf50a15811272c0a")
     }
 }

@@ -117,4 +117,54 @@ struct SegmentTests {
         #expect(byID.map(\.userID) == ["p005", "zz"])
         await #expect(throws: SegmentSource.NotFound.self) { try await source.resolve(.id("nope")) }
     }
+
+    @Test("pages by members, user_ids and shard range carry each user's own opt-outs and fields, as a per-user lookup finds them")
+    func pagesCarryOptOuts() async throws {
+        let (pg, _) = try await database()
+        try await pg.query("INSERT INTO reach.segments (id, name) VALUES ('all', 'all')")
+        // Members: every recipient, and ghosts between them (no recipients row), some with opt-outs of their own.
+        try await pg.query("""
+            INSERT INTO reach.segment_members SELECT 'all', user_id FROM reach.recipients
+            UNION ALL SELECT 'all', 'p' || lpad(g::text, 3, '0') || 'x' FROM generate_series(0, 299, 13) g
+            """)
+        try await pg.query("""
+            INSERT INTO reach.preferences (user_id, channel, opted_out)
+            SELECT user_id, 'sms', true FROM reach.segment_members WHERE length(user_id) > 0 AND abs(hashtext(user_id)) % 5 = 0
+            UNION ALL SELECT user_id, 'push', abs(hashtext(user_id)) % 2 = 0 FROM reach.segment_members WHERE abs(hashtext(user_id)) % 3 = 0
+            UNION ALL SELECT user_id, '*', true FROM reach.segment_members WHERE abs(hashtext(user_id)) % 17 = 0
+            """)
+        var reference: [String: (optedOut: Set<String>, name: String?)] = [:]
+        for row in try await pg.query("""
+            SELECT m.user_id, (SELECT string_agg(channel, ',') FROM reach.preferences p WHERE p.user_id = m.user_id AND p.opted_out), r.name
+            FROM reach.segment_members m LEFT JOIN reach.recipients r USING (user_id)
+            """) {
+            reference[row[0]!] = (Set((row[1] ?? "").split(separator: ",").map(String.init)), row[2])
+        }
+        #expect(reference.values.contains { $0.optedOut.count >= 2 } && reference.values.contains { $0.optedOut.isEmpty })
+        let source = SegmentSource(client: pg)
+        func pages(_ segment: SegmentSource.Resolved, after: String? = nil, upTo upper: String? = nil) async throws -> [Recipient] {
+            var all: [Recipient] = []
+            var cursor = after
+            while true {
+                let page = try await source.page(segment, after: cursor, upTo: upper, limit: 37)
+                guard let last = page.last else { return all }
+                all += page
+                cursor = last.userID
+            }
+        }
+        let members = try await pages(.members(segmentID: "all"))
+        #expect(members.count == reference.count)
+        for r in members {
+            #expect(r.optedOut == reference[r.userID]?.optedOut, "\(r.userID)")
+            #expect(r.name == reference[r.userID]?.name ?? nil, "\(r.userID)")
+        }
+        let ids = Array(reference.keys.shuffled().prefix(120)) + ["nobody"]
+        let listed = try await pages(.userIDs(ids))
+        #expect(Set(listed.map(\.userID)) == Set(ids))
+        #expect(listed.allSatisfy { $0.optedOut == (reference[$0.userID]?.optedOut ?? []) })
+        // A shard's range: (p100, p200].
+        let shard = try await pages(.members(segmentID: "all"), after: "p100", upTo: "p200")
+        #expect(shard.map(\.userID) == reference.keys.filter { $0 > "p100" && $0 <= "p200" }.sorted())
+        #expect(shard.allSatisfy { $0.optedOut == reference[$0.userID]?.optedOut })
+    }
 }
