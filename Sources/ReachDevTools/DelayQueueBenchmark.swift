@@ -43,7 +43,7 @@ public struct DelayQueueBenchmark: Sendable {
         let prefix = "reach-bench-\(UInt32.random(in: 0...UInt32.max)):"
         let setup = DelayQueue(redis: try RedisClient(url: redisURL, poolSize: 4), prefix: prefix, shards: shards)
         // Due far enough ahead that scheduling finishes first.
-        let lead = Int64(max(2_000, items / 20))
+        let lead = Int64(2_000 + items / 100)
         let due = ToolClock.ms() + lead
         let started = Date()
         for chunk in stride(from: 0, to: items, by: 10_000) {

@@ -77,6 +77,10 @@ public struct DelayQueue: Sendable {
         """)
 
     // ARGV: now (ms), limit, lease (ms), token prefix. Returns id, payload, token triples.
+    // The due items are the lowest ranks of `due`: they leave it with one
+    // ZREMRANGEBYRANK, their payloads come with one HMGET, and their leases and
+    // tokens go in with one ZADD and one HSET, so a claim of 1 000 is a handful of
+    // commands, not four per item (`limit` stays ≤ 1 000: Lua's unpack is bounded).
     static let claimScript = RedisScript("""
         local due, inflight, items = KEYS[1], KEYS[2], KEYS[3]
         local now, limit, lease, token = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -87,35 +91,52 @@ public struct DelayQueue: Sendable {
           redis.call('ZADD', due, now, id)
         end
         local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)
-        local out = {}
+        if #ids == 0 then return {} end
+        redis.call('ZREMRANGEBYRANK', due, 0, #ids - 1)
+        local payloads = redis.call('HMGET', items, unpack(ids))
+        local out, leases, tokens = {}, {}, {}
+        local expiry = now + lease
         for i, id in ipairs(ids) do
-          redis.call('ZREM', due, id)
-          local payload = redis.call('HGET', items, id)
+          local payload = payloads[i]
           if payload then
             local t = token .. ':' .. i
-            redis.call('ZADD', inflight, now + lease, id)
-            redis.call('HSET', items, id .. '#token', t)
+            leases[#leases + 1] = expiry
+            leases[#leases + 1] = id
+            tokens[#tokens + 1] = id .. '#token'
+            tokens[#tokens + 1] = t
             out[#out + 1] = id
             out[#out + 1] = payload
             out[#out + 1] = t
           end
         end
+        if #leases > 0 then
+          redis.call('ZADD', inflight, unpack(leases))
+          redis.call('HSET', items, unpack(tokens))
+        end
         return out
         """)
 
-    // ARGV: id, token pairs. Deletes each item still held by that token.
+    // ARGV: id, token pairs. Deletes each item still held by that token: one
+    // HMGET for the tokens, one ZREM and one HDEL for the items still held.
     static let ackScript = RedisScript("""
         local inflight, items = KEYS[2], KEYS[3]
-        local n = 0
+        local fields = {}
+        for i = 1, #ARGV, 2 do fields[#fields + 1] = ARGV[i] .. '#token' end
+        local held = redis.call('HMGET', items, unpack(fields))
+        local ids, gone = {}, {}
         for i = 1, #ARGV, 2 do
-          local id, token = ARGV[i], ARGV[i + 1]
-          if redis.call('HGET', items, id .. '#token') == token then
-            redis.call('ZREM', inflight, id)
-            redis.call('HDEL', items, id, id .. '#token')
-            n = n + 1
+          local id = ARGV[i]
+          if held[(i + 1) / 2] == ARGV[i + 1] then
+            ids[#ids + 1] = id
+            gone[#gone + 1] = id
+            gone[#gone + 1] = id .. '#token'
           end
         end
-        return n
+        if #ids > 0 then
+          redis.call('ZREM', inflight, unpack(ids))
+          redis.call('HDEL', items, unpack(gone))
+        end
+        return #ids
         """)
 
     // ARGV: now (ms), lease (ms), then id, token pairs. Extends the lease of
@@ -175,10 +196,10 @@ public struct DelayQueue: Sendable {
         try await schedule([(id, payload, dueMs)])
     }
 
-    /// Claims up to `limit` due items of one shard under a lease of `lease`.
+    /// Claims up to `limit` (at most 1 000) due items of one shard under a lease of `lease`.
     public func claim(shard: Int, nowMs: Int64, limit: Int, lease: Duration, owner: String) async throws -> [Item] {
         let reply = try await redis.run(Self.claimScript, keys: keys(shard),
-                                        arguments: [nowMs, limit, Int(lease.nanoseconds / 1_000_000), owner])
+                                        arguments: [nowMs, min(limit, 1_000), Int(lease.nanoseconds / 1_000_000), owner])
         guard let values = reply.array, values.count % 3 == 0 else {
             throw RedisError(.unexpectedReply, "claim script answered \(reply)")
         }
@@ -192,8 +213,10 @@ public struct DelayQueue: Sendable {
     public func ack(_ items: [Item]) async throws -> Int {
         var acked = 0
         for (shard, group) in Dictionary(grouping: items, by: \.shard) {
-            let arguments: [RedisArgument] = group.flatMap { [$0.id, $0.token] as [RedisArgument] }
-            acked += Int(try await redis.run(Self.ackScript, keys: keys(shard), arguments: arguments).int ?? 0)
+            for start in stride(from: 0, to: group.count, by: 1_000) {
+                let arguments: [RedisArgument] = group[start..<min(start + 1_000, group.count)].flatMap { [$0.id, $0.token] as [RedisArgument] }
+                acked += Int(try await redis.run(Self.ackScript, keys: keys(shard), arguments: arguments).int ?? 0)
+            }
         }
         return acked
     }
