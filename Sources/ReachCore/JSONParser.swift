@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Parses JSON text (RFC 8259) straight into a `JSONValue`.
 ///
 /// Foundation's `JSONDecoder` can only build a self-describing value by trying
@@ -329,8 +332,9 @@ extension JSONParser {
         let start = at + 1
         var end = start
         while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") { end += 1 }
+        var candidate = candidate
         if end < bytes.count, bytes[end] == UInt8(ascii: "\""),
-           candidate.utf8.elementsEqual(UnsafeBufferPointer(rebasing: bytes[start..<end])) {
+           candidate.withUTF8({ u in u.count == end - start && (u.count == 0 || memcmp(u.baseAddress!, bytes.baseAddress! + start, u.count) == 0) }) {
             at = end + 1
             return candidate
         }

@@ -25,7 +25,7 @@ public struct Recipient: Sendable, Equatable {
     }
 
     public func isOptedOut(of channel: String) -> Bool {
-        optedOut.contains(channel) || optedOut.contains("*")
+        !optedOut.isEmpty && (optedOut.contains(channel) || optedOut.contains("*"))
     }
 
     /// The value of a recipient field by its column name.

@@ -496,8 +496,9 @@ public final class CampaignRunner: Service, Sendable {
         let held = { if case .hold(let hold) = gate.check() { hold.skipReason == nil } else { false } }
         let written = try await retrying(logger, "page \(id) before sending", stop: held) {
             let done = try await deliveries.existing(campaignID: id, userIDs: page.map(\.userID))
-            let sends = page.filter { done[$0.userID] == nil }.map {
-                DeliveryPipeline.Send(recipient: $0, planner: planner, quietHours: task.quietHours)
+            // A page read for the first time has no rows yet: no lookup per user then.
+            let sends = page.compactMap {
+                done.isEmpty || done[$0.userID] == nil ? DeliveryPipeline.Send(recipient: $0, planner: planner, quietHours: task.quietHours) : nil
             }
             return try await pipeline.deliver(sends, plan, record: write)
         }

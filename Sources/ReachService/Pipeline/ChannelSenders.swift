@@ -115,8 +115,9 @@ final class ChannelSenders: Sendable {
             guard let nextIndex = next.provider, nextIndex != index else { break }
             breaker = next
         }
-        let accepted = zip(batch, outcomes).filter { $0.1.status == .sent }
-            .map { (spread.scope(campaignID: $0.0.campaignID, userID: $0.0.userID), $0.0.userID) }
+        let accepted = zip(batch.indices, outcomes).compactMap { index, outcome in
+            outcome.status == .sent ? (spread.scope(campaignID: batch[index].campaignID, userID: batch[index].userID), batch[index].userID) : nil
+        }
         _ = try? await persist(logger, "sent marks") { try await idempotency.markSent(accepted) }
         return outcomes.map { .outcome($0) }
     }

@@ -262,20 +262,20 @@ struct DeliveryPipeline: Sendable {
 
     /// 9. Record: the caller's write, retried until durable; the counts go to the metrics once.
     private func finish<R: Sendable>(_ tally: Tally, _ record: (Outcome) async throws -> R) async throws -> R {
-        for (key, byStatus) in tally.counts {
-            for (status, n) in byStatus { metrics.message(channel: key.channel, status: status, provider: key.provider, count: n) }
-        }
+        for (key, n) in tally.counts { metrics.message(channel: key.channel, status: key.status, provider: key.provider, count: n) }
         return try await persist(logger, "delivery rows") { try await record(tally.outcome) }
     }
 
     /// Rows and metric counts as the steps produce them.
     private struct Tally {
         var outcome = Outcome()
-        struct MetricKey: Hashable {
+        struct MetricKey: Equatable {
             let channel: String
             let provider: String?
+            let status: MessageStatus
         }
-        var counts: [MetricKey: [MessageStatus: Int]] = [:]
+        /// A handful of distinct keys per call: a list searched in place beats hashing two strings per message.
+        var counts: [(key: MetricKey, n: Int)] = []
 
         mutating func add(_ campaignID: String, _ row: DeliveryStore.Row, count status: MessageStatus?, channel: String?,
                           provider: String? = nil) {
@@ -289,7 +289,8 @@ struct DeliveryPipeline: Sendable {
         }
 
         mutating func count(_ status: MessageStatus, channel: String?, provider: String? = nil) {
-            counts[MetricKey(channel: channel ?? "none", provider: provider), default: [:]][status, default: 0] += 1
+            let key = MetricKey(channel: channel ?? "none", provider: provider, status: status)
+            if let i = counts.firstIndex(where: { $0.key == key }) { counts[i].n += 1 } else { counts.append((key, 1)) }
         }
     }
 
