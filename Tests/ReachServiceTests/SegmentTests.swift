@@ -142,29 +142,36 @@ struct SegmentTests {
         }
         #expect(reference.values.contains { $0.optedOut.count >= 2 } && reference.values.contains { $0.optedOut.isEmpty })
         let source = SegmentSource(client: pg)
-        func pages(_ segment: SegmentSource.Resolved, after: String? = nil, upTo upper: String? = nil) async throws -> [Recipient] {
+        func pages(_ segment: SegmentSource.Resolved, after: String? = nil, upTo upper: String? = nil, dense: Bool = false) async throws -> [Recipient] {
             var all: [Recipient] = []
             var cursor = after
             while true {
-                let page = try await source.page(segment, after: cursor, upTo: upper, limit: 37)
+                let page = try await source.page(segment, after: cursor, upTo: upper, limit: 37, dense: dense)
                 guard let last = page.last else { return all }
                 all += page
                 cursor = last.userID
             }
         }
-        let members = try await pages(.members(segmentID: "all"))
-        #expect(members.count == reference.count)
-        for r in members {
-            #expect(r.optedOut == reference[r.userID]?.optedOut, "\(r.userID)")
-            #expect(r.name == reference[r.userID]?.name ?? nil, "\(r.userID)")
+        #expect(try await source.isDense(.members(segmentID: "all")), "every recipient and some ghosts")
+        for dense in [true, false] {
+            let members = try await pages(.members(segmentID: "all"), dense: dense)
+            #expect(members.count == reference.count)
+            for r in members {
+                #expect(r.optedOut == reference[r.userID]?.optedOut, "\(r.userID), dense \(dense)")
+                #expect(r.name == reference[r.userID]?.name ?? nil, "\(r.userID), dense \(dense)")
+            }
+            // A shard's range: (p100, p200].
+            let shard = try await pages(.members(segmentID: "all"), after: "p100", upTo: "p200", dense: dense)
+            #expect(shard.map(\.userID) == reference.keys.filter { $0 > "p100" && $0 <= "p200" }.sorted())
+            #expect(shard.allSatisfy { $0.optedOut == reference[$0.userID]?.optedOut })
         }
+        try await pg.query("INSERT INTO reach.segments (id, name) VALUES ('few', 'few')")
+        try await pg.query("INSERT INTO reach.segment_members SELECT 'few', user_id FROM reach.recipients WHERE user_id < 'p050'")
+        #expect(try await !source.isDense(.members(segmentID: "few")), "a sixth of the recipients is read by probes")
+        #expect(try await !source.isDense(.userIDs(["p001"])))
         let ids = Array(reference.keys.shuffled().prefix(120)) + ["nobody"]
         let listed = try await pages(.userIDs(ids))
         #expect(Set(listed.map(\.userID)) == Set(ids))
         #expect(listed.allSatisfy { $0.optedOut == (reference[$0.userID]?.optedOut ?? []) })
-        // A shard's range: (p100, p200].
-        let shard = try await pages(.members(segmentID: "all"), after: "p100", upTo: "p200")
-        #expect(shard.map(\.userID) == reference.keys.filter { $0 > "p100" && $0 <= "p200" }.sorted())
-        #expect(shard.allSatisfy { $0.optedOut == reference[$0.userID]?.optedOut })
     }
 }

@@ -42,13 +42,25 @@ public struct SegmentSource: Sendable {
         "u.user_id, \(r).name, \(r).phone, \(r).email, \(r).push_token, \(r).timezone, \(r).locale, \(r).attrs::text, \(optedOut) AS opted_out"
     }
 
-    /// A page of listed ids joined to its recipients and opt-outs by ranges:
-    /// `ids` is the page's ordered id subquery, used twice — once as the page,
-    /// once for its last id, which bounds the range scans of `reach.recipients`
-    /// and `reach.preferences` (merge joins). A subquery per user for the
-    /// opt-outs and an index probe per user for the recipient cost 30 000
-    /// buffers and 18 ms a page of 5 000; the ranges 130 buffers and 7 ms
+    /// A page of a dense member segment joined to its recipients and opt-outs
+    /// by ranges: `ids` is the page's ordered id subquery, used twice — once as
+    /// the page, once for its last id, which bounds the range scans of
+    /// `reach.recipients` and `reach.preferences` (merge joins). For a segment of
+    /// every user, a subquery per user for the opt-outs and an index probe per
+    /// user for the recipient cost 30 000 buffers and 18 ms a page of 5 000; the
+    /// ranges 130 buffers and 7 ms. For a sparse segment the range holds mostly
+    /// other users (1 % of 1 000 000: 125 ms against 37 ms), so only a segment
+    /// holding at least half the recipients (`isDense`) is read this way
     /// (README "Per-message cost").
+    /// A page of listed ids with an index probe per user for the recipient and for the opt-outs.
+    static func probed(ids: String, after: String, upper: String?) -> String {
+        """
+        SELECT \(columns(r: "r")) FROM (\(ids)) u
+        LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > \(after)\(upper.map { " AND r.user_id <= \($0)" } ?? "")
+        ORDER BY u.user_id
+        """
+    }
+
     static func rangeJoined(ids: String, after: String, upper: String?) -> String {
         let last = "(SELECT max(user_id) FROM (\(ids)) b)"
         func top(_ alias: String) -> String { upper.map { " AND \(alias).user_id <= \($0)" } ?? "" }
@@ -70,25 +82,43 @@ public struct SegmentSource: Sendable {
     /// lower bound: without it PostgreSQL merge-joins from the start of
     /// `reach.recipients` on every page (the benchmark's 1 000 000-recipient
     /// run read half a million index entries per page at its midpoint).
-    public func page(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int) async throws -> [Recipient] {
-        let (sql, parameters) = Self.pageQuery(segment, after: after, upTo: upper, limit: limit)
+    ///
+    /// `dense`: the segment holds most recipients (`isDense`), so its pages are read by range.
+    public func page(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int, dense: Bool = false) async throws -> [Recipient] {
+        let (sql, parameters) = Self.pageQuery(segment, after: after, upTo: upper, limit: limit, dense: dense)
         return try await client.query(sql, parameters).map(Self.recipient)
+    }
+
+    /// Whether a member segment lists at least half of `reach.recipients` (by
+    /// PostgreSQL's estimate of its rows, or their count before the first
+    /// ANALYZE): its pages are then read by range.
+    /// Asked once per run; other segments are never dense.
+    public func isDense(_ segment: Resolved) async throws -> Bool {
+        guard case .members(let id) = segment else { return false }
+        return try await client.query("""
+            SELECT (SELECT count(*) FROM reach.segment_members WHERE segment_id = $1)::float8
+                   >= 0.5 * greatest(1, (SELECT CASE WHEN reltuples < 0 THEN (SELECT count(*) FROM reach.recipients)::float8 ELSE reltuples END
+                                         FROM pg_class WHERE oid = 'reach.recipients'::regclass))
+            """, [id]).first?[0] == "t"
     }
 
     /// The page query; `upper` (inclusive) bounds a shard's range, and is
     /// written into the SQL only when there is one, so the index scan stops at
     /// the shard's end instead of filtering the rest of the segment.
-    public static func pageQuery(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int) -> (String, [any PostgresBindable]) {
+    public static func pageQuery(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int,
+                                 dense: Bool = false) -> (String, [any PostgresBindable]) {
         let after = after ?? ""
         switch segment {
         case .members(let id):
             let bound = upper == nil ? "" : " AND user_id <= $4"
             let ids = "SELECT user_id FROM reach.segment_members WHERE segment_id = $1 AND user_id > $2\(bound) ORDER BY user_id LIMIT $3"
-            return (rangeJoined(ids: ids, after: "$2", upper: upper == nil ? nil : "$4"), [id, after, limit] + (upper.map { [$0] } ?? []))
+            let parameters: [any PostgresBindable] = [id, after, limit] + (upper.map { [$0] } ?? [])
+            if dense { return (rangeJoined(ids: ids, after: "$2", upper: upper == nil ? nil : "$4"), parameters) }
+            return (probed(ids: ids, after: "$2", upper: upper == nil ? nil : "$4"), parameters)
         case .userIDs(let ids):
             let bound = upper == nil ? "" : " AND user_id <= $4"
             let page = "SELECT DISTINCT user_id FROM unnest($1::text[]) AS ids(user_id) WHERE user_id > $2\(bound) ORDER BY user_id LIMIT $3"
-            return (rangeJoined(ids: page, after: "$2", upper: upper == nil ? nil : "$4"), [ids, after, limit] + (upper.map { [$0] } ?? []))
+            return (probed(ids: page, after: "$2", upper: upper == nil ? nil : "$4"), [ids, after, limit] + (upper.map { [$0] } ?? []))
         case .rule(let rule):
             let sql = rule.sql(alias: "u", firstParameter: upper == nil ? 3 : 4)
             return ("""

@@ -318,6 +318,8 @@ public final class CampaignRunner: Service, Sendable {
         // pages whose every user got a row; a page the gate held back (pause, a
         // lapsed lease, shutdown) is read again from the checkpoint.
         var window = PageWindow()
+        // A segment of most recipients is read by range (SegmentSource.isDense): asked once per run.
+        let dense = try await segments.isDense(segment)
         var checkpoint = scope.checkpoint
         var durable = scope.checkpoint
         /// Waits for the pages in flight; the checkpoint they wrote, if all were complete, is the durable one.
@@ -349,7 +351,7 @@ public final class CampaignRunner: Service, Sendable {
                             metadata: part.merging(["checkpoint": "\(durable ?? "-")"]) { a, _ in a })
                 return false
             }
-            let page = try await segments.page(segment, after: checkpoint, upTo: scope.range?.upper, limit: settings.pageSize)
+            let page = try await segments.page(segment, after: checkpoint, upTo: scope.range?.upper, limit: settings.pageSize, dense: dense)
             guard let last = page.last else {
                 let complete = try await drain()
                 guard scope.range != nil else {
