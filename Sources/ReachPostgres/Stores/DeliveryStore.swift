@@ -124,6 +124,11 @@ public struct DeliveryStore: Sendable {
     /// transaction. Same rule as `record`: `sent`, `skipped`, `dead` stay.
     public func recordEach(rows: [(campaignID: String, row: Row)], deadLetters: [(campaignID: String, letter: DeadLetter)]) async throws {
         guard !rows.isEmpty || !deadLetters.isEmpty else { return }
+        if deadLetters.isEmpty {
+            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+            _ = try await client.withConnection { conn in try await Self.upsert(conn, campaignIDs: rows.map(\.campaignID), rows: rows.map(\.row)) }
+            return
+        }
         try await client.withTransaction { conn in
             _ = try await Self.upsert(conn, campaignIDs: rows.map(\.campaignID), rows: rows.map(\.row))
             try await Self.insert(conn, campaignIDs: deadLetters.map(\.campaignID), deadLetters: deadLetters.map(\.letter))
