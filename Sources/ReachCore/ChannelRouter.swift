@@ -51,11 +51,15 @@ public struct ChannelRouter: Sendable, Equatable {
 
     /// The primary channel, or the first usable fallback.
     public func decide(campaignID: String, userID: String, availability: (String) -> Availability) -> Decision {
+        // The primary, then each fallback once (no list built per user).
         let first = primary(campaignID: campaignID, userID: userID)
-        var candidates = [first]
-        for channel in fallback where !candidates.contains(channel) { candidates.append(channel) }
         var allOptedOut = true
-        for channel in candidates {
+        switch availability(first) {
+        case .available: return .send(channel: first)
+        case .optedOut: break
+        case .noAddress: allOptedOut = false
+        }
+        for (index, channel) in fallback.enumerated() where channel != first && !fallback[..<index].contains(channel) {
             switch availability(channel) {
             case .available: return .send(channel: channel)
             case .optedOut: continue

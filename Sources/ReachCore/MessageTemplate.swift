@@ -133,17 +133,26 @@ public struct DeliveryPlanner: Sendable {
     /// What every copy of a planner shares (a send carries its planner: one reference, not a dozen).
     final class Compiled: Sendable {
         let router: ChannelRouter
-        let templates: [String: MessageTemplate]
         /// The task's `data` as templates see it.
         let dataScope: JSONScope
-        let addressFields: [String: AddressField]
-        /// The rendered text of channels whose template reads no recipient field or event property.
-        let constants: [String: (title: String, body: String)]
+        /// Per channel the campaign may use, all a message needs: one lookup per user.
+        let channels: [String: ChannelPlan]
+
+        struct ChannelPlan: Sendable {
+            let field: AddressField
+            let template: MessageTemplate
+            /// The rendered text when the template reads no recipient field or event property.
+            let constant: (title: String, body: String)?
+        }
 
         init(router: ChannelRouter, templates: [String: MessageTemplate], dataScope: JSONScope, addressFields: [String: AddressField]) {
-            (self.router, self.templates, self.dataScope, self.addressFields) = (router, templates, dataScope, addressFields)
+            (self.router, self.dataScope) = (router, dataScope)
             let nobody = Recipient(userID: "")
-            self.constants = templates.filter { $0.value.isConstant }.mapValues { $0.render(recipient: nobody, data: dataScope) }
+            self.channels = templates.reduce(into: [:]) { plans, entry in
+                plans[entry.key] = ChannelPlan(field: addressFields[entry.key] ?? AddressField.defaultField(forChannel: entry.key),
+                                               template: entry.value,
+                                               constant: entry.value.isConstant ? entry.value.render(recipient: nobody, data: dataScope) : nil)
+            }
         }
     }
 
@@ -155,7 +164,7 @@ public struct DeliveryPlanner: Sendable {
     public var router: ChannelRouter { compiled.router }
 
     /// The channels whose text was rendered once for the whole campaign.
-    var constantChannels: [String] { compiled.constants.keys.sorted() }
+    var constantChannels: [String] { compiled.channels.filter { $0.value.constant != nil }.keys.sorted() }
 
     /// Compiles the template once per channel the campaign may use.
     public init(task: CampaignTask, addressFields: [String: AddressField]) throws {
@@ -180,21 +189,24 @@ public struct DeliveryPlanner: Sendable {
     }
 
     public func plan(_ recipient: Recipient) -> Plan {
+        var chosen: (channel: String, plan: Compiled.ChannelPlan, to: String)?
         let decision = compiled.router.decide(campaignID: campaignID, userID: recipient.userID) { channel in
             if recipient.isOptedOut(of: channel) { return .optedOut }
-            return recipient.field(addressField(channel)) == nil ? .noAddress : .available
+            guard let plan = compiled.channels[channel], let to = recipient.field(plan.field) else { return .noAddress }
+            chosen = (channel, plan, to)
+            return .available
         }
         switch decision {
         case .skip(let reason):
             return .skip(reason: reason, channel: nil)
-        case .send(let channel):
-            return .send(message(recipient, channel: channel, to: recipient.field(addressField(channel))!))
+        case .send:
+            let c = chosen!
+            return .send(message(recipient, channel: c.channel, plan: c.plan, to: c.to))
         }
     }
 
-    func message(_ recipient: Recipient, channel: String, to: String) -> OutboundMessage {
-        let (title, body) = compiled.constants[channel]
-            ?? compiled.templates[channel]!.render(recipient: recipient, data: compiled.dataScope, properties: propertiesScope)
+    func message(_ recipient: Recipient, channel: String, plan: Compiled.ChannelPlan, to: String) -> OutboundMessage {
+        let (title, body) = plan.constant ?? plan.template.render(recipient: recipient, data: compiled.dataScope, properties: propertiesScope)
         return OutboundMessage(messageID: MessageID.make(campaignID: campaignID, userID: recipient.userID),
                                campaignID: campaignID, userID: recipient.userID, channel: channel, to: to, title: title, body: body)
     }
@@ -202,8 +214,8 @@ public struct DeliveryPlanner: Sendable {
     /// The message for a channel already chosen (a retry keeps its channel);
     /// nil when the recipient has no address for it any more.
     public func message(for recipient: Recipient, channel: String) -> OutboundMessage? {
-        guard compiled.templates[channel] != nil, let to = recipient.field(addressField(channel)) else { return nil }
-        return message(recipient, channel: channel, to: to)
+        guard let plan = compiled.channels[channel], let to = recipient.field(plan.field) else { return nil }
+        return message(recipient, channel: channel, plan: plan, to: to)
     }
 
     /// A further attempt on the channel chosen at the first one (a retry, a
@@ -213,10 +225,6 @@ public struct DeliveryPlanner: Sendable {
         if recipient.isOptedOut(of: channel) { return .skip(reason: .optedOut, channel: channel) }
         guard let message = message(for: recipient, channel: channel) else { return .skip(reason: .noAddress, channel: channel) }
         return .send(message)
-    }
-
-    func addressField(_ channel: String) -> AddressField {
-        compiled.addressFields[channel] ?? AddressField.defaultField(forChannel: channel)
     }
 }
 
