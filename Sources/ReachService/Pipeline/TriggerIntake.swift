@@ -32,13 +32,20 @@ public struct TriggerIntake: Service {
         do {
             // Whatever is ready, up to `maxBatch`: at a low rate a batch is an event or two (latency), under
             // load it grows until one pass through PostgreSQL, Redis and the providers carries the rate.
+            // A pass's offsets are committed while the next pass is handled: its rows are durable
+            // already, and commits stay in order (each waits for the one before).
+            var committing: Task<Bool, any Error>?
+            defer { committing?.cancel() }
             for try await batch in consumer.batches(max: Self.maxBatch).cancelOnGracefulShutdown() {
                 // The events' end-to-end time starts here, before rules, recipients and retries.
                 guard try await handle(batch, rejects, consumedAt: Date()) else { break }
                 var next: [TopicPartition: Int64] = [:]
                 for m in batch { next[m.topicPartition] = max(next[m.topicPartition] ?? 0, m.offset + 1) }
-                guard try await commitOffsets(consumer, next, logger) else { break }
+                if let committing, try await committing.value == false { break }
+                committing = Task { [logger] in try await commitOffsets(consumer, next, logger) }
             }
+            if let committing { _ = try await committing.value }
+            committing = nil
         } catch {
             await consumer.close()
             throw error
