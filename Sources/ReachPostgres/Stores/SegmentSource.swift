@@ -86,7 +86,13 @@ public struct SegmentSource: Sendable {
     /// `dense`: the segment holds most recipients (`isDense`), so its pages are read by range.
     public func page(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int, dense: Bool = false) async throws -> [Recipient] {
         let (sql, parameters) = Self.pageQuery(segment, after: after, upTo: upper, limit: limit, dense: dense)
-        return try await client.query(sql, parameters).map(Self.recipient)
+        // Each row's attrs are parsed here: a page of 5 000 yields its thread now and then.
+        var recipients: [Recipient] = []
+        for (index, row) in try await client.query(sql, parameters).enumerated() {
+            if index > 0, index % 1_000 == 0 { await Task.yield() }
+            recipients.append(Self.recipient(row))
+        }
+        return recipients
     }
 
     /// Whether a member segment lists at least half of `reach.recipients` (by

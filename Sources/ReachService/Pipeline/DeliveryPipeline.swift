@@ -117,9 +117,12 @@ struct DeliveryPipeline: Sendable {
             for send in sends { tally.skip(send, reason, channel: send.channel) }
             return try await finish(tally, record)
         }
-        // 2. Plan.
+        // 2. Plan. A page of 5 000 is milliseconds of rendering: it yields every `yieldEvery`
+        // sends, so the API's requests (and other pages) get a thread in between.
         var attempts: [Attempt] = []
-        for send in sends {
+        attempts.reserveCapacity(sends.count)
+        for (index, send) in sends.enumerated() {
+            if index > 0, index % Self.yieldEvery == 0 { await Task.yield() }
             switch send.plan() {
             case .skip(let reason, let channel): tally.skip(send, reason, channel: channel)
             case .send(let message): attempts.append(Attempt(send: send, message: message))
@@ -134,7 +137,8 @@ struct DeliveryPipeline: Sendable {
         // 7. Decide.
         var followUp = FollowUp()
         let now = Date()
-        for (attempt, answer) in zip(attempts, answers) {
+        for (index, (attempt, answer)) in zip(attempts, answers).enumerated() {
+            if index > 0, index % Self.yieldEvery == 0 { await Task.yield() }
             decide(attempt, answer, now: now, &tally, &followUp)
         }
         // 8. Follow up. Retry items go in before their rows are written: a crash in
@@ -148,6 +152,9 @@ struct DeliveryPipeline: Sendable {
         // 9. Record.
         return try await finish(tally, record)
     }
+
+    /// Sends planned or decided between two yields of the cooperative thread (about a millisecond).
+    static let yieldEvery = 500
 
     /// A message on its way, with the send it came from.
     struct Attempt: Sendable {
