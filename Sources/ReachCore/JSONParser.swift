@@ -289,13 +289,7 @@ extension JSONParser {
         skipSpace()
         if peek == UInt8(ascii: "}") { return nil }
         while true {
-            skipSpace()
-            guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-            let key = try string()
-            skipSpace()
-            guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
-            at += 1
-            skipSpace()
+            let key = try memberName()
             if key == wanted, peek == UInt8(ascii: "[") {
                 found = try objects(fields: fields, known: known)
             } else {
@@ -312,6 +306,18 @@ extension JSONParser {
             default: throw fail("expected ',' or '}'")
             }
         }
+    }
+
+    /// A member's name and its `:`, with the space around them; at its value after.
+    private mutating func memberName() throws(Failure) -> String {
+        skipSpace()
+        guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+        let key = try string()
+        skipSpace()
+        guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        at += 1
+        skipSpace()
+        return key
     }
 
     /// Past a string not wanted, without building it (its escapes are stepped over, not checked).
@@ -354,14 +360,7 @@ extension JSONParser {
                 skipSpace()
                 if peek == UInt8(ascii: "}") { at += 1 } else {
                     members: while true {
-                        skipSpace()
-                        guard peek == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-                        let key = try string()
-                        skipSpace()
-                        guard peek == UInt8(ascii: ":") else { throw fail("expected ':'") }
-                        at += 1
-                        skipSpace()
-                        let index = fields.firstIndex(of: key)
+                        let index = fields.firstIndex(of: try memberName())
                         if peek == UInt8(ascii: "\"") {
                             if let index {
                                 item[index] = index == 0 && items.count < known.count ? try string(reusing: known[items.count]) : try string()
