@@ -138,7 +138,7 @@ public final class HTTPProviderChannel: Channel {
             let bytes = raw.bindMemory(to: UInt8.self)
             guard let items = JSONParser.strings(ofObjectsIn: "results", fields: ["message_id", "status", "error", "provider_ref", "id"],
                                                  in: bytes, known: ids) else { return nil }
-            return items.map { ($0[0], $0[1], $0[2], $0[3] ?? $0[4]) }
+            return (0..<items.count).map { (items[$0, 0], items[$0, 1], items[$0, 2], items[$0, 3] ?? items[$0, 4]) }
         }
     }
 

@@ -266,6 +266,21 @@ public struct JSONParser {
     }
 }
 
+/// The wanted string fields of an array's objects, in one flat array (no array per object).
+public struct FieldTable: Sendable {
+    /// Fields per object.
+    public let width: Int
+    var values: [String?] = []
+
+    init(width: Int) { self.width = width }
+
+    /// Objects read.
+    public var count: Int { width == 0 ? 0 : values.count / width }
+
+    /// Field `field` (its position in the names asked for) of object `item`.
+    public subscript(item: Int, field: Int) -> String? { values[item * width + field] }
+}
+
 extension JSONParser {
     /// The objects of the array at member `key` of a top-level object, each
     /// read as the string values of `fields` (nil when absent or not a string),
@@ -276,16 +291,16 @@ extension JSONParser {
     /// (the message ids of a provider's batch): an equal value is that string,
     /// not a new copy.
     public static func strings(ofObjectsIn key: String, fields: [String], in bytes: UnsafeBufferPointer<UInt8>,
-                               known: [String] = []) -> [[String?]]? {
+                               known: [String] = []) -> FieldTable? {
         var parser = JSONParser(bytes: bytes, storable: false)
         return try? parser.topLevelArray(key, fields: fields, known: known)
     }
 
-    private mutating func topLevelArray(_ wanted: String, fields: [String], known: [String]) throws(Failure) -> [[String?]]? {
+    private mutating func topLevelArray(_ wanted: String, fields: [String], known: [String]) throws(Failure) -> FieldTable? {
         skipSpace()
         guard peek == UInt8(ascii: "{") else { return nil }
         at += 1
-        var found: [[String?]]?
+        var found: FieldTable?
         skipSpace()
         if peek == UInt8(ascii: "}") { return nil }
         while true {
@@ -347,14 +362,15 @@ extension JSONParser {
         return try string()
     }
 
-    private mutating func objects(fields: [String], known: [String]) throws(Failure) -> [[String?]] {
+    private mutating func objects(fields: [String], known: [String]) throws(Failure) -> FieldTable {
         at += 1
-        var items: [[String?]] = []
+        var items = FieldTable(width: fields.count)
         skipSpace()
         if peek == UInt8(ascii: "]") { at += 1; return items }
         while true {
             skipSpace()
-            var item = [String?](repeating: nil, count: fields.count)
+            let item = items.values.count
+            items.values.append(contentsOf: repeatElement(nil, count: fields.count))
             if peek == UInt8(ascii: "{") {
                 at += 1
                 skipSpace()
@@ -363,7 +379,8 @@ extension JSONParser {
                         let index = fields.firstIndex(of: try memberName())
                         if peek == UInt8(ascii: "\"") {
                             if let index {
-                                item[index] = index == 0 && items.count < known.count ? try string(reusing: known[items.count]) : try string()
+                                items.values[item + index] = index == 0 && items.count - 1 < known.count
+                                    ? try string(reusing: known[items.count - 1]) : try string()
                             } else {
                                 try skipString()
                             }
@@ -381,7 +398,6 @@ extension JSONParser {
             } else {
                 _ = try value(depth: 1)
             }
-            items.append(item)
             skipSpace()
             switch peek {
             case UInt8(ascii: ","): at += 1

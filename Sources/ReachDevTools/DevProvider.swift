@@ -49,11 +49,11 @@ public final class DevProvider: Sendable {
                 JSONParser.strings(ofObjectsIn: "messages", fields: fields, in: raw.bindMemory(to: UInt8.self))
             }
             guard let items = read else { return nil }
-            func field(_ item: [String?], _ name: String) -> String? { fields.firstIndex(of: name).flatMap { item[$0] } }
+            func field(_ item: Int, _ name: String) -> String? { fields.firstIndex(of: name).flatMap { items[item, $0] } }
             var messages: [Message] = []
             messages.reserveCapacity(items.count)
-            for item in items {
-                guard let id = item[0] else { return nil }
+            for item in 0..<items.count {
+                guard let id = items[item, 0] else { return nil }
                 messages.append(Message(message_id: id, channel: field(item, "channel"), to: field(item, "to"),
                                         title: field(item, "title"), body: field(item, "body")))
             }

@@ -145,12 +145,9 @@ public actor RedisConnection {
     }
 
     private func append(_ ctx: UnsafeMutablePointer<redisContext>, _ command: RedisCommand) -> Int32 {
-        var lengths = command.arguments.map(\.count)
-        var flat: [UInt8] = []
-        flat.reserveCapacity(lengths.reduce(0, +) + 1)
-        for argument in command.arguments { flat.append(contentsOf: argument) }
-        flat.append(0)
-        return flat.withUnsafeBufferPointer { buffer in
+        var lengths = command.lengths
+        // Never empty: the command's name is in it.
+        return command.bytes.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
             var pointers: [UnsafePointer<CChar>?] = []
             pointers.reserveCapacity(lengths.count)
