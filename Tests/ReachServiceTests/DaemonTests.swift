@@ -209,7 +209,8 @@ struct BinaryTests {
     func configCheck() async throws {
         let path = try writeConfig("http: {port: lots}\nchannels: {sms: {provider: fax}}\n")
         let bad = try spawnReachd(["config", "check", "--config", path], environment: ["REACH_REDIS_URL": "tcp://x"])
-        let code = try await bad.wait(within: .seconds(10))
+        // 30 s, not 10: a debug binary starting under the parallel suite's load took longer than 10 s once.
+        let code = try await bad.wait(within: .seconds(30))
         let text = bad.output
         #expect(code == 1)
         #expect(text.contains("http.port: expected an integer, got 'lots'"))
@@ -219,7 +220,7 @@ struct BinaryTests {
         let good = try writeConfig(ConfigurationTests.specExample)
         let ok = try spawnReachd(["config", "check", "--config", good], environment: ConfigurationTests.secrets.merging(
             ["REACH_POSTGRES_URL": "postgresql://reach:hunter2@127.0.0.1/reach"]) { _, n in n })
-        #expect(try await ok.wait(within: .seconds(10)) == 0)
+        #expect(try await ok.wait(within: .seconds(30)) == 0)
         let okText = ok.output
         #expect(okText.contains("configuration OK"))
         #expect(!okText.contains("hunter2"), "passwords are masked")
