@@ -69,6 +69,10 @@ struct CampaignShardTests {
         let started = ContinuousClock.now
         try await publish(s.kafka, #"{"kind":"campaign","campaign_id":"\#(id)","segment":{"id":"all"},"channels":{"sms":1},"template":{"body":"hi {{name}}"}}"#,
                           key: id)
+        // The clock for the spread starts once the task is accepted: under the parallel suite an
+        // instance's first join of the embedded broker's group once took longer than the 40 s below.
+        #expect(try await eventually(timeout: .seconds(120), every: .milliseconds(100)) { try await campaignState(s.pg, id) != nil },
+                "the task was accepted")
         let spread = try await eventually(timeout: .seconds(40), every: .milliseconds(50)) {
             s.providers.allSatisfy { $0.received.count > 0 } && received(s) >= users / 4
         }
