@@ -99,8 +99,12 @@ enum ProcessMetrics {
         guard let dir = opendir("/proc/self/fd") else { return nil }
         defer { closedir(dir) }
         var count = 0
+        // The name is read through the pointer, up to its NUL: copying `entry.pointee` would read a
+        // whole `struct dirent`, past the end of a short last record — across a page boundary that
+        // crashed a scrape (a bad pointer dereference at a page's first byte).
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = String(cString: (UnsafeRawPointer(entry) + nameOffset).assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." { count += 1 }
         }
         return max(0, count - 1)
