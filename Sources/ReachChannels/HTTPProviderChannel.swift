@@ -50,26 +50,12 @@ public final class HTTPProviderChannel: Channel {
         var out: [UInt8] = []
         out.reserveCapacity(batch.reduce(16) { $0 + 110 + $1.messageID.utf8.count + $1.campaignID.utf8.count + $1.userID.utf8.count
             + $1.to.utf8.count + $1.title.utf8.count + $1.body.utf8.count })
-        func raw(_ text: StaticString) { out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)) }
-        raw("{\"messages\":[")
-        for (i, m) in batch.enumerated() {
-            raw(i > 0 ? ",{\"message_id\":" : "{\"message_id\":")
-            JSONText.quote(m.messageID, into: &out)
-            raw(",\"campaign_id\":")
-            JSONText.quote(m.campaignID, into: &out)
-            raw(",\"user_id\":")
-            JSONText.quote(m.userID, into: &out)
-            raw(",\"channel\":")
-            JSONText.quote(m.channel, into: &out)
-            raw(",\"to\":")
-            JSONText.quote(m.to, into: &out)
-            raw(",\"title\":")
-            JSONText.quote(m.title, into: &out)
-            raw(",\"body\":")
-            JSONText.quote(m.body, into: &out)
-            raw("}")
+        JSONText.append("{\"messages\":[", to: &out)
+        for (i, message) in batch.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            message.appendJSON(to: &out)
         }
-        raw("]}")
+        JSONText.append("]}", to: &out)
         return ByteBuffer(bytes: out)
     }
 

@@ -27,6 +27,11 @@ public enum JSONText {
         out.append("\"")
     }
 
+    /// JSON text written in the source (member names, punctuation), as bytes.
+    public static func append(_ literal: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
     /// The same, as UTF-8 bytes: one scan, and one copy when nothing needs escaping.
     public static func quote(_ s: String, into out: inout [UInt8]) {
         var s = s

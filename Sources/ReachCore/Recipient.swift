@@ -85,28 +85,28 @@ extension OutboundMessage {
     /// and `maskContent` also masks the personal numbers and addresses a template rendered into the
     /// title and body (`{{phone}}`), for copies kept where operators read them (dead letters).
     public func json(maskAddress: Bool = false, maskContent: Bool = false) -> String {
-        var text = ""
-        text.reserveCapacity(320)
-        appendJSON(to: &text, maskAddress: maskAddress, maskContent: maskContent)
-        return text
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(320)
+        appendJSON(to: &bytes, maskAddress: maskAddress, maskContent: maskContent)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends the JSON object to `text` (a provider batch is built in one string).
-    public func appendJSON(to text: inout String, maskAddress: Bool = false, maskContent: Bool = false) {
-        text += "{\"message_id\":"
-        JSONText.quote(messageID, into: &text)
-        text += ",\"campaign_id\":"
-        JSONText.quote(campaignID, into: &text)
-        text += ",\"user_id\":"
-        JSONText.quote(userID, into: &text)
-        text += ",\"channel\":"
-        JSONText.quote(channel, into: &text)
-        text += ",\"to\":"
-        JSONText.quote(maskAddress ? Redaction.maskText(to) : to, into: &text)
-        text += ",\"title\":"
-        JSONText.quote(maskContent ? Redaction.maskText(title) : title, into: &text)
-        text += ",\"body\":"
-        JSONText.quote(maskContent ? Redaction.maskText(body) : body, into: &text)
-        text += "}"
+    /// Appends the JSON object as UTF-8 (a provider batch is built in one byte array).
+    public func appendJSON(to out: inout [UInt8], maskAddress: Bool = false, maskContent: Bool = false) {
+        JSONText.append("{\"message_id\":", to: &out)
+        JSONText.quote(messageID, into: &out)
+        JSONText.append(",\"campaign_id\":", to: &out)
+        JSONText.quote(campaignID, into: &out)
+        JSONText.append(",\"user_id\":", to: &out)
+        JSONText.quote(userID, into: &out)
+        JSONText.append(",\"channel\":", to: &out)
+        JSONText.quote(channel, into: &out)
+        JSONText.append(",\"to\":", to: &out)
+        JSONText.quote(maskAddress ? Redaction.maskText(to) : to, into: &out)
+        JSONText.append(",\"title\":", to: &out)
+        JSONText.quote(maskContent ? Redaction.maskText(title) : title, into: &out)
+        JSONText.append(",\"body\":", to: &out)
+        JSONText.quote(maskContent ? Redaction.maskText(body) : body, into: &out)
+        out.append(UInt8(ascii: "}"))
     }
 }
