@@ -42,6 +42,15 @@ public struct SegmentSource: Sendable {
         "u.user_id, \(r).name, \(r).phone, \(r).email, \(r).push_token, \(r).timezone, \(r).locale, \(r).attrs::text, \(optedOut) AS opted_out"
     }
 
+    /// A page of listed ids with an index probe per user for the recipient and for the opt-outs.
+    static func probed(ids: String, after: String, upper: String?) -> String {
+        """
+        SELECT \(columns(r: "r")) FROM (\(ids)) u
+        LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > \(after)\(upper.map { " AND r.user_id <= \($0)" } ?? "")
+        ORDER BY u.user_id
+        """
+    }
+
     /// A page of a dense member segment joined to its recipients and opt-outs
     /// by ranges: `ids` is the page's ordered id subquery, used twice — once as
     /// the page, once for its last id, which bounds the range scans of
@@ -52,15 +61,6 @@ public struct SegmentSource: Sendable {
     /// other users (1 % of 1 000 000: 125 ms against 37 ms), so only a segment
     /// holding at least half the recipients (`isDense`) is read this way
     /// (README "Per-message cost").
-    /// A page of listed ids with an index probe per user for the recipient and for the opt-outs.
-    static func probed(ids: String, after: String, upper: String?) -> String {
-        """
-        SELECT \(columns(r: "r")) FROM (\(ids)) u
-        LEFT JOIN reach.recipients r ON r.user_id = u.user_id AND r.user_id > \(after)\(upper.map { " AND r.user_id <= \($0)" } ?? "")
-        ORDER BY u.user_id
-        """
-    }
-
     static func rangeJoined(ids: String, after: String, upper: String?) -> String {
         let last = "(SELECT max(user_id) FROM (\(ids)) b)"
         func top(_ alias: String) -> String { upper.map { " AND \(alias).user_id <= \($0)" } ?? "" }
@@ -114,17 +114,17 @@ public struct SegmentSource: Sendable {
     public static func pageQuery(_ segment: Resolved, after: String?, upTo upper: String? = nil, limit: Int,
                                  dense: Bool = false) -> (String, [any PostgresBindable]) {
         let after = after ?? ""
+        // Member and id-list pages: $2 is the lower bound, $3 the limit, $4 (only with a shard) the upper.
+        let top = upper == nil ? nil : "$4"
+        let bound = top.map { " AND user_id <= \($0)" } ?? ""
+        let bounds: [any PostgresBindable] = [after, limit] + (upper.map { [$0] } ?? [])
         switch segment {
         case .members(let id):
-            let bound = upper == nil ? "" : " AND user_id <= $4"
             let ids = "SELECT user_id FROM reach.segment_members WHERE segment_id = $1 AND user_id > $2\(bound) ORDER BY user_id LIMIT $3"
-            let parameters: [any PostgresBindable] = [id, after, limit] + (upper.map { [$0] } ?? [])
-            if dense { return (rangeJoined(ids: ids, after: "$2", upper: upper == nil ? nil : "$4"), parameters) }
-            return (probed(ids: ids, after: "$2", upper: upper == nil ? nil : "$4"), parameters)
+            return (dense ? rangeJoined(ids: ids, after: "$2", upper: top) : probed(ids: ids, after: "$2", upper: top), [id] + bounds)
         case .userIDs(let ids):
-            let bound = upper == nil ? "" : " AND user_id <= $4"
             let page = "SELECT DISTINCT user_id FROM unnest($1::text[]) AS ids(user_id) WHERE user_id > $2\(bound) ORDER BY user_id LIMIT $3"
-            return (probed(ids: page, after: "$2", upper: upper == nil ? nil : "$4"), [ids, after, limit] + (upper.map { [$0] } ?? []))
+            return (probed(ids: page, after: "$2", upper: top), [ids] + bounds)
         case .rule(let rule):
             let sql = rule.sql(alias: "u", firstParameter: upper == nil ? 3 : 4)
             return ("""
