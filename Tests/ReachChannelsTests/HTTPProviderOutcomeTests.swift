@@ -50,6 +50,20 @@ struct HTTPProviderOutcomeTests {
             """
         let byID = HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: ByteBuffer(string: shuffled), batch: batch)
         #expect(byID == [.sent("first"), .sent(), .permanent("third")], "a result without a string message_id decides nothing")
+        // Every byte a provider may send: NUL, invalid UTF-8 and control bytes in a result's member nobody
+        // reads leave the results readable; in a member that is read, or beside `results`, they make the
+        // body unreadable, and an unreadable 2xx body accepts the batch.
+        func bytes(_ parts: [[UInt8]]) -> ByteBuffer { ByteBuffer(bytes: parts.joined()) }
+        let oddUnread = bytes([Array(#"{"results":[{"message_id":""#.utf8), Array(ids[0].utf8),
+                               Array(#"","status":"error","error":"no","extra":""#.utf8), [0x00, 0xFF, 0xC3, 0x28, 0x01], Array(#""}]}"#.utf8)])
+        #expect(HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: oddUnread, batch: batch) == [.permanent("no"), .sent(), .sent()])
+        let oddRead = bytes([Array(#"{"results":[{"message_id":""#.utf8), Array(ids[0].utf8),
+                             Array(#"","status":"error","error":""#.utf8), [0xFF, 0xFE], Array(#""}]}"#.utf8)])
+        let oddBeside = bytes([Array(#"{"note":""#.utf8), [0x00, 0xFF], Array(#"","results":[{"message_id":""#.utf8), Array(ids[0].utf8),
+                               Array(#"","status":"error"}]}"#.utf8)])
+        for body in [oddRead, oddBeside] {
+            #expect(HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: body, batch: batch) == [.sent(), .sent(), .sent()])
+        }
         for junk in ["", "[]", "{\"results\": 3}", "{\"results\": [", "not json", "{\"results\": [{\"message_id\": \"\(ids[0])\", \"status\": \"error\"}]} x"] {
             #expect(HTTPProviderChannel.outcomes(status: 200, retryAfter: nil, body: ByteBuffer(string: junk), batch: batch) == [.sent(), .sent(), .sent()],
                     "an unreadable 2xx body accepts the batch: \(junk)")

@@ -25,7 +25,7 @@ struct TemplatePlanTests {
         "data.coupon", "data.n", "data.obj.k", "data", "properties.p", "properties", "unknown", "name.first", "attrs.city.x",
         ".", ".name", "name.", "a..b", "attrs.lev-el", "attrs.le_vel", "na me", "name?", "upper(name)", "",
     ]
-    static let texts = ["Hi ", " ", "\n", "\r\n", "{", "}", "}}", "{ {", "é", "中文", "👋🏽", ":", ".", "&", "<b>", "\"q\"", "\\", "\t", "a", "#", "!"]
+    static let texts = ["Hi ", " ", "\n", "\r\n", "{", "}", "}}", "{ {", "é", "中文", "👋🏽", ":", ".", "&", "<b>", "\"q\"", "\\", "\t", "a", "#", "!", "\u{0}", "\u{FEFF}", "\u{7F}"]
 
     static func tag(_ name: String, _ rng: inout Seeded) -> String {
         let pad = ["", " ", "  ", "\t", "\n"].randomElement(using: &rng)!
