@@ -81,7 +81,68 @@ public final class DevProvider: Sendable {
     /// What a test or demo wants the provider to answer for a request (nil: accept all).
     public typealias Behaviour = @Sendable (_ requestNumber: Int) -> (status: Int, retryAfter: Int?)?
 
-    private let state = Mutex<(seen: [String: Int], stats: Stats, keys: [String: Int], last: [String: Batch.Message])>(([:], Stats(), [:], [:]))
+    private let state = Mutex<Seen>(Seen())
+
+    /// What arrived so far. A lean provider keeps reachd's own ids (`m-` and 32
+    /// hex digits) as two numbers: the benchmark's million ids then cost no
+    /// string hashing and no string kept per id.
+    struct Seen {
+        var byID: [String: Int] = [:]
+        var compact: [CompactID: Int] = [:]
+        var stats = Stats()
+        var keys: [String: Int] = [:]
+        var last: [String: Batch.Message] = [:]
+
+        /// Counts one arrival of `id`; returns how many there were so far.
+        mutating func count(_ id: String, compactable: Bool) -> Int {
+            if compactable, let key = CompactID(id) {
+                compact[key, default: 0] += 1
+                return compact[key]!
+            }
+            byID[id, default: 0] += 1
+            return byID[id]!
+        }
+
+        var all: [String: Int] {
+            var all = byID
+            for (key, n) in compact { all[key.text] = n }
+            return all
+        }
+    }
+
+    /// A message id of the form `m-` + 32 lowercase hex digits, as 128 bits.
+    struct CompactID: Hashable {
+        let high: UInt64
+        let low: UInt64
+
+        init?(_ id: String) {
+            var id = id
+            guard let parsed = id.withUTF8({ u -> (UInt64, UInt64)? in
+                guard u.count == 34, u[0] == UInt8(ascii: "m"), u[1] == UInt8(ascii: "-") else { return nil }
+                var high: UInt64 = 0, low: UInt64 = 0
+                for i in 0..<32 {
+                    let c = u[2 + i]
+                    let digit: UInt8
+                    switch c {
+                    case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = c &- UInt8(ascii: "0")
+                    case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = c &- UInt8(ascii: "a") &+ 10
+                    default: return nil
+                    }
+                    if i < 16 { high = high << 4 | UInt64(digit) } else { low = low << 4 | UInt64(digit) }
+                }
+                return (high, low)
+            }) else { return nil }
+            (high, low) = parsed
+        }
+
+        var text: String {
+            func hex(_ v: UInt64) -> String {
+                let digits = String(v, radix: 16)
+                return String(repeating: "0", count: 16 - digits.count) + digits
+            }
+            return "m-" + hex(high) + hex(low)
+        }
+    }
     /// Requests being answered now, by path.
     private let inFlight = Mutex<[String: Int]>([:])
     private let delay: Duration
@@ -120,7 +181,7 @@ public final class DevProvider: Sendable {
         return stats
     }
     /// How many times each message id arrived (accepted or not).
-    public var received: [String: Int] { state.withLock { $0.seen } }
+    public var received: [String: Int] { state.withLock { $0.all } }
     /// How many requests carried each `Idempotency-Key`.
     public var idempotencyKeys: [String: Int] { state.withLock { $0.keys } }
     /// Every POST received, in arrival order (with `recordRequests`; invalid bodies always).
@@ -176,15 +237,21 @@ public final class DevProvider: Sendable {
                 return Response(status: .init(code: answer.status), headers: headers,
                                 body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"simulated \(answer.status)\"}")))
             }
+            // A batch is nearly always of one channel: counted here, added once.
+            var channels: [(name: String, n: Int)] = []
+            for m in batch.messages {
+                let name = m.channel ?? "?"
+                if let i = channels.firstIndex(where: { $0.name == name }) { channels[i].n += 1 } else { channels.append((name, 1)) }
+            }
+            let compactable = !self.keepMessages
             self.state.withLock { s in
                 for m in batch.messages {
-                    let count = s.seen[m.message_id, default: 0] + 1
-                    s.seen[m.message_id] = count
+                    let count = s.count(m.message_id, compactable: compactable)
                     if self.keepMessages { s.last[m.message_id] = m }
-                    s.stats.messages += 1
                     if count == 1 { s.stats.distinct += 1 } else { s.stats.duplicates += 1 }
-                    s.stats.byChannel[m.channel ?? "?", default: 0] += 1
                 }
+                s.stats.messages += batch.messages.count
+                for (name, n) in channels { s.stats.byChannel[name, default: 0] += n }
             }
             if self.latencyFromTitle {
                 let samples = batch.messages.compactMap { m in m.title.flatMap { Int64($0) }.map { (receivedAt, receivedAt - $0) } }
@@ -195,11 +262,13 @@ public final class DevProvider: Sendable {
             out.reserveCapacity(batch.messages.count * 120 + 16)
             out.writeStaticString("{\"results\":[")
             let ref = ",\"status\":\"ok\",\"provider_ref\":\"dev-\(number)-"
+            var quoted: [UInt8] = []
+            quoted.reserveCapacity(64)
             for (i, m) in batch.messages.enumerated() {
                 out.writeStaticString(i > 0 ? ",{\"message_id\":" : "{\"message_id\":")
-                var quoted = ""
+                quoted.removeAll(keepingCapacity: true)
                 JSONText.quote(m.message_id, into: &quoted)
-                out.writeString(quoted)
+                out.writeBytes(quoted)
                 out.writeString(ref)
                 out.writeString(String(i))
                 out.writeStaticString("\"}")

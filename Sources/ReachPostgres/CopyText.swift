@@ -10,12 +10,14 @@ public enum CopyText {
     @inline(__always)
     public static func append(_ value: String?, into out: inout [UInt8], first: Bool = false) {
         if !first { out.append(0x09) }
-        guard let value else { out.append(0x5C); out.append(UInt8(ascii: "N")); return }
-        // Most values need no escaping: copied whole.
-        guard value.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
-            out.append(contentsOf: value.utf8)
-            return
+        guard var value else { out.append(0x5C); out.append(UInt8(ascii: "N")); return }
+        // Most values need no escaping: copied whole (scanned and copied as contiguous bytes).
+        let plain = value.withUTF8 { utf8 -> Bool in
+            for byte in utf8 where byte == 0x5C || byte == 0x09 || byte == 0x0A || byte == 0x0D { return false }
+            out.append(contentsOf: utf8)
+            return true
         }
+        guard !plain else { return }
         for byte in value.utf8 {
             switch byte {
             case 0x5C: out.append(0x5C); out.append(0x5C)

@@ -121,11 +121,11 @@ struct DeliveryPipeline: Sendable {
         // sends, so the API's requests (and other pages) get a thread in between.
         var attempts: [Attempt] = []
         attempts.reserveCapacity(sends.count)
-        for (index, send) in sends.enumerated() {
+        for index in sends.indices {
             if index > 0, index % Self.yieldEvery == 0 { await Task.yield() }
-            switch send.plan() {
-            case .skip(let reason, let channel): tally.skip(send, reason, channel: channel)
-            case .send(let message): attempts.append(Attempt(send: send, message: message))
+            switch sends[index].plan() {
+            case .skip(let reason, let channel): tally.skip(sends[index], reason, channel: channel)
+            case .send(let message): attempts.append(Attempt(send: sends[index], message: message))
             }
         }
         // 3–5. Before any request: any error here leaves nothing sent.
@@ -137,9 +137,9 @@ struct DeliveryPipeline: Sendable {
         // 7. Decide.
         var followUp = FollowUp()
         let now = Date()
-        for (index, (attempt, answer)) in zip(attempts, answers).enumerated() {
+        for index in attempts.indices {
             if index > 0, index % Self.yieldEvery == 0 { await Task.yield() }
-            decide(attempt, answer, now: now, &tally, &followUp)
+            decide(attempts[index], answers[index], now: now, &tally, &followUp)
         }
         // 8. Follow up. Retry items go in before their rows are written: a crash in
         // between leaves an item whose row is missing, which the retry skips.
@@ -156,17 +156,30 @@ struct DeliveryPipeline: Sendable {
     /// Sends planned or decided between two yields of the cooperative thread (about a millisecond).
     static let yieldEvery = 500
 
-    /// A message on its way, with the send it came from.
+    /// A message on its way, with what the later steps need of the send it
+    /// came from (not the send itself: its recipient and planner would be
+    /// copied, retained and released with every attempt at every step).
     struct Attempt: Sendable {
-        var send: Send
         var message: OutboundMessage
+        /// Which attempt this is (1: the first).
+        var number: Int
+        /// A trigger send's rule and event (JSON), for its retry items and dead letter.
+        var trigger: String?
+        /// The campaign or rule honours quiet hours; then the user's timezone says when they are.
+        var quietHours: Bool
+        var timezone: String?
+
+        init(send: Send, message: OutboundMessage) {
+            (self.message, number, trigger) = (message, send.number, send.trigger)
+            (quietHours, timezone) = (send.quietHours, send.recipient.timezone)
+        }
     }
 
     /// 3. Defer: inside the user's quiet hours, wait for the window's end without spending an attempt.
     private func deferQuietHours(_ attempts: [Attempt], _ tally: inout Tally) async throws -> [Attempt] {
         guard let quiet = quietHours else { return attempts }
         let now = Date()
-        let ends = attempts.map { $0.send.quietHours ? quiet.deferral(now: now, timezone: $0.send.recipient.timezone) : nil }
+        let ends = attempts.map { $0.quietHours ? quiet.deferral(now: now, timezone: $0.timezone) : nil }
         // Nearly always nobody is inside quiet hours: the attempts go on as they are, not copied.
         guard ends.contains(where: { $0 != nil }) else { return attempts }
         var kept: [Attempt] = []
@@ -177,8 +190,8 @@ struct DeliveryPipeline: Sendable {
                 continue
             }
             let m = attempt.message
-            let spent = attempt.send.number - 1
-            deferred.append(DelayedWork.Retry(m, attempts: spent, trigger: attempt.send.trigger).queueItem(dueMs: Epoch.ms(end)))
+            let spent = attempt.number - 1
+            deferred.append(DelayedWork.Retry(m, attempts: spent, trigger: attempt.trigger).queueItem(dueMs: Epoch.ms(end)))
             tally.add(m.campaignID, .waiting(m.userID, channel: m.channel, .quietHours, attempts: spent, messageID: m.messageID),
                       count: .retried, channel: m.channel)
         }
@@ -195,7 +208,7 @@ struct DeliveryPipeline: Sendable {
         var kept: [Attempt] = []
         for (attempt, ok) in zip(attempts, admitted) {
             if ok { kept.append(attempt); continue }
-            tally.skip(attempt.send, .frequencyCap, channel: attempt.message.channel)
+            tally.skip(attempt, .frequencyCap)
         }
         return kept
     }
@@ -212,7 +225,7 @@ struct DeliveryPipeline: Sendable {
             guard claim == .alreadySent else { toSend.append(attempt); continue }
             // Sent by a sender that died before recording it: record, do not resend.
             let m = attempt.message
-            tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempt.send.number, messageID: m.messageID),
+            tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempt.number, messageID: m.messageID),
                       count: nil, channel: m.channel)
         }
         return toSend
@@ -229,12 +242,12 @@ struct DeliveryPipeline: Sendable {
     private func decide(_ attempt: Attempt, _ dispatched: ChannelSenders.Dispatched, now: Date, _ tally: inout Tally,
                         _ followUp: inout FollowUp) {
         let m = attempt.message
-        let number = attempt.send.number
+        let number = attempt.number
         let outcome: SendOutcome
         switch dispatched {
         case .withheld(let hold):
             if let reason = hold.skipReason {
-                tally.skip(attempt.send, reason, channel: m.channel)
+                tally.skip(attempt, reason)
             } else {
                 tally.outcome.complete = false
             }
@@ -253,7 +266,7 @@ struct DeliveryPipeline: Sendable {
                                           provider: outcome.provider),
                       count: .sent, channel: m.channel, provider: outcome.provider)
         case .wait(let reason, let after, let attempts):
-            followUp.retries.append(DelayedWork.Retry(m, attempts: attempts, trigger: attempt.send.trigger)
+            followUp.retries.append(DelayedWork.Retry(m, attempts: attempts, trigger: attempt.trigger)
                 .queueItem(dueMs: Epoch.ms(now) + after.milliseconds))
             tally.add(m.campaignID, .waiting(m.userID, channel: m.channel, reason, attempts: attempts, messageID: m.messageID, lastError: error),
                       count: .retried, channel: m.channel, provider: outcome.provider)
@@ -263,7 +276,7 @@ struct DeliveryPipeline: Sendable {
                       count: .dead, channel: m.channel, provider: outcome.provider)
             tally.outcome.deadLetters.append((m.campaignID, .init(
                 userID: m.userID, channel: m.channel, reason: reason.rawValue, error: error, attempts: attempts,
-                payloadJSON: Self.deadLetterPayload(m, trigger: attempt.send.trigger), messageID: m.messageID)))
+                payloadJSON: Self.deadLetterPayload(m, trigger: attempt.trigger), messageID: m.messageID)))
         }
     }
 
@@ -293,6 +306,13 @@ struct DeliveryPipeline: Sendable {
         mutating func skip(_ send: Send, _ reason: SkipReason, channel: String?) {
             add(send.campaignID, .skipped(send.recipient.userID, channel: channel, reason, attempts: send.number - 1, messageID: send.messageID),
                 count: .skipped, channel: channel)
+        }
+
+        /// An attempt that ends without a request (over a cap, or its run held for good).
+        mutating func skip(_ attempt: Attempt, _ reason: SkipReason) {
+            let m = attempt.message
+            add(m.campaignID, .skipped(m.userID, channel: m.channel, reason, attempts: attempt.number - 1, messageID: m.messageID),
+                count: .skipped, channel: m.channel)
         }
 
         mutating func count(_ status: MessageStatus, channel: String?, provider: String? = nil) {
