@@ -226,6 +226,23 @@ public enum Migrations {
         Migration(version: 9, name: "delivery provider", sql: """
         ALTER TABLE reach.deliveries ADD COLUMN IF NOT EXISTS provider text;
         """),
+        // A campaign writes one row per user, and each row's primary-key insert
+        // descends the B-tree comparing (campaign_id, user_id) a dozen times. In
+        // a libc collation each comparison is a strcoll (copying both strings to
+        // be NUL-terminated); in "C" it is a memcmp. COPY of 1 000 000 rows into
+        // a table already holding another campaign: 2.85–3.30 s → 2.49–2.58 s.
+        // Only these two columns change: nothing pages through reach.deliveries
+        // by user id (pages are read from reach.segment_members and
+        // reach.recipients, which keep the database's collation, so keyset order
+        // and shard ranges are unchanged); rows are looked up by equality, which
+        // is the same in every deterministic collation, and the one range
+        // condition on them (DeliveryStore.existing) is computed in "C" too.
+        // The table is not rewritten (same type); its indexes are rebuilt.
+        Migration(version: 10, name: "delivery keys in byte order", sql: """
+        ALTER TABLE reach.deliveries
+            ALTER COLUMN campaign_id TYPE text COLLATE "C",
+            ALTER COLUMN user_id TYPE text COLLATE "C";
+        """),
     ]
 
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }

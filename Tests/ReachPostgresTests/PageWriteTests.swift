@@ -63,4 +63,31 @@ struct PageWriteTests {
         #expect(try await pg.query("SELECT targeted, checkpoint FROM reach.campaigns WHERE id = 'pw-2'").first.map { [$0[0], $0[1]] }
                 == ["200", "u1199"], "3 + the 197 new; the page's checkpoint written in the same transaction")
     }
+
+    @Test("delivery keys compare in byte order: existing rows are found in a database whose collation orders ids otherwise")
+    func keysInByteOrder() async throws {
+        // An ICU database orders "a1" before "B1"; bytes order "B1" first. The existing-row
+        // lookup bounds its index range by the page's min and max id: in the database's
+        // order those would make an empty range over the "C" key, and every row would look new.
+        let base = try TestEnvironment.postgresAdminURL()
+        let admin = PostgresClient(url: base, poolSize: 1)
+        let name = "t_" + TestEnvironment.unique("icu").replacingOccurrences(of: "-", with: "_")
+        try await admin.query("CREATE DATABASE \(name) TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+        let pg = PostgresClient(url: String(base[..<base.lastIndex(of: "/")!]) + "/" + name, poolSize: 2)
+        try await Migrator(client: pg).run()
+        #expect(try await pg.query("SELECT 'a1' < 'B1'").first?[0] == "t", "the database's own order")
+        let collations = try await pg.query("""
+            SELECT attname, collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+            WHERE attrelid = 'reach.deliveries'::regclass AND attname IN ('campaign_id', 'user_id') ORDER BY attname
+            """)
+        #expect(collations.map { [$0[0] ?? "", $0[1] ?? ""] } == [["campaign_id", "C"], ["user_id", "C"]])
+        let store = DeliveryStore(client: pg)
+        try await pg.query("INSERT INTO reach.campaigns (id, spec, state) VALUES ('icu', '{\"kind\":\"campaign\"}'::jsonb, 'running')")
+        try await store.record(campaignID: "icu", rows: [
+            .sent("B1", channel: "sms", attempts: 1, messageID: "m-B1"), .waiting("a1", channel: "sms", .retry, attempts: 1, messageID: "m-a1"),
+        ], checkpoint: nil)
+        #expect(try await store.existing(campaignID: "icu", userIDs: ["a1", "B1", "b0"]) == ["a1": "scheduled", "B1": "sent"])
+        #expect(try await pg.query("SELECT string_agg(user_id, ',' ORDER BY user_id) FROM reach.deliveries").first?[0] == "B1,a1",
+                "the key's order is bytes")
+    }
 }

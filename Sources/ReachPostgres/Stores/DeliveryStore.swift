@@ -240,7 +240,7 @@ public struct DeliveryStore: Sendable {
 
     /// The users of `userIDs` that already have a row, with its status.
     ///
-    /// The ids' own min and max (in PostgreSQL's collation) bound the index
+    /// The ids' own min and max (in the key's byte order, "C") bound the index
     /// range: with `= ANY` alone the planner scans every row the campaign has
     /// so far and filters, which made a 1 000 000-user campaign quadratic.
     public func existing(campaignID: String, userIDs: [String]) async throws -> [String: String] {
@@ -249,8 +249,8 @@ public struct DeliveryStore: Sendable {
         for row in try await client.query("""
             SELECT user_id, status FROM reach.deliveries
             WHERE campaign_id = $1 AND user_id = ANY($2::text[])
-              AND user_id >= (SELECT min(id) FROM unnest($2::text[]) AS ids(id))
-              AND user_id <= (SELECT max(id) FROM unnest($2::text[]) AS ids(id))
+              AND user_id >= (SELECT min(id COLLATE "C") FROM unnest($2::text[]) AS ids(id))
+              AND user_id <= (SELECT max(id COLLATE "C") FROM unnest($2::text[]) AS ids(id))
             """, [campaignID, userIDs]) {
             result[row[0] ?? ""] = row[1]
         }
