@@ -60,14 +60,24 @@ public enum AddressField: String, Sendable, CaseIterable {
 }
 
 /// A message ready for a provider.
-public struct OutboundMessage: Sendable, Equatable {
-    public var messageID: String
-    public var campaignID: String
-    public var userID: String
-    public var channel: String
-    public var to: String
-    public var title: String
-    public var body: String
+///
+/// A class, not a struct: a message passes through a dozen arrays and steps
+/// (attempts, batches, outcomes, rows), and each copy of a struct of seven
+/// strings retained and released seven strings; a reference is one count.
+/// It never changes once made.
+public final class OutboundMessage: Sendable, Equatable {
+    public let messageID: String
+    public let campaignID: String
+    public let userID: String
+    public let channel: String
+    public let to: String
+    public let title: String
+    public let body: String
+
+    public static func == (a: OutboundMessage, b: OutboundMessage) -> Bool {
+        a === b || (a.messageID == b.messageID && a.campaignID == b.campaignID && a.userID == b.userID && a.channel == b.channel
+            && a.to == b.to && a.title == b.title && a.body == b.body)
+    }
 
     public init(messageID: String, campaignID: String, userID: String, channel: String, to: String, title: String, body: String) {
         self.messageID = messageID

@@ -122,15 +122,17 @@ public struct DeliveryStore: Sendable {
 
     /// Rows and dead letters of many one-user campaigns (trigger sends) in one
     /// transaction. Same rule as `record`: `sent`, `skipped`, `dead` stay.
-    public func recordEach(rows: [(campaignID: String, row: Row)], deadLetters: [(campaignID: String, letter: DeadLetter)]) async throws {
+    /// `campaignIDs`: each row's campaign, at the row's position.
+    public func recordEach(rows: [Row], campaignIDs: [String], deadLetters: [(campaignID: String, letter: DeadLetter)]) async throws {
+        precondition(rows.count == campaignIDs.count, "a campaign id for each row")
         guard !rows.isEmpty || !deadLetters.isEmpty else { return }
         if deadLetters.isEmpty {
             // One statement is atomic on its own: no BEGIN and COMMIT round trips.
-            _ = try await client.withConnection { conn in try await Self.upsert(conn, campaignIDs: rows.map(\.campaignID), rows: rows.map(\.row)) }
+            _ = try await client.withConnection { conn in try await Self.upsert(conn, campaignIDs: campaignIDs, rows: rows) }
             return
         }
         try await client.withTransaction { conn in
-            _ = try await Self.upsert(conn, campaignIDs: rows.map(\.campaignID), rows: rows.map(\.row))
+            _ = try await Self.upsert(conn, campaignIDs: campaignIDs, rows: rows)
             try await Self.insert(conn, campaignIDs: deadLetters.map(\.campaignID), deadLetters: deadLetters.map(\.letter))
         }
     }

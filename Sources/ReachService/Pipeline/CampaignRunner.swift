@@ -490,7 +490,7 @@ public final class CampaignRunner: Service, Sendable {
         func write(_ outcome: DeliveryPipeline.Outcome) async throws -> PageDone {
             let complete = try await previous?.value.chainComplete ?? true
             let chainComplete = complete && outcome.complete
-            try await deliveries.record(campaignID: id, rows: outcome.rows.map(\.row), checkpoint: chainComplete ? page.last?.userID : nil,
+            try await deliveries.record(campaignID: id, rows: outcome.rows, checkpoint: chainComplete ? page.last?.userID : nil,
                                         deadLetters: outcome.deadLetters.map(\.letter), fence: lease.fence, rowsAreNew: true)
             return PageDone(count: page.count, chainComplete: chainComplete)
         }

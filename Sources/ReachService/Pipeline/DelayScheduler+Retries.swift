@@ -66,9 +66,9 @@ extension DelayScheduler {
         let plan = DeliveryPipeline.Plan(kind: .task, acceptedAt: Date(timeIntervalSince1970: stored.createdAt), gate: campaignGate,
                                          spread: .campaign(shards: stored.shards))
         let settled = try await pipeline.deliver(sends, plan) { outcome in
-            try await deliveries.record(campaignID: campaignID, rows: outcome.rows.map(\.row), checkpoint: nil,
+            try await deliveries.record(campaignID: campaignID, rows: outcome.rows, checkpoint: nil,
                                         deadLetters: outcome.deadLetters.map(\.letter))
-            return outcome.complete ? nil : Set(outcome.rows.map(\.row.userID))
+            return outcome.complete ? nil : Set(outcome.rows.map(\.userID))
         }
         if let settled {
             // Held back (this instance is stopping, or the items' lease ran short): try again soon.

@@ -81,7 +81,11 @@ struct DeliveryPipeline: Sendable {
 
     /// Every recipient's row, for the caller to record.
     struct Outcome: Sendable {
-        var rows: [(campaignID: String, row: DeliveryStore.Row)] = []
+        /// The rows, and at the same position the campaign each is of (a page's are all
+        /// its campaign's; a trigger pass has one campaign per rule and event). Kept apart,
+        /// so a page's write takes its rows as they are instead of a copy of each.
+        var rows: [DeliveryStore.Row] = []
+        var rowCampaignIDs: [String] = []
         var deadLetters: [(campaignID: String, letter: DeliveryStore.DeadLetter)] = []
         /// False when the gate held back users who got no row (paused, lease
         /// lost, shutting down): they stay unsent for whoever runs them next.
@@ -299,7 +303,8 @@ struct DeliveryPipeline: Sendable {
 
         mutating func add(_ campaignID: String, _ row: DeliveryStore.Row, count status: MessageStatus?, channel: String?,
                           provider: String? = nil) {
-            outcome.rows.append((campaignID, row))
+            outcome.rows.append(row)
+            outcome.rowCampaignIDs.append(campaignID)
             if let status { count(status, channel: channel, provider: provider) }
         }
 

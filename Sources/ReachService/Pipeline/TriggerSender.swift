@@ -102,7 +102,7 @@ struct TriggerSender: Sendable {
         let plan = DeliveryPipeline.Plan(kind: .event, acceptedAt: consumedAt, gate: gate)
         // What the providers accepted is written before anything else happens.
         let complete = try await pipeline.deliver(sends, plan) { outcome in
-            try await deliveries.recordEach(rows: outcome.rows, deadLetters: outcome.deadLetters)
+            try await deliveries.recordEach(rows: outcome.rows, campaignIDs: outcome.rowCampaignIDs, deadLetters: outcome.deadLetters)
             return outcome.complete
         }
         if !complete { throw HeldBack() }
