@@ -38,4 +38,25 @@ struct DevProviderTests {
         #expect(received[ids[0]] == 2 && received[ids[2]] == 2 && received[ids[3]] == 2 && received[ids[4]] == 2)
         #expect(received[ids[1]] == 1 && received[ids[5]] == 1 && received[ids[6]] == 1)
     }
+
+    @Test("compact counts past several growths agree with a dictionary of the same ids")
+    func compactCountsAgree() {
+        var seen = DevProvider.Seen()
+        var reference: [String: Int] = [:]
+        var rng = SystemRandomNumberGenerator()
+        var ids: [String] = []
+        var wrong = 0
+        for _ in 0..<150_000 {
+            // Every tenth arrival repeats an earlier id; ids whose low bits collide are common at this size.
+            let id = !ids.isEmpty && Int.random(in: 0..<10, using: &rng) == 0
+                ? ids[Int.random(in: 0..<ids.count, using: &rng)]
+                : "m-" + (0..<32).map { _ in String(Int.random(in: 0..<16, using: &rng), radix: 16) }.joined()
+            ids.append(id)
+            reference[id, default: 0] += 1
+            if seen.count(id, compactable: true) != reference[id]! { wrong += 1 }
+        }
+        #expect(wrong == 0, "each arrival's count as the dictionary has it")
+        #expect(seen.all == reference)
+        #expect(seen.byID.isEmpty, "every id was compact")
+    }
 }
