@@ -79,7 +79,9 @@ public enum DeliveryDecision: Sendable, Equatable {
 
     /// `attempt`: the number of this attempt (1 for the first). A deferral is
     /// no attempt, so it keeps the count of the attempts made before it.
-    public static func decide(_ answer: ProviderAnswer, attempt: Int, policy: RetryPolicy,
+    /// `policy` is read only for a retryable answer (the pipeline decides every
+    /// message of a page, nearly all accepted: no lookup of the channel's policy for them).
+    public static func decide(_ answer: ProviderAnswer, attempt: Int, policy: @autoclosure () -> RetryPolicy,
                               using generator: inout some RandomNumberGenerator) -> DeliveryDecision {
         switch answer {
         case .accepted(let ref):
@@ -87,7 +89,7 @@ public enum DeliveryDecision: Sendable, Equatable {
         case .deferred(let reason, let retryAfter):
             return .wait(reason, after: retryAfter ?? .seconds(1), attempts: attempt - 1)
         case .retryable(let retryAfter):
-            switch policy.decide(attempts: attempt, retryable: true, retryAfter: retryAfter, using: &generator) {
+            switch policy().decide(attempts: attempt, retryable: true, retryAfter: retryAfter, using: &generator) {
             case .retry(let after): return .wait(.retry, after: after, attempts: attempt)
             case .dead: return .dead(.retriesExhausted, attempts: attempt)
             }
@@ -96,9 +98,9 @@ public enum DeliveryDecision: Sendable, Equatable {
         }
     }
 
-    public static func decide(_ answer: ProviderAnswer, attempt: Int, policy: RetryPolicy) -> DeliveryDecision {
+    public static func decide(_ answer: ProviderAnswer, attempt: Int, policy: @autoclosure () -> RetryPolicy) -> DeliveryDecision {
         var generator = SystemRandomNumberGenerator()
-        return decide(answer, attempt: attempt, policy: policy, using: &generator)
+        return decide(answer, attempt: attempt, policy: policy(), using: &generator)
     }
 
     /// The row's status.

@@ -13,61 +13,44 @@ public enum StableHash {
     /// digest update per part (two per part, with its length) cost more than
     /// the hashing itself (a batch id hashes 501 parts).
     static func hashed(_ parts: [String]) -> SHA256.Digest {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(parts.reduce(0) { $0 + 4 + $1.utf8.count })
-        for part in parts { append(part, to: &bytes) }
-        return bytes.withUnsafeBytes { once($0) }
-    }
-
-    @inline(__always)
-    static func once(_ bytes: UnsafeRawBufferPointer) -> SHA256.Digest {
-        var hasher = SHA256()
-        hasher.update(bufferPointer: bytes)
-        return hasher.finalize()
-    }
-
-    @inline(__always)
-    static func append(_ part: String, to bytes: inout [UInt8]) {
-        var part = part
-        part.withUTF8 { utf8 in
-            let length = UInt32(utf8.count)
-            bytes.append(UInt8(truncatingIfNeeded: length >> 24))
-            bytes.append(UInt8(truncatingIfNeeded: length >> 16))
-            bytes.append(UInt8(truncatingIfNeeded: length >> 8))
-            bytes.append(UInt8(truncatingIfNeeded: length))
-            bytes.append(contentsOf: utf8)
+        laidOut(byteCount: parts.reduce(0) { $0 + 4 + $1.utf8.count }) { put in
+            for part in parts { put(part) }
         }
     }
 
     /// `digest(["message", a, b])` and the like without an array of parts: per message, twice.
-    /// The bytes are laid out on the stack when they fit (they nearly always do).
     static func hashed(_ a: String, _ b: String, _ c: String) -> SHA256.Digest {
-        var a = a, b = b, c = c
-        return a.withUTF8 { ua in
-            b.withUTF8 { ub in
-                c.withUTF8 { uc in
-                    let total = 12 + ua.count + ub.count + uc.count
-                    return withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { raw in
-                        var at = 0
-                        func put(_ part: UnsafeBufferPointer<UInt8>) {
-                            let length = UInt32(part.count)
-                            raw[at] = UInt8(truncatingIfNeeded: length >> 24)
-                            raw[at + 1] = UInt8(truncatingIfNeeded: length >> 16)
-                            raw[at + 2] = UInt8(truncatingIfNeeded: length >> 8)
-                            raw[at + 3] = UInt8(truncatingIfNeeded: length)
-                            at += 4
-                            if let base = part.baseAddress, part.count > 0 {
-                                (raw.baseAddress! + at).copyMemory(from: base, byteCount: part.count)
-                            }
-                            at += part.count
-                        }
-                        put(ua)
-                        put(ub)
-                        put(uc)
-                        return once(UnsafeRawBufferPointer(raw))
+        laidOut(byteCount: 12 + a.utf8.count + b.utf8.count + c.utf8.count) { put in
+            put(a)
+            put(b)
+            put(c)
+        }
+    }
+
+    /// SHA-256 of the parts `write` puts, each as its UTF-8 length (4 bytes,
+    /// big-endian) and its bytes, laid out in one buffer of `byteCount` bytes
+    /// (on the stack when small) and hashed in one update.
+    private static func laidOut(byteCount: Int, _ write: ((String) -> Void) -> Void) -> SHA256.Digest {
+        withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 1) { raw in
+            var at = 0
+            write { part in
+                var part = part
+                part.withUTF8 { utf8 in
+                    let length = UInt32(utf8.count)
+                    for shift in stride(from: 24, through: 0, by: -8) {
+                        raw[at] = UInt8(truncatingIfNeeded: length >> shift)
+                        at += 1
                     }
+                    if let base = utf8.baseAddress, utf8.count > 0 {
+                        (raw.baseAddress! + at).copyMemory(from: base, byteCount: utf8.count)
+                    }
+                    at += utf8.count
                 }
             }
+            precondition(at == byteCount, "the parts fill the buffer")
+            var hasher = SHA256()
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(raw))
+            return hasher.finalize()
         }
     }
 

@@ -119,41 +119,37 @@ public final class DevProvider: Sendable {
         /// Counts one arrival; returns how many there were so far.
         mutating func add(_ key: CompactID) -> Int {
             if (used + 1) * 2 > counts.count { grow() }
-            let mask = counts.count - 1
-            var slot = Int(truncatingIfNeeded: key.low) & mask
-            while counts[slot] != 0 {
-                if keys[slot] == key {
-                    counts[slot] += 1
-                    return Int(counts[slot])
-                }
-                slot = (slot + 1) & mask
-            }
-            keys[slot] = key
-            counts[slot] = 1
-            used += 1
-            return 1
+            let slot = probe(key)
+            if counts[slot] == 0 { (keys[slot], used) = (key, used + 1) }
+            counts[slot] += 1
+            return Int(counts[slot])
         }
 
         func forEach(_ body: (CompactID, Int) -> Void) {
             for slot in counts.indices where counts[slot] != 0 { body(keys[slot], Int(counts[slot])) }
         }
 
+        /// Where `key` is, or the free slot where it goes: from its low bits on, one step at a time.
+        private func probe(_ key: CompactID) -> Int {
+            let mask = counts.count - 1
+            var slot = Int(truncatingIfNeeded: key.low) & mask
+            while counts[slot] != 0 && keys[slot] != key { slot = (slot + 1) & mask }
+            return slot
+        }
+
         private mutating func grow() {
             let (oldKeys, oldCounts) = (keys, counts)
             keys = Array(repeating: CompactID(high: 0, low: 0), count: oldCounts.count * 2)
             counts = Array(repeating: 0, count: oldCounts.count * 2)
-            let mask = counts.count - 1
             for i in oldCounts.indices where oldCounts[i] != 0 {
-                var slot = Int(truncatingIfNeeded: oldKeys[i].low) & mask
-                while counts[slot] != 0 { slot = (slot + 1) & mask }
-                keys[slot] = oldKeys[i]
-                counts[slot] = oldCounts[i]
+                let slot = probe(oldKeys[i])
+                (keys[slot], counts[slot]) = (oldKeys[i], oldCounts[i])
             }
         }
     }
 
     /// A message id of the form `m-` + 32 lowercase hex digits, as 128 bits.
-    struct CompactID: Hashable {
+    struct CompactID: Equatable {
         let high: UInt64
         let low: UInt64
 

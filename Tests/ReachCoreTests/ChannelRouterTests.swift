@@ -66,4 +66,17 @@ struct ChannelRouterTests {
         #expect(StableHash.digest(["message", "spring", "u-1"]).prefix(16).map { String(format: "%02x", $0) }.joined()
                 == "d4f9b3264a594e93cf50a15811272c0a")
     }
+
+    @Test("ids of any bytes hash as the same length-prefixed layout (NUL, multi-byte, empty, 70 000 bytes, a 501-part batch; Python's hashlib)")
+    func pinnedForEveryByte() {
+        func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+        let odd = ["message", "c\u{0}mp", "用户-🎉"]
+        #expect(hex(StableHash.digest(odd)) == "66a65db3112303c97199fbddff49089636cc94ac07fef2f763d7acff582e207e")
+        #expect(StableHash.uint64(odd[0], odd[1], odd[2]) == StableHash.uint64(odd), "the three-part and the list forms agree")
+        let long = ["route", "", String(repeating: "x", count: 70_000)]
+        #expect(hex(StableHash.digest(long)) == "b647854553b1dd4a9e2da2154aa89bd95303c49a23ecba217ea3932f4055e36f")
+        #expect(StableHash.uint64(long[0], long[1], long[2]) == StableHash.uint64(long))
+        let batch = ["batch"] + (0..<500).map { "m-" + String(repeating: "0", count: 32 - String($0, radix: 16).count) + String($0, radix: 16) }
+        #expect(hex(StableHash.digest(batch)) == "06bd1b340b5576cecb9fa62518a554de15b53257057d363e66f3817ebfe3b97a")
+    }
 }

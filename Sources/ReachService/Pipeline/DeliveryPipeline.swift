@@ -157,9 +157,6 @@ struct DeliveryPipeline: Sendable {
         return try await finish(tally, record)
     }
 
-    /// The policy handed to decisions that do not read one (an answer other than retryable).
-    static let noRetries = RetryPolicy(maxAttempts: 1, base: .seconds(1), max: .seconds(1))
-
     /// Sends planned or decided between two yields of the cooperative thread (about a millisecond).
     static let yieldEvery = 500
 
@@ -266,9 +263,7 @@ struct DeliveryPipeline: Sendable {
         // SPEC §8 `failed`: a provider call that failed (the message is then `retried` or `dead` too).
         if answer.isFailedCall { tally.count(.failed, channel: m.channel, provider: outcome.provider) }
         let error = outcome.error ?? "provider call failed"
-        // Only a retryable answer reads the channel's retry policy: no lookup per accepted message.
-        let policy = if case .retryable = answer { registry.retryPolicy(m.channel) } else { Self.noRetries }
-        switch DeliveryDecision.decide(answer, attempt: number, policy: policy) {
+        switch DeliveryDecision.decide(answer, attempt: number, policy: registry.retryPolicy(m.channel)) {
         case .sent(let attempts, let providerRef):
             followUp.sent += 1
             tally.add(m.campaignID, .sent(m.userID, channel: m.channel, attempts: attempts, messageID: m.messageID, providerRef: providerRef,
